@@ -1,0 +1,27 @@
+# Every target sets itself up: a virtual environment with the CPU build of torch
+# (installed first and pinned, so nothing pulls a CUDA build), then the project.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: demo test lint bench install
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[test,benchmarks]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m metaloss_sk demo
+
+test: $(STAMP)
+	$(BIN)/python -m ruff check metaloss_sk tests benchmarks
+	$(BIN)/python -m pytest -q --timeout=600
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_speed.py

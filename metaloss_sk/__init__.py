@@ -1,0 +1,9 @@
+"""metaloss_sk: learn symbolic loss functions for skorch networks (EvoMAL)."""
+
+from .loss import SymbolicLoss
+from .primitives import EVOMAL_FUNCTION_SET, PRIMITIVES
+from .program import Program, parse
+
+__version__ = "0.1.0"
+
+__all__ = ["SymbolicLoss", "Program", "parse", "PRIMITIVES", "EVOMAL_FUNCTION_SET", "__version__"]

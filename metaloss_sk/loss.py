@@ -1,0 +1,252 @@
+"""SymbolicLoss: a loss program as an ordinary skorch criterion."""
+
+import numpy as np
+import sympy
+import torch
+from torch import nn
+
+from .program import parse
+
+__all__ = ["SymbolicLoss", "TASKS", "LINKS"]
+
+TASKS = ("multiclass", "binary", "regression")
+#: Links each task accepts; the first is the default.
+LINKS = {
+    "multiclass": ("softmax", "probabilities"),
+    "binary": ("sigmoid", "probabilities"),
+    "regression": ("identity",),
+}
+CROSS_ENTROPY = "neg(mul(y, log(yhat)))"
+
+
+def _check_task_link(task, link):
+    if task not in TASKS:
+        raise ValueError(f"task={task!r} is not supported; use one of {TASKS}.")
+    if link == "auto":
+        return LINKS[task][0]
+    if link not in LINKS[task]:
+        raise ValueError(f"link={link!r} does not fit task={task!r}; use one of {('auto',) + LINKS[task]}.")
+    return link
+
+
+def _class_for(task, link):
+    link = _check_task_link(task, link)
+    return {
+        ("multiclass", "softmax"): _SoftmaxSymbolicLoss,
+        ("binary", "sigmoid"): _SigmoidSymbolicLoss,
+        ("binary", "probabilities"): _BinaryProbabilitySymbolicLoss,
+    }.get((task, link), SymbolicLoss)
+
+
+class SymbolicLoss(nn.Module):
+    """A loss function given by a symbolic program, usable as a skorch criterion.
+
+    The program is applied element-wise to the target ``y`` and the prediction
+    ``yhat``, summed over classes and averaged over the batch (EvoMAL's
+    convention). For classification ``yhat`` is a probability: the softmax of
+    the logits (multiclass, one-hot ``y``) or, for a single-output binary net,
+    the sigmoid expanded to the two classes ``[1 - p, p]``, so that the
+    cross-entropy program below equals binary cross-entropy. For regression
+    ``yhat`` is the raw output and the program's value is averaged over all
+    elements.
+
+    Parameters
+    ----------
+    program : str, default="neg(mul(y, log(yhat)))"
+        The loss in gplearn's prefix syntax; parsed by a restricted grammar,
+        never evaluated as Python. The default is cross-entropy.
+    task : {"multiclass", "binary", "regression"}, default="multiclass"
+        What the net predicts.
+    link : {"auto", "softmax", "sigmoid", "identity", "probabilities"}, default="auto"
+        How raw outputs become ``yhat``; ``"auto"`` picks softmax, sigmoid or
+        identity by task, ``"probabilities"`` is for modules that already
+        output probabilities.
+    coefficients : sequence of float, optional
+        One coefficient per edge of the program tree (per node but the root, in
+        prefix order), scaling that node's value on its way to its parent.
+        Stored as a buffer, so a net's optimizer never trains it.
+
+    Notes
+    -----
+    With the softmax or sigmoid link the loss is also an instance of
+    :class:`torch.nn.CrossEntropyLoss` or :class:`torch.nn.BCEWithLogitsLoss`,
+    which is how skorch knows to turn ``predict_proba``'s outputs into
+    probabilities; only this class's ``forward`` is ever used.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from metaloss_sk import SymbolicLoss
+    >>> loss = SymbolicLoss("neg(mul(y, log(yhat)))")
+    >>> logits, target = torch.zeros(4, 3), torch.tensor([0, 1, 2, 0])
+    >>> round(loss(logits, target).item(), 4)
+    1.0986
+    >>> print(loss)
+    -(y * log(yhat))
+    """
+
+    def __new__(cls, program=CROSS_ENTROPY, task="multiclass", link="auto", coefficients=None):
+        target = _class_for(task, link)
+        obj = super().__new__(target)
+        if not issubclass(target, cls):
+            # Python calls __init__ only for instances of cls; do it here.
+            obj.__init__(program, task, link, coefficients)
+        return obj
+
+    def __init__(self, program=CROSS_ENTROPY, task="multiclass", link="auto", coefficients=None):
+        super().__init__()
+        self.program = program
+        self.task = task
+        self.link = link
+        self.program_ = parse(program)
+        self.link_ = _check_task_link(task, link)
+        if coefficients is None:
+            self.register_buffer("coefficients", None)
+        else:
+            c = torch.as_tensor(np.asarray(coefficients, dtype=np.float32).reshape(-1))
+            if c.numel() != len(self.program_) - 1:
+                raise ValueError(
+                    f"coefficients has {c.numel()} values; the program {self.program_} has "
+                    f"{len(self.program_) - 1} edges (one per node but the root)."
+                )
+            if not torch.isfinite(c).all():
+                raise ValueError("coefficients must be finite.")
+            self.register_buffer("coefficients", c)
+
+    def __reduce_ex__(self, protocol):
+        # Rebuild through the constructor: robust across versions and classes.
+        state = {k: v for k, v in self.__dict__.items()
+                 if k not in ("program_", "_buffers", "_parameters", "_modules")}
+        return (_rebuild, (self.get_params(),), state)
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+
+    def get_params(self):
+        """Constructor arguments, coefficients as a list of floats."""
+        return {
+            "program": self.program, "task": self.task, "link": self.link,
+            "coefficients": None if self.coefficients is None
+            else [float(c) for c in self.coefficients.detach().cpu()],
+        }
+
+    def with_coefficients(self, coefficients):
+        """A copy of this loss with other coefficients (None removes them)."""
+        return SymbolicLoss(**{**self.get_params(), "coefficients": coefficients})
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items()
+                         if not (k == "coefficients" and v is None))
+        return f"SymbolicLoss({args})"
+
+    def __str__(self):
+        return self.infix()
+
+    def infix(self, precision=4):
+        """Readable infix expression, with coefficients where present."""
+        return self.program_.infix(self._coefficient_list(), precision=precision)
+
+    def sympy(self):
+        """The loss as a sympy expression in ``y`` and ``yhat``."""
+        return self.program_.sympy(self._coefficient_list(), positive_yhat=self.task != "regression")
+
+    def latex(self):
+        """The loss in LaTeX."""
+        return sympy.latex(self.sympy())
+
+    def _coefficient_list(self):
+        return None if self.coefficients is None else self.get_params()["coefficients"]
+
+    def forward(self, y_pred, y_true):
+        """Loss of raw outputs ``y_pred`` against targets ``y_true``."""
+        y, yhat = self.terminals(y_pred, y_true)
+        return self.reduce(self.program_.evaluate(y, yhat, self.coefficients), y)
+
+    def reduce(self, elementwise, y):
+        """Sum over classes and mean over the batch (mean over all for regression)."""
+        elementwise = torch.broadcast_to(elementwise, y.shape)
+        if self.task == "regression":
+            return elementwise.mean()
+        return elementwise.sum(-1).mean()
+
+    def terminals(self, y_pred, y_true):
+        """The program's terminals ``(y, yhat)`` for a batch, as float tensors."""
+        if not torch.is_tensor(y_pred) or not torch.is_floating_point(y_pred):
+            raise TypeError(
+                f"SymbolicLoss expects the prediction as a floating-point tensor, got "
+                f"{getattr(y_pred, 'dtype', type(y_pred).__name__)}."
+            )
+        y_true = torch.as_tensor(y_true, device=y_pred.device)
+        if self.task == "multiclass":
+            return self._multiclass(y_pred, y_true)
+        if self.task == "binary":
+            return self._binary(y_pred, y_true)
+        return self._regression(y_pred, y_true)
+
+    def _multiclass(self, y_pred, y_true):
+        if y_pred.dim() != 2:
+            raise ValueError(
+                f"task='multiclass' expects predictions of shape (n_samples, n_classes), "
+                f"got {tuple(y_pred.shape)}; for one output use task='binary'."
+            )
+        yhat = torch.softmax(y_pred, dim=-1) if self.link_ == "softmax" else y_pred
+        if y_true.shape == y_pred.shape and torch.is_floating_point(y_true):
+            return y_true.to(y_pred.dtype), yhat
+        if y_true.dim() != 1 or len(y_true) != len(y_pred):
+            raise ValueError(
+                f"task='multiclass' expects targets of shape ({len(y_pred)},) with class "
+                f"indices, or {tuple(y_pred.shape)} with probabilities; got {tuple(y_true.shape)}."
+            )
+        if torch.is_floating_point(y_true) or y_true.dtype == torch.bool:
+            raise TypeError(f"task='multiclass' expects integer class indices, got {y_true.dtype}.")
+        y = nn.functional.one_hot(y_true.long(), y_pred.shape[-1]).to(y_pred.dtype)
+        return y, yhat
+
+    def _binary(self, y_pred, y_true):
+        if not (y_pred.dim() == 1 or (y_pred.dim() == 2 and y_pred.shape[1] == 1)):
+            raise ValueError(
+                f"task='binary' expects one output per sample, (n_samples,) or (n_samples, 1); "
+                f"got {tuple(y_pred.shape)}; for several classes use task='multiclass'."
+            )
+        z = y_pred.reshape(-1)
+        if y_true.numel() != z.numel():
+            raise ValueError(
+                f"task='binary' expects {z.numel()} targets, got shape {tuple(y_true.shape)}."
+            )
+        t = y_true.reshape(-1).to(y_pred.dtype)
+        if self.link_ == "sigmoid":
+            # [sigmoid(-z), sigmoid(z)] keeps 1 - p accurate near p = 1.
+            yhat = torch.sigmoid(torch.stack([-z, z], dim=-1))
+        else:
+            yhat = torch.stack([1 - z, z], dim=-1)
+        return torch.stack([1 - t, t], dim=-1), yhat
+
+    def _regression(self, y_pred, y_true):
+        if y_true.shape != y_pred.shape:
+            if y_pred.dim() == 2 and y_pred.shape[1] == 1 and y_true.shape == y_pred.shape[:1]:
+                y_true = y_true.unsqueeze(1)
+            elif y_true.dim() == 2 and y_true.shape[1] == 1 and y_pred.shape == y_true.shape[:1]:
+                y_pred = y_pred.unsqueeze(1)
+            else:
+                raise ValueError(
+                    f"task='regression' expects targets shaped like the predictions "
+                    f"{tuple(y_pred.shape)} (or (n_samples,) for one output), "
+                    f"got {tuple(y_true.shape)}."
+                )
+        return y_true.to(y_pred.dtype), y_pred
+
+
+def _rebuild(params):
+    return SymbolicLoss(**params)
+
+
+class _SoftmaxSymbolicLoss(SymbolicLoss, nn.CrossEntropyLoss):
+    pass
+
+
+class _SigmoidSymbolicLoss(SymbolicLoss, nn.BCEWithLogitsLoss):
+    pass
+
+
+class _BinaryProbabilitySymbolicLoss(SymbolicLoss, nn.BCELoss):
+    pass

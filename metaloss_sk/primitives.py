@@ -1,0 +1,150 @@
+"""The function set: every primitive a loss program may use.
+
+Each primitive carries its name and arity (as in gplearn), a torch operation
+that is finite in value and gradient for every finite input, and a sympy form
+for export. The protected forms are EvoMAL's: division is the analytic
+quotient, ``log`` and ``sqrt`` act on ``max(|x|, 1e-7)``.
+"""
+
+from dataclasses import dataclass
+from typing import Callable
+
+import sympy
+import torch
+
+__all__ = ["Primitive", "PRIMITIVES", "EVOMAL_FUNCTION_SET", "resolve_function_set"]
+
+_FLOOR = 1e-7
+_EXP_CAP = 30.0
+
+
+@dataclass(frozen=True)
+class Primitive:
+    """One function a loss program may call.
+
+    Parameters
+    ----------
+    name : str
+        The name used in program strings, e.g. ``"mul"``.
+    arity : int
+        Number of arguments.
+    torch_fn : callable
+        Element-wise tensor operation.
+    sympy_fn : callable
+        The same operation on sympy expressions (protective floors omitted for
+        readability where they only matter at the singular point).
+    infix : str or None
+        A format string for readable infix printing, or None for ``name(args)``.
+    """
+
+    name: str
+    arity: int
+    torch_fn: Callable = None
+    sympy_fn: Callable = None
+    infix: str = None
+
+    def __repr__(self):
+        return f"Primitive({self.name!r}, arity={self.arity})"
+
+
+def _protected_log(x):
+    return torch.log(torch.clamp(torch.abs(x), min=_FLOOR))
+
+
+def _protected_sqrt(x):
+    return torch.sqrt(torch.clamp(torch.abs(x), min=_FLOOR))
+
+
+def _analytic_quotient(a, b):
+    # hypot(1, b) = sqrt(1 + b^2) without overflowing for large |b|.
+    return a / torch.hypot(torch.ones_like(b), b)
+
+
+def _protected_inv(x):
+    # gplearn's protected inverse, in the double-where form so the masked
+    # branch cannot leak an infinite gradient (FIELD_NOTES.md).
+    mask = torch.abs(x) > 1e-3
+    safe = torch.where(mask, x, torch.ones_like(x))
+    return torch.where(mask, 1.0 / safe, torch.zeros_like(x))
+
+
+def _protected_exp(x):
+    return torch.exp(torch.clamp(x, max=_EXP_CAP))
+
+
+def _sym_log(x):
+    return sympy.log(sympy.Abs(x))
+
+
+def _sym_sqrt(x):
+    return sympy.sqrt(sympy.Abs(x))
+
+
+def _sym_div(a, b):
+    return a / sympy.sqrt(1 + b**2)
+
+
+def _sym_inv(x):
+    return 1 / x
+
+
+_ALL = [
+    Primitive("add", 2, torch.add, lambda a, b: a + b, "({} + {})"),
+    Primitive("sub", 2, torch.sub, lambda a, b: a - b, "({} - {})"),
+    Primitive("mul", 2, torch.mul, lambda a, b: a * b, "({} * {})"),
+    Primitive("div", 2, _analytic_quotient, _sym_div, "aq({}, {})"),
+    Primitive("min", 2, torch.minimum, sympy.Min),
+    Primitive("max", 2, torch.maximum, sympy.Max),
+    Primitive("sign", 1, torch.sign, sympy.sign),
+    Primitive("square", 1, torch.square, lambda x: x**2, "{}^2"),
+    Primitive("abs", 1, torch.abs, sympy.Abs, "|{}|"),
+    Primitive("log", 1, _protected_log, _sym_log),
+    Primitive("sqrt", 1, _protected_sqrt, _sym_sqrt),
+    Primitive("tanh", 1, torch.tanh, sympy.tanh),
+    Primitive("neg", 1, torch.neg, lambda x: -x, "-{}"),
+    Primitive("inv", 1, _protected_inv, _sym_inv),
+    Primitive("sin", 1, torch.sin, sympy.sin),
+    Primitive("cos", 1, torch.cos, sympy.cos),
+    Primitive("exp", 1, _protected_exp, sympy.exp),
+    Primitive("sigmoid", 1, torch.sigmoid, lambda x: 1 / (1 + sympy.exp(-x))),
+]
+
+#: Every primitive known to the library, by name.
+PRIMITIVES = {p.name: p for p in _ALL}
+
+#: The twelve primitives of EvoMAL's search space (the default function set).
+EVOMAL_FUNCTION_SET = (
+    "add", "sub", "mul", "div", "min", "max",
+    "sign", "square", "abs", "log", "sqrt", "tanh",
+)
+
+
+def resolve_function_set(function_set):
+    """Return a tuple of :class:`Primitive` for names (or primitives).
+
+    Raises
+    ------
+    ValueError
+        If a name is unknown or the set is empty, naming the offender.
+    """
+    if isinstance(function_set, str):
+        raise ValueError(
+            f"function_set must be a sequence of primitive names, got the string "
+            f"{function_set!r}; wrap it in a list."
+        )
+    resolved = []
+    for item in function_set:
+        if isinstance(item, Primitive):
+            resolved.append(item)
+        elif isinstance(item, str) and item in PRIMITIVES:
+            resolved.append(PRIMITIVES[item])
+        else:
+            raise ValueError(
+                f"function_set contains the unknown primitive {item!r}; "
+                f"choose from {sorted(PRIMITIVES)}."
+            )
+    if not resolved:
+        raise ValueError("function_set is empty; give at least one primitive name.")
+    if len({p.name for p in resolved}) != len(resolved):
+        raise ValueError(f"function_set names a primitive twice: {[p.name for p in resolved]}.")
+    return tuple(resolved)

@@ -1,0 +1,410 @@
+"""Loss programs in gplearn's flat prefix representation.
+
+A program is a tuple of nodes in prefix order. A node is a
+:class:`~metaloss_sk.primitives.Primitive`, a terminal index (``0`` for the
+target ``y``, ``1`` for the prediction ``yhat``) or a float constant: the same
+shape as gplearn's ``_Program.program`` lists, which is what lets the search
+reuse gplearn's variation operators. This is the only module that touches
+gplearn's private names.
+"""
+
+import re
+
+import numpy as np
+import sympy
+from gplearn._program import _Program
+from gplearn.functions import _Function
+
+from .primitives import PRIMITIVES, Primitive, resolve_function_set
+
+__all__ = ["Program", "SearchSpace", "TERMINALS", "parse"]
+
+#: Terminal names, by index.
+TERMINALS = ("y", "yhat")
+
+_TOKEN = re.compile(
+    r"\s*(?:(?P<number>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
+    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<punct>[(),]))"
+)
+_MAX_NODES = 10_000
+
+
+def _fold(nodes, leaf, node, coefficients=None):
+    """Evaluate a prefix program bottom-up without recursion.
+
+    ``leaf(n)`` maps a terminal or constant to a value, ``node(p, args)`` applies
+    primitive ``p``. With ``coefficients``, every non-root node's value is
+    passed through ``scale(value, c)`` where ``coefficients = (cs, scale)``.
+    """
+    stack = []
+    for i in range(len(nodes) - 1, -1, -1):
+        n = nodes[i]
+        if isinstance(n, Primitive):
+            args = [stack.pop() for _ in range(n.arity)]
+            value = node(n, args)
+        else:
+            value = leaf(n)
+        if coefficients is not None and i > 0:
+            cs, scale = coefficients
+            value = scale(value, cs[i - 1])
+        stack.append(value)
+    return stack[0]
+
+
+def _format_constant(c):
+    return repr(float(c))
+
+
+class Program:
+    """An immutable loss program.
+
+    Build one with :func:`parse` or from a node sequence. ``str(program)`` gives
+    gplearn's prefix syntax, which :func:`parse` reads back.
+    """
+
+    __slots__ = ("nodes", "_text")
+
+    def __init__(self, nodes):
+        nodes = tuple(nodes)
+        _check_nodes(nodes)
+        object.__setattr__(self, "nodes", nodes)
+        object.__setattr__(self, "_text", None)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("Program is immutable")
+
+    def __reduce__(self):
+        return (parse, (str(self),))
+
+    def __str__(self):
+        if self._text is None:
+            text = _fold(
+                self.nodes,
+                lambda n: TERMINALS[n] if isinstance(n, int) else _format_constant(n),
+                lambda p, args: f"{p.name}({', '.join(args)})",
+            )
+            object.__setattr__(self, "_text", text)
+        return self._text
+
+    def __repr__(self):
+        return f"Program({str(self)!r})"
+
+    def __eq__(self, other):
+        return isinstance(other, Program) and str(self) == str(other)
+
+    def __hash__(self):
+        return hash(str(self))
+
+    def __len__(self):
+        return len(self.nodes)
+
+    @property
+    def length(self):
+        """Number of nodes (gplearn's ``length_``)."""
+        return len(self.nodes)
+
+    @property
+    def depth(self):
+        """Height of the tree: 0 for a single terminal (gplearn's ``depth_``)."""
+        return _fold(self.nodes, lambda n: 0, lambda p, args: 1 + max(args))
+
+    @property
+    def terminals_used(self):
+        """Set of terminal names the program reads."""
+        return {TERMINALS[n] for n in self.nodes if isinstance(n, int) and not isinstance(n, bool)}
+
+    @property
+    def is_valid_loss(self):
+        """True when the program uses both ``y`` and ``yhat`` (EvoMAL's rule)."""
+        return self.terminals_used == set(TERMINALS)
+
+    def infix(self, coefficients=None, precision=4):
+        """Readable infix form, e.g. ``-(y * log(yhat))``.
+
+        With ``coefficients`` (one per edge, i.e. per non-root node) each
+        coefficient is shown where it scales its node.
+        """
+        def scale(text, c):
+            return f"{c:.{precision}g}*{text}"
+
+        text = _fold(
+            self.nodes,
+            lambda n: TERMINALS[n] if isinstance(n, int) else f"{n:g}",
+            lambda p, args: p.infix.format(*args) if p.infix else f"{p.name}({', '.join(args)})",
+            None if coefficients is None else (list(coefficients), scale),
+        )
+        if text.startswith("(") and text.endswith(")") and _balanced(text[1:-1]):
+            text = text[1:-1]
+        return text
+
+    def sympy(self, coefficients=None, positive_yhat=False):
+        """The program as a sympy expression in symbols ``y`` and ``yhat``.
+
+        ``positive_yhat=True`` declares ``yhat`` positive (softmax and sigmoid
+        outputs), which lets sympy drop redundant absolute values.
+        """
+        symbols = (sympy.Symbol("y", real=True),
+                   sympy.Symbol("yhat", positive=True) if positive_yhat
+                   else sympy.Symbol("yhat", real=True))
+        return _fold(
+            self.nodes,
+            lambda n: symbols[n] if isinstance(n, int) else sympy.Float(n) if n % 1 else sympy.Integer(int(n)),
+            lambda p, args: p.sympy_fn(*args),
+            None if coefficients is None else
+            ([sympy.Float(c, 6) for c in coefficients], lambda v, c: c * v),
+        )
+
+    def evaluate(self, y, yhat, coefficients=None):
+        """Evaluate element-wise on tensors (or numpy arrays, or floats for constants)."""
+        return _fold(
+            self.nodes,
+            lambda n: (y, yhat)[n] if isinstance(n, int) else n,
+            lambda p, args: p.torch_fn(*args),
+            None if coefficients is None else (coefficients, lambda v, c: v * c),
+        )
+
+
+def _balanced(text):
+    depth = 0
+    for ch in text:
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+def _check_nodes(nodes):
+    if not nodes:
+        raise ValueError("a program needs at least one node")
+    need = 1
+    for i, n in enumerate(nodes):
+        if need == 0:
+            raise ValueError(f"program has trailing nodes from position {i}")
+        if isinstance(n, Primitive):
+            need += n.arity - 1
+        elif isinstance(n, bool) or not isinstance(n, (int, float)):
+            raise ValueError(f"node {i} is {n!r}; expected a Primitive, 0 (y), 1 (yhat) or a float")
+        elif isinstance(n, int) and n not in (0, 1):
+            raise ValueError(f"node {i} is the terminal index {n}; only 0 (y) and 1 (yhat) exist")
+        elif isinstance(n, float) and not np.isfinite(n):
+            raise ValueError(f"node {i} is the non-finite constant {n!r}")
+        else:
+            need -= 1
+    if need != 0:
+        raise ValueError(f"program is incomplete: {need} argument(s) missing at the end")
+
+
+def parse(text, function_set=None):
+    """Parse a program from gplearn's prefix syntax, e.g. ``neg(mul(y, log(yhat)))``.
+
+    The grammar is ``expr := number | y | yhat | name "(" expr ("," expr)* ")"``;
+    nothing is ever evaluated as Python.
+
+    Parameters
+    ----------
+    text : str
+        The program.
+    function_set : sequence of str, optional
+        Primitives allowed; default every primitive in the registry.
+
+    Raises
+    ------
+    ValueError
+        For malformed input, naming the position and the offending token.
+    """
+    if isinstance(text, Program):
+        return text
+    if not isinstance(text, str):
+        raise ValueError(f"a program must be a string, got {type(text).__name__}")
+    allowed = PRIMITIVES if function_set is None else {p.name: p for p in resolve_function_set(function_set)}
+    tokens = _tokenize(text)
+    if not tokens:
+        raise ValueError("cannot parse an empty program")
+    if len(tokens) > 4 * _MAX_NODES:
+        raise ValueError(f"program is too long ({len(tokens)} tokens; at most {4 * _MAX_NODES})")
+
+    nodes, pending = [], []  # pending: [primitive, arguments still to come] per open call
+    i = 0
+
+    def token_error(msg):
+        pos, tok = tokens[i] if i < len(tokens) else (len(text), "end of input")
+        return ValueError(f"{msg} at position {pos}: {tok!r} in {_shorten(text)!r}")
+
+    while True:
+        if i >= len(tokens):
+            raise token_error("expected an expression")
+        pos, tok = tokens[i]
+        if tok in TERMINALS:
+            nodes.append(TERMINALS.index(tok))
+            i += 1
+        elif _is_number(tok):
+            value = float(tok)
+            if not np.isfinite(value):
+                raise token_error("constant is not finite")
+            nodes.append(value)
+            i += 1
+        elif tok[0].isalpha() or tok[0] == "_":
+            if tok not in allowed:
+                raise token_error(f"unknown primitive (known: {', '.join(sorted(allowed))})")
+            i += 1
+            if i >= len(tokens) or tokens[i][1] != "(":
+                raise token_error(f"expected '(' after {tok!r}")
+            i += 1
+            nodes.append(allowed[tok])
+            pending.append([allowed[tok], allowed[tok].arity])
+            continue
+        else:
+            raise token_error("expected an expression")
+        # An expression just ended: close every call it completes.
+        while True:
+            if not pending:
+                if i != len(tokens):
+                    raise token_error("unexpected trailing token")
+                return Program(nodes)
+            call = pending[-1]
+            call[1] -= 1
+            if i >= len(tokens):
+                raise token_error("unbalanced parentheses: expected ',' or ')'")
+            tok = tokens[i][1]
+            if call[1] == 0:
+                if tok != ")":
+                    raise token_error(f"{call[0].name} takes {call[0].arity} argument(s); expected ')'")
+                pending.pop()
+                i += 1
+                continue
+            if tok != ",":
+                raise token_error(f"{call[0].name} takes {call[0].arity} argument(s); expected ','")
+            i += 1
+            break
+
+
+def _is_number(tok):
+    return tok[0].isdigit() or tok[0] in "+-."
+
+
+def _tokenize(text):
+    tokens, pos = [], 0
+    while pos < len(text):
+        if text[pos].isspace():
+            pos += 1
+            continue
+        m = _TOKEN.match(text, pos)
+        if m is None or m.end() == pos:
+            raise ValueError(f"unexpected character at position {pos}: {text[pos]!r} in {_shorten(text)!r}")
+        start = m.start(m.lastgroup)
+        tokens.append((start, m.group(m.lastgroup)))
+        pos = m.end()
+    return tokens
+
+
+def _shorten(text, n=80):
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+class SearchSpace:
+    """The programs a search may build, and gplearn's variation operators over them.
+
+    Parameters
+    ----------
+    function_set : sequence of str
+        Primitive names.
+    constants : sequence of float
+        Fixed constants offered as terminals (EvoMAL: ``+1`` and ``-1``).
+    const_range : tuple of two floats or None
+        gplearn's random constants; None for none.
+    """
+
+    def __init__(self, function_set, constants=(1.0, -1.0), const_range=None):
+        self.primitives = resolve_function_set(function_set)
+        self.constants = tuple(float(c) for c in constants)
+        self.const_range = const_range
+        # Programs given by the user (seeds) may use any registered primitive;
+        # new genetic material is drawn from the function set only.
+        self._to_gp = {p.name: _Function(function=None, name=p.name, arity=p.arity)
+                       for p in PRIMITIVES.values()}
+        self._from_gp = dict(PRIMITIVES)
+        self._function_set = [self._to_gp[p.name] for p in self.primitives]
+        self._arities = {}
+        for f in self._function_set:
+            self._arities.setdefault(f.arity, []).append(f)
+        self._binary = [p for p in self.primitives if p.arity == 2]
+        if not self._binary:
+            raise ValueError(
+                "function_set needs at least one binary primitive (e.g. 'add'), "
+                "or no program could use both y and yhat."
+            )
+
+    def _gp(self, program=None, init_depth=(2, 4), init_method="half and half",
+            p_point_replace=0.05):
+        nodes = None
+        if program is not None:
+            nodes = []
+            for n in program.nodes:
+                if isinstance(n, Primitive):
+                    nodes.append(self._to_gp[n.name])
+                else:
+                    nodes.append(n)
+        return _Program(
+            function_set=self._function_set, arities=self._arities,
+            init_depth=init_depth, init_method=init_method,
+            n_features=len(TERMINALS) + len(self.constants),
+            const_range=self.const_range, metric=None,
+            p_point_replace=p_point_replace, parsimony_coefficient=0.0,
+            random_state=None if nodes is not None else np.random.RandomState(0),
+            program=nodes,
+        )
+
+    def _from_gplearn(self, nodes):
+        out = []
+        for n in nodes:
+            if isinstance(n, _Function):
+                out.append(self._from_gp[n.name])
+            elif isinstance(n, (int, np.integer)) and not isinstance(n, bool):
+                n = int(n)
+                out.append(n if n < len(TERMINALS) else self.constants[n - len(TERMINALS)])
+            else:
+                out.append(float(n))
+        return Program(out)
+
+    def random_program(self, random_state, init_depth=(2, 4), init_method="half and half"):
+        """A random program by gplearn's ``build_program`` (ramped half-and-half)."""
+        gp = self._gp(Program([0]), init_depth=init_depth, init_method=init_method)
+        return self._from_gplearn(gp.build_program(random_state))
+
+    def crossover(self, parent, donor, random_state):
+        """gplearn's one-point subtree crossover."""
+        nodes, _, _ = self._gp(parent).crossover(self._gp(donor).program, random_state)
+        return self._from_gplearn(nodes)
+
+    def subtree_mutation(self, parent, random_state, depth=(0, 2)):
+        """gplearn's headless-chicken subtree mutation with a new subtree of ``depth``."""
+        nodes, _, _ = self._gp(parent, init_depth=depth).subtree_mutation(random_state)
+        return self._from_gplearn(nodes)
+
+    def hoist_mutation(self, parent, random_state):
+        """gplearn's hoist mutation."""
+        nodes, _ = self._gp(parent).hoist_mutation(random_state)
+        return self._from_gplearn(nodes)
+
+    def point_mutation(self, parent, random_state, p_point_replace=0.05):
+        """gplearn's point mutation."""
+        nodes, _ = self._gp(parent, p_point_replace=p_point_replace).point_mutation(random_state)
+        return self._from_gplearn(nodes)
+
+    def repair(self, program, random_state):
+        """Make ``program`` use both ``y`` and ``yhat`` (EvoMAL's repair).
+
+        A random leaf is replaced by ``op(y, yhat)`` with ``op`` drawn from
+        add, sub, mul and div (those of them in the function set; any binary
+        primitive otherwise). A valid program is returned unchanged.
+        """
+        if program.is_valid_loss:
+            return program
+        ops = [p for p in self._binary if p.name in ("add", "sub", "mul", "div")] or self._binary
+        op = ops[random_state.randint(len(ops))]
+        leaves = [i for i, n in enumerate(program.nodes) if not isinstance(n, Primitive)]
+        i = leaves[random_state.randint(len(leaves))]
+        nodes = list(program.nodes)
+        nodes[i:i + 1] = [op, 0, 1]
+        return Program(nodes)
