@@ -3,7 +3,8 @@
 from .loss import SymbolicLoss
 from .primitives import EVOMAL_FUNCTION_SET, PRIMITIVES
 from .program import Program, parse
+from .search import LossSearchCV
 
 __version__ = "0.1.0"
 
-__all__ = ["SymbolicLoss", "Program", "parse", "PRIMITIVES", "EVOMAL_FUNCTION_SET", "__version__"]
+__all__ = ["LossSearchCV", "SymbolicLoss", "Program", "parse", "PRIMITIVES", "EVOMAL_FUNCTION_SET", "__version__"]

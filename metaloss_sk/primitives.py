@@ -6,8 +6,8 @@ for export. The protected forms are EvoMAL's: division is the analytic
 quotient, ``log`` and ``sqrt`` act on ``max(|x|, 1e-7)``.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import sympy
 import torch

@@ -155,10 +155,10 @@ class Program:
         )
 
     def evaluate(self, y, yhat, coefficients=None):
-        """Evaluate element-wise on tensors (or numpy arrays, or floats for constants)."""
+        """Evaluate element-wise on tensors; constants become tensors like ``yhat``."""
         return _fold(
             self.nodes,
-            lambda n: (y, yhat)[n] if isinstance(n, int) else n,
+            lambda n: (y, yhat)[n] if isinstance(n, int) else yhat.new_tensor(n),
             lambda p, args: p.torch_fn(*args),
             None if coefficients is None else (coefficients, lambda v, c: v * c),
         )

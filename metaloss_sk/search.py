@@ -1,0 +1,607 @@
+"""LossSearchCV: evolve a symbolic loss for a skorch net, scored by cross-validation."""
+
+import math
+import time
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, MetaEstimatorMixin, clone, is_classifier
+from sklearn.metrics import check_scoring
+from sklearn.model_selection import check_cv
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.parallel import Parallel, delayed
+from sklearn.utils.validation import check_is_fitted, validate_data
+from skorch import NeuralNet, NeuralNetBinaryClassifier, NeuralNetClassifier, NeuralNetRegressor
+
+from .engine import Budget, evaluate_candidate, fast_path_blockers
+from .evolution import Variation, initial_population, next_generation
+from .loss import CROSS_ENTROPY, SymbolicLoss
+from .primitives import EVOMAL_FUNCTION_SET
+from .program import SearchSpace, parse
+
+__all__ = ["LossSearchCV"]
+
+SQUARED_ERROR = "square(sub(y, yhat))"
+_TRAIN_LOOPS = ("auto", "fast", "skorch")
+
+
+def _task_of(net):
+    if isinstance(net, NeuralNetBinaryClassifier):
+        return "binary"
+    if isinstance(net, NeuralNetClassifier):
+        return "multiclass"
+    if isinstance(net, NeuralNetRegressor):
+        return "regression"
+    if isinstance(net, NeuralNet):
+        raise TypeError(
+            f"estimator is a plain {type(net).__name__}; use NeuralNetClassifier, "
+            "NeuralNetBinaryClassifier or NeuralNetRegressor so the search knows the task."
+        )
+    raise TypeError(
+        f"estimator must be a skorch net (NeuralNetClassifier, NeuralNetBinaryClassifier or "
+        f"NeuralNetRegressor), got {type(net).__name__}."
+    )
+
+
+def _estimator_has(attr):
+    def check(self):
+        if hasattr(self, "best_estimator_"):
+            return hasattr(self.best_estimator_, attr)
+        return hasattr(self.estimator, attr)
+    return check
+
+
+class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
+    """Search for a loss function for a skorch net by genetic programming (EvoMAL).
+
+    Each candidate loss is a symbolic program over the target ``y`` and the
+    prediction ``yhat`` (see :class:`~metaloss_sk.SymbolicLoss`). Its fitness
+    is the cross-validated score of the net trained with it: on every fold,
+    every candidate starts from the same seeded initialisation and sees the
+    same batch order, so scores differ by the loss alone. Programs evolve with
+    gplearn's variation operators, tournament selection and elitism; the
+    best program is then used to refit the net on all the data.
+
+    Parameters
+    ----------
+    estimator : skorch NeuralNetClassifier, NeuralNetBinaryClassifier or NeuralNetRegressor
+        The net whose loss is searched. Its module, optimizer, ``lr``,
+        ``batch_size``, ``max_epochs``, ``device`` and ``*__`` settings are
+        honoured; its criterion is replaced by each candidate.
+    population_size : int, default=25
+        Programs per generation.
+    generations : int, default=50
+        Maximum number of generations.
+    tournament_size : int, default=4
+        Programs competing in each selection tournament.
+    function_set : sequence of str, default=EVOMAL_FUNCTION_SET
+        Primitives new programs are built from (see ``metaloss_sk.PRIMITIVES``).
+    constants : sequence of float, default=(1.0, -1.0)
+        Fixed constants offered as terminals (EvoMAL uses +1 and -1).
+    const_range : tuple of two floats or None, default=None
+        Range of gplearn's random constants, or None for none.
+    init_depth : tuple of two ints, default=(2, 4)
+        Height range of the initial programs.
+    init_method : {"half and half", "grow", "full"}, default="half and half"
+        gplearn's initialisation method.
+    max_height : int, default=10
+        An offspring taller than this is replaced by its parent.
+    p_crossover, p_subtree_mutation, p_hoist_mutation, p_point_mutation : float
+        Probabilities of the genetic operators (defaults 0.7, 0.25, 0, 0); the
+        remainder is reproduction.
+    p_point_replace : float, default=0.05
+        Per-node replacement probability of point mutation.
+    mutation_depth : tuple of two ints, default=(0, 2)
+        Height range of subtrees grown by subtree mutation.
+    parsimony_coefficient : float, default=0.0
+        Subtracted per program node from the score when selecting parents.
+    elitism : int, default=1
+        Number of best distinct programs copied unchanged into each generation.
+    seed_programs : "auto" or sequence of str, default="auto"
+        Programs placed in the first generation; "auto" seeds cross-entropy for
+        classifiers and squared error for regressors.
+    hall_of_fame : int, default=10
+        Number of best distinct programs kept in ``hall_of_fame_``.
+    max_epochs : int or None, default=None
+        Epochs each candidate trains; None uses the estimator's ``max_epochs``.
+    max_steps : int or None, default=None
+        If set, each candidate trains for this many optimizer steps instead
+        (EvoMAL uses 500).
+    max_time : float or None, default=None
+        Stop after the generation during which this many seconds passed.
+    n_iter_no_change : int or None, default=None
+        Stop after this many generations without a better best score.
+    max_evaluations : int or None, default=None
+        Stop after this many distinct programs have been trained.
+    train_loop : {"auto", "fast", "skorch"}, default="auto"
+        How candidates train: "fast" is a tight loop over tensors that honours
+        the net's configuration, "skorch" calls ``net.fit``; "auto" uses the
+        fast loop unless the net has callbacks or overrides it cannot honour.
+    scoring : str, callable or None, default=None
+        Scorer for the held-out folds; None uses the estimator's ``score``.
+    cv : int, cross-validation generator or iterable, default=3
+        As in :class:`~sklearn.model_selection.GridSearchCV`. The splits are
+        computed once per fit, so every generation sees the same folds.
+    refit : bool, default=True
+        Refit the net with the best loss on all the data (``best_estimator_``).
+    n_jobs : int or None, default=None
+        Candidates trained in parallel through joblib; results do not depend on it.
+    verbose : int, default=0
+        0 is silent; 1 prints a line per generation and the result.
+    error_score : "raise" or float, default=np.nan
+        Score recorded when a candidate fails to train or score; failures
+        are never selected. "raise" re-raises errors (a loss that merely
+        turns non-finite is still recorded, never raised).
+    random_state : int, RandomState or None, default=None
+        Seeds the evolution, the network initialisations and batch orders.
+
+    Attributes
+    ----------
+    best_loss_ : SymbolicLoss
+        The best loss found.
+    best_score_ : float
+        Its mean cross-validated score.
+    best_params_ : dict
+        ``{"criterion": best_loss_}``, ready for ``net.set_params``-style use.
+    best_index_ : int
+        Its row in ``cv_results_``.
+    best_estimator_ : skorch net
+        The estimator refit with ``best_loss_`` (when ``refit=True``).
+    cv_results_ : dict of arrays
+        One row per distinct program trained: ``program``, ``infix``,
+        ``length``, ``depth``, ``generation``, ``splitK_test_score``,
+        ``mean_test_score``, ``std_test_score``, ``rank_test_score``,
+        ``mean_fit_time``, ``std_fit_time``, ``status`` and ``params``.
+    hall_of_fame_ : list of dict
+        The best distinct programs, best first.
+    history_ : list of dict
+        One entry per generation: best and median score, evaluations, cache
+        hits, failures and elapsed time.
+    search_stats_ : dict
+        Totals: evaluations, cache hits, failures, generations, time.
+    classes_ : ndarray
+        Class labels (classifiers).
+    n_features_in_ : int
+        Number of features seen in ``fit``.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from sklearn.datasets import load_iris
+    >>> from skorch import NeuralNetClassifier
+    >>> from metaloss_sk import LossSearchCV
+    >>> X, y = load_iris(return_X_y=True)
+    >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4,
+    ...                           module__out_features=3, max_epochs=3, verbose=0)
+    >>> search = LossSearchCV(net, population_size=4, generations=2, random_state=0)
+    >>> search.fit(X.astype(np.float32), y).best_loss_.task
+    'multiclass'
+    """
+
+    def __init__(
+        self, estimator, *, population_size=25, generations=50, tournament_size=4,
+        function_set=EVOMAL_FUNCTION_SET, constants=(1.0, -1.0), const_range=None,
+        init_depth=(2, 4), init_method="half and half", max_height=10,
+        p_crossover=0.7, p_subtree_mutation=0.25, p_hoist_mutation=0.0, p_point_mutation=0.0,
+        p_point_replace=0.05, mutation_depth=(0, 2), parsimony_coefficient=0.0, elitism=1,
+        seed_programs="auto", hall_of_fame=10, max_epochs=None, max_steps=None,
+        max_time=None, n_iter_no_change=None, max_evaluations=None, train_loop="auto",
+        scoring=None, cv=3, refit=True, n_jobs=None, verbose=0, error_score=np.nan,
+        random_state=None,
+    ):
+        self.estimator = estimator
+        self.population_size = population_size
+        self.generations = generations
+        self.tournament_size = tournament_size
+        self.function_set = function_set
+        self.constants = constants
+        self.const_range = const_range
+        self.init_depth = init_depth
+        self.init_method = init_method
+        self.max_height = max_height
+        self.p_crossover = p_crossover
+        self.p_subtree_mutation = p_subtree_mutation
+        self.p_hoist_mutation = p_hoist_mutation
+        self.p_point_mutation = p_point_mutation
+        self.p_point_replace = p_point_replace
+        self.mutation_depth = mutation_depth
+        self.parsimony_coefficient = parsimony_coefficient
+        self.elitism = elitism
+        self.seed_programs = seed_programs
+        self.hall_of_fame = hall_of_fame
+        self.max_epochs = max_epochs
+        self.max_steps = max_steps
+        self.max_time = max_time
+        self.n_iter_no_change = n_iter_no_change
+        self.max_evaluations = max_evaluations
+        self.train_loop = train_loop
+        self.scoring = scoring
+        self.cv = cv
+        self.refit = refit
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+        self.error_score = error_score
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, y):
+        """Run the search, then refit the net with the best loss.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+            Training data; cast to float32, as torch modules expect.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Class labels (any type; mapped to ``0..n_classes-1`` internally and
+            back in ``predict``) or regression targets.
+
+        Returns
+        -------
+        self : LossSearchCV
+        """
+        start = time.perf_counter()
+        self._check_params()
+        self._task = _task_of(self.estimator)
+        X, y = self._validate_input(X, y)
+        space = SearchSpace(self.function_set, self.constants, self.const_range)
+        seeds = self._seed_programs()
+        rng = check_random_state(self.random_state)
+        cv = check_cv(self.cv, y, classifier=is_classifier(self.estimator))
+        splits = list(cv.split(X, y))
+        fold_seeds = rng.randint(np.iinfo(np.int32).max, size=len(splits))
+        refit_seed = int(rng.randint(np.iinfo(np.int32).max))
+        self.scorer_ = check_scoring(self.estimator, scoring=self.scoring)
+        fast = self._use_fast_loop()
+        self._preflight(X, y, seeds[0] if seeds else CROSS_ENTROPY)
+
+        evaluate = _Evaluator(self, X, y, splits, fold_seeds, fast)
+        variation = Variation(self.p_crossover, self.p_subtree_mutation, self.p_hoist_mutation,
+                              self.p_point_mutation, self.p_point_replace,
+                              tuple(self.mutation_depth), self.max_height)
+        population = initial_population(space, self.population_size, seeds, rng,
+                                        tuple(self.init_depth), self.init_method)
+        self.history_ = []
+        best, stale = -math.inf, 0
+        with Parallel(n_jobs=self.n_jobs) as parallel:
+            evaluate.parallel = parallel
+            for generation in range(self.generations):
+                fitness, stats = evaluate(population, generation)
+                self.history_.append({"generation": generation, **stats,
+                                      "elapsed": time.perf_counter() - start})
+                self._report(self.history_[-1], evaluate)
+                improved = stats["best_score"] > best
+                best, stale = max(best, stats["best_score"]), 0 if improved else stale + 1
+                if self._should_stop(generation, stale, start, evaluate):
+                    break
+                population = next_generation(
+                    population, fitness - self.parsimony_coefficient * np.array([len(p) for p in population]),
+                    space, variation, rng, self.tournament_size, self.elitism)
+
+        self._finish(evaluate, time.perf_counter() - start)
+        if self.refit:
+            self.best_estimator_ = self._refit(X, y, refit_seed)
+        if self.verbose:
+            print(f"[LossSearchCV] best loss: {self.best_loss_}  (score {self.best_score_:.4f})")
+        return self
+
+    def _check_params(self):
+        def integer(name, low, allow_none=False):
+            value = getattr(self, name)
+            if value is None and allow_none:
+                return
+            if not isinstance(value, Integral) or isinstance(value, bool) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}{' or None' if allow_none else ''}, "
+                                 f"got {value!r}.")
+
+        def probability(name):
+            value = getattr(self, name)
+            if not isinstance(value, Real) or not 0 <= value <= 1:
+                raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}.")
+
+        def height_range(name, low):
+            value = getattr(self, name)
+            if (not isinstance(value, (tuple, list)) or len(value) != 2
+                    or not all(isinstance(v, Integral) for v in value) or not low <= value[0] <= value[1]):
+                raise ValueError(f"{name} must be a pair (low, high) of integers with {low} <= low <= high, "
+                                 f"got {value!r}.")
+
+        integer("population_size", 2)
+        integer("generations", 1)
+        integer("tournament_size", 1)
+        if self.tournament_size > self.population_size:
+            raise ValueError(f"tournament_size={self.tournament_size} is larger than "
+                             f"population_size={self.population_size}; lower it or grow the population.")
+        for name in ("p_crossover", "p_subtree_mutation", "p_hoist_mutation", "p_point_mutation",
+                     "p_point_replace"):
+            probability(name)
+        total = self.p_crossover + self.p_subtree_mutation + self.p_hoist_mutation + self.p_point_mutation
+        if total > 1 + 1e-12:
+            raise ValueError(f"p_crossover + p_subtree_mutation + p_hoist_mutation + p_point_mutation "
+                             f"= {total:g} exceeds 1; the remainder is the reproduction probability.")
+        height_range("init_depth", 1)
+        height_range("mutation_depth", 0)
+        integer("max_height", 1)
+        if self.max_height < self.init_depth[1]:
+            raise ValueError(f"max_height={self.max_height} is below the initial height "
+                             f"init_depth={tuple(self.init_depth)}; raise it to at least {self.init_depth[1]}.")
+        if self.init_method not in ("half and half", "grow", "full"):
+            raise ValueError(f"init_method must be 'half and half', 'grow' or 'full', got {self.init_method!r}.")
+        if not isinstance(self.parsimony_coefficient, Real) or self.parsimony_coefficient < 0:
+            raise ValueError(f"parsimony_coefficient must be a number >= 0, got {self.parsimony_coefficient!r}.")
+        integer("elitism", 0)
+        if self.elitism >= self.population_size:
+            raise ValueError(f"elitism={self.elitism} must be smaller than population_size="
+                             f"{self.population_size}, or nothing new is ever tried.")
+        integer("hall_of_fame", 1)
+        integer("max_epochs", 1, allow_none=True)
+        integer("max_steps", 1, allow_none=True)
+        integer("n_iter_no_change", 1, allow_none=True)
+        integer("max_evaluations", 1, allow_none=True)
+        integer("verbose", 0)
+        if self.max_time is not None and (not isinstance(self.max_time, Real) or self.max_time <= 0):
+            raise ValueError(f"max_time must be a positive number of seconds or None, got {self.max_time!r}.")
+        if self.train_loop not in _TRAIN_LOOPS:
+            raise ValueError(f"train_loop must be one of {_TRAIN_LOOPS}, got {self.train_loop!r}.")
+        if not (self.error_score == "raise" or isinstance(self.error_score, Real)):
+            raise ValueError(f"error_score must be 'raise' or a number, got {self.error_score!r}.")
+        try:
+            constants = [float(c) for c in self.constants]
+        except (TypeError, ValueError):
+            raise ValueError(f"constants must be a sequence of numbers, got {self.constants!r}.") from None
+        if not all(math.isfinite(c) for c in constants):
+            raise ValueError(f"constants must be finite, got {self.constants!r}.")
+        if self.const_range is not None and (len(self.const_range) != 2
+                                             or not self.const_range[0] <= self.const_range[1]):
+            raise ValueError(f"const_range must be None or a pair (low, high), got {self.const_range!r}.")
+
+    def _validate_input(self, X, y):
+        if y is None:
+            raise ValueError("LossSearchCV needs targets: y is None.")
+        X, y = validate_data(self, X, y, dtype=np.float32, allow_nd=True, ensure_min_samples=2,
+                             multi_output=self._task == "regression", y_numeric=self._task == "regression")
+        if self._task == "regression":
+            self._y_1d = y.ndim == 1
+            return X, y.reshape(len(y), -1).astype(np.float32)
+        check_classification_targets(y)
+        self._encoder = LabelEncoder().fit(y if self.estimator.classes is None else self.estimator.classes)
+        if not np.isin(y, self._encoder.classes_).all():
+            raise ValueError("y contains labels that are not in the estimator's `classes`.")
+        self.classes_ = self._encoder.classes_
+        if len(self.classes_) < 2:
+            raise ValueError(f"y has a single class ({self.classes_[0]!r}); a classifier needs at least two.")
+        if self._task == "binary" and len(self.classes_) != 2:
+            raise ValueError(f"NeuralNetBinaryClassifier needs exactly two classes, y has "
+                             f"{len(self.classes_)}; use NeuralNetClassifier.")
+        y = self._encoder.transform(y)
+        return X, y.astype(np.float32 if self._task == "binary" else np.int64)
+
+    def _seed_programs(self):
+        if isinstance(self.seed_programs, str) and self.seed_programs == "auto":
+            return [parse(SQUARED_ERROR if self._task == "regression" else CROSS_ENTROPY)]
+        if isinstance(self.seed_programs, str):
+            raise ValueError(f"seed_programs must be 'auto' or a list of programs, got the string "
+                             f"{self.seed_programs!r}; wrap a single program in a list.")
+        programs = [parse(p) for p in self.seed_programs]
+        for p in programs:
+            if not p.is_valid_loss:
+                raise ValueError(f"seed program {str(p)!r} must use both y and yhat.")
+        return programs
+
+    def _use_fast_loop(self):
+        blockers = fast_path_blockers(self.estimator)
+        if self.train_loop == "fast" and blockers:
+            raise ValueError(f"train_loop='fast' cannot train this net: it {'; '.join(blockers)}. "
+                             "Use train_loop='auto' or 'skorch'.")
+        return self.train_loop == "fast" or (self.train_loop == "auto" and not blockers)
+
+    def _criterion(self, program):
+        return SymbolicLoss(str(program), task=self._task)
+
+    def _preflight(self, X, y, program):
+        """Fail early, with the net's own message, when the net cannot run a batch at all."""
+        params = clone(self.estimator).get_params(deep=False)
+        criterion_params = sorted(k for k in params if k.startswith("criterion__"))
+        if criterion_params:
+            raise ValueError(f"the estimator sets {', '.join(criterion_params)}, but LossSearchCV replaces "
+                             "the criterion with each candidate loss; remove those settings.")
+        params.update(criterion=self._criterion(program), train_split=None, verbose=0)
+        net = type(self.estimator)(**params)
+        torch.manual_seed(0)
+        try:
+            net.initialize()
+            with torch.no_grad():
+                n = min(len(X), 4)
+                net.criterion_(net.infer(torch.as_tensor(X[:n], device=net.device)),
+                               torch.as_tensor(y[:n], device=net.device))
+        except Exception as exc:
+            raise ValueError(
+                f"the estimator cannot run one batch of this data with a symbolic loss: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _budget(self):
+        epochs = self.max_epochs if self.max_epochs is not None else self.estimator.max_epochs
+        return Budget(max_epochs=epochs, max_steps=self.max_steps)
+
+    def _should_stop(self, generation, stale, start, evaluate):
+        if self.n_iter_no_change is not None and stale >= self.n_iter_no_change:
+            return True
+        if self.max_time is not None and time.perf_counter() - start >= self.max_time:
+            return True
+        return self.max_evaluations is not None and evaluate.n_trained >= self.max_evaluations
+
+    def _report(self, entry, evaluate):
+        if not self.verbose:
+            return
+        done = entry["generation"] + 1
+        eta = entry["elapsed"] / done * (self.generations - done)
+        print(f"[LossSearchCV] gen {entry['generation']:>3}  best {entry['best_score']:.4f}  "
+              f"median {entry['median_score']:.4f}  trained {entry['trained']:>3}  "
+              f"cache hits {entry['cache_hits']:>3}  failures {entry['failures']:>3}  "
+              f"elapsed {entry['elapsed']:7.1f}s  eta {eta:7.1f}s")
+
+    def _finish(self, evaluate, elapsed):
+        self.cv_results_ = evaluate.results()
+        scores = np.nan_to_num(self.cv_results_["mean_test_score"], nan=-np.inf)
+        self.best_index_ = int(np.argmax(scores))
+        if not np.isfinite(scores[self.best_index_]):
+            raise RuntimeError("every candidate loss failed to train; see cv_results_['status'] "
+                               "(set error_score='raise' to see the first error).")
+        self.best_loss_ = self.cv_results_["params"][self.best_index_]["criterion"]
+        self.best_score_ = float(self.cv_results_["mean_test_score"][self.best_index_])
+        self.best_params_ = {"criterion": self.best_loss_}
+        order = np.argsort(-scores, kind="stable")[: self.hall_of_fame]
+        self.hall_of_fame_ = [
+            {key: self.cv_results_[key][i] for key in
+             ("program", "infix", "length", "depth", "generation", "mean_test_score", "std_test_score")}
+            for i in order if np.isfinite(scores[i])
+        ]
+        self.search_stats_ = {
+            "generations": len(self.history_),
+            "evaluations": evaluate.n_trained,
+            "fold_fits": evaluate.n_trained * len(evaluate.splits),
+            "cache_hits": evaluate.n_cache_hits,
+            "failures": evaluate.n_failures,
+            "time": elapsed,
+        }
+
+    def _refit(self, X, y, seed):
+        params = clone(self.estimator).get_params(deep=False)
+        params["criterion"] = self.best_loss_
+        net = type(self.estimator)(**params)
+        torch.manual_seed(seed)
+        return net.fit(X, y)
+
+    # ----------------------------------------------------------- delegation
+    def _check_X(self, X):
+        check_is_fitted(self, "best_estimator_")
+        return validate_data(self, X, dtype=np.float32, allow_nd=True, reset=False)
+
+    @available_if(_estimator_has("predict"))
+    def predict(self, X):
+        """Predict with ``best_estimator_`` (labels mapped back to ``classes_``)."""
+        y = self.best_estimator_.predict(self._check_X(X))
+        if self._task == "regression":
+            return y.reshape(len(y)) if self._y_1d and y.ndim == 2 and y.shape[1] == 1 else y
+        return self.classes_[np.asarray(y).astype(np.int64)]
+
+    @available_if(_estimator_has("predict_proba"))
+    def predict_proba(self, X):
+        """Class probabilities from ``best_estimator_``."""
+        return self.best_estimator_.predict_proba(self._check_X(X))
+
+    @available_if(_estimator_has("predict_proba"))
+    def predict_log_proba(self, X):
+        """Log of :meth:`predict_proba`."""
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X))
+
+    @available_if(_estimator_has("forward"))
+    def forward(self, X):
+        """Raw module outputs of ``best_estimator_`` as a tensor."""
+        return self.best_estimator_.forward(self._check_X(X))
+
+    def score(self, X, y):
+        """Score ``best_estimator_`` on ``(X, y)`` with the search's scorer."""
+        X = self._check_X(X)
+        y = np.asarray(y)
+        if self._task == "regression":
+            y = y.reshape(len(y), -1).astype(np.float32)
+        else:
+            y = self._encoder.transform(y).astype(np.float32 if self._task == "binary" else np.int64)
+        return float(self.scorer_(self.best_estimator_, X, y))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.estimator_type = getattr(self.estimator, "_estimator_type", None)
+        try:
+            inner = self.estimator.__sklearn_tags__()
+            tags.estimator_type = inner.estimator_type
+            tags.classifier_tags = inner.classifier_tags
+            tags.regressor_tags = inner.regressor_tags
+        except AttributeError:
+            pass
+        tags.input_tags.sparse = False
+        return tags
+
+
+class _Evaluator:
+    """Scores programs by cross-validation, training each distinct program once."""
+
+    def __init__(self, search, X, y, splits, fold_seeds, fast):
+        self.search, self.X, self.y = search, X, y
+        self.splits, self.fold_seeds, self.fast = splits, fold_seeds, fast
+        self.budget = search._budget()
+        self.parallel = None
+        self.rows = {}  # program string -> row dict
+        self.n_trained = self.n_cache_hits = self.n_failures = 0
+
+    def __call__(self, population, generation):
+        search = self.search
+        new = list(dict.fromkeys(p for p in population if str(p) not in self.rows))
+        if search.max_evaluations is not None:
+            new = new[: max(search.max_evaluations - self.n_trained, 0)]
+        cache_hits = sum(str(p) in self.rows for p in population)
+        tasks = [(p, k) for p in new for k in range(len(self.splits))]
+        results = self.parallel(
+            delayed(evaluate_candidate)(
+                search.estimator, search._criterion(p), self.X, self.y, train, test, self.budget,
+                int(self.fold_seeds[k]), search.scorer_, self.fast, search.error_score)
+            for p, k in tasks
+            for train, test in [self.splits[k]]
+        )
+        by_program = {}
+        for (p, _), r in zip(tasks, results):
+            by_program.setdefault(str(p), []).append(r)
+        failures = 0
+        for p in new:
+            folds = by_program[str(p)]
+            failed = any(r.status != "ok" for r in folds)
+            failures += failed
+            scores = np.array([r.score for r in folds], dtype=float)
+            times = np.array([r.fit_time for r in folds])
+            self.rows[str(p)] = {
+                "program": str(p), "infix": p.infix(), "length": p.length, "depth": p.depth,
+                "generation": generation, "scores": scores,
+                "mean_test_score": np.nan if failed else scores.mean(),
+                "std_test_score": np.nan if failed else scores.std(),
+                "mean_fit_time": times.mean(), "std_fit_time": times.std(),
+                "status": next((r.status for r in folds if r.status != "ok"), "ok"),
+                "message": next((r.message for r in folds if r.status != "ok"), ""),
+                "criterion": search._criterion(p),
+            }
+        self.n_trained += len(new)
+        self.n_cache_hits += cache_hits
+        self.n_failures += failures
+        # Programs beyond max_evaluations were never trained: they cannot be selected.
+        fitness = np.array([
+            self.rows[str(p)]["mean_test_score"] if str(p) in self.rows else np.nan for p in population
+        ])
+        fitness = np.nan_to_num(fitness, nan=-np.inf)
+        finite = fitness[np.isfinite(fitness)]
+        stats = {
+            "best_score": float(finite.max()) if finite.size else -math.inf,
+            "median_score": float(np.median(finite)) if finite.size else math.nan,
+            "trained": len(new), "cache_hits": cache_hits, "failures": failures,
+            "best_program": str(population[int(np.argmax(fitness))]),
+        }
+        return fitness, stats
+
+    def results(self):
+        rows = list(self.rows.values())
+        n_splits = len(self.splits)
+        out = {key: np.array([r[key] for r in rows]) for key in
+               ("program", "infix", "length", "depth", "generation", "mean_test_score",
+                "std_test_score", "mean_fit_time", "std_fit_time", "status", "message")}
+        for k in range(n_splits):
+            out[f"split{k}_test_score"] = np.array([r["scores"][k] for r in rows])
+        scores = np.nan_to_num(out["mean_test_score"], nan=-np.inf)
+        # Dense ranking as in scikit-learn: ties share a rank; failures rank last.
+        order = np.unique(-scores, return_inverse=True)[1]
+        out["rank_test_score"] = (order + 1).astype(np.int32)
+        out["params"] = [{"criterion": r["criterion"]} for r in rows]
+        return out
