@@ -122,13 +122,34 @@ class SymbolicLoss(nn.Module):
     def __setstate__(self, state):
         self.__dict__.update(state)
 
-    def get_params(self):
-        """Constructor arguments, coefficients as a list of floats."""
+    def get_params(self, deep=True):
+        """Constructor arguments, coefficients as a list of floats.
+
+        ``deep`` is accepted for scikit-learn's protocol and ignored.
+        """
         return {
             "program": self.program, "task": self.task, "link": self.link,
             "coefficients": None if self.coefficients is None
             else [float(c) for c in self.coefficients.detach().cpu()],
         }
+
+    def __sklearn_clone__(self):
+        # sklearn.clone (e.g. of a net holding this loss) would rebuild from
+        # get_params and insist on getting the same coefficients object back.
+        return _rebuild(self.get_params())
+
+    def as_params(self, prefix="criterion"):
+        """This loss as skorch parameters: the class plus ``criterion__*`` settings.
+
+        skorch refuses ``set_params(criterion=<module instance>)`` on a net that
+        is not initialised (which is every net ``GridSearchCV`` clones), so
+        ``net.set_params(**loss.as_params())`` is the way to put a loss into a
+        net that already exists, and ``{k: [v] for k, v in loss.as_params().items()}``
+        is a ``GridSearchCV`` grid entry.
+        """
+        params = {prefix: SymbolicLoss}
+        params.update({f"{prefix}__{k}": v for k, v in self.get_params().items()})
+        return params
 
     def with_coefficients(self, coefficients):
         """A copy of this loss with other coefficients (None removes them)."""

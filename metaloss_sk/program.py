@@ -130,7 +130,7 @@ class Program:
         text = _fold(
             self.nodes,
             lambda n: TERMINALS[n] if isinstance(n, int) else f"{n:g}",
-            lambda p, args: p.infix.format(*args) if p.infix else f"{p.name}({', '.join(args)})",
+            lambda p, args: _format_infix(p, args),
             None if coefficients is None else (list(coefficients), scale),
         )
         if text.startswith("(") and text.endswith(")") and _balanced(text[1:-1]):
@@ -162,6 +162,21 @@ class Program:
             lambda p, args: p.torch_fn(*args),
             None if coefficients is None else (coefficients, lambda v, c: v * c),
         )
+
+
+# Texts that bind tighter than a postfix operator: a name or unsigned number, a
+# call or parenthesised group, an absolute value.
+_ATOM = re.compile(r"[\w.]+|\w*\(.*\)|\|.*\|")
+
+
+def _format_infix(p, args):
+    if not p.infix:
+        return f"{p.name}({', '.join(args)})"
+    if p.infix.startswith("{}"):
+        # A postfix operator such as ``^2`` binds tighter than a sign or a
+        # coefficient: square(neg(y)) is (-y)^2, not -y^2.
+        args = [a if _ATOM.fullmatch(a) else f"({a})" for a in args]
+    return p.infix.format(*args)
 
 
 def _balanced(text):
@@ -388,9 +403,16 @@ class SearchSpace:
         return self._from_gplearn(nodes)
 
     def point_mutation(self, parent, random_state, p_point_replace=0.05):
-        """gplearn's point mutation."""
-        nodes, _ = self._gp(parent, p_point_replace=p_point_replace).point_mutation(random_state)
-        return self._from_gplearn(nodes)
+        """gplearn's point mutation.
+
+        A seed's primitive whose arity the function set lacks has no
+        replacement and stays as it is.
+        """
+        gp = self._gp(parent, p_point_replace=p_point_replace)
+        missing = {n.arity for n in gp.program if isinstance(n, _Function)} - set(self._arities)
+        gp.arities = {**self._arities, **dict.fromkeys(missing, [None])}
+        nodes, _ = gp.point_mutation(random_state)
+        return self._from_gplearn([old if new is None else new for old, new in zip(gp.program, nodes)])
 
     def repair(self, program, random_state):
         """Make ``program`` use both ``y`` and ``yhat`` (EvoMAL's repair).

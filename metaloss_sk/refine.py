@@ -188,12 +188,12 @@ def learn_coefficients(loss, module_factory, X_train, y_train, X_valid, y_valid,
         generator = torch.Generator().manual_seed(int(batch_seed))
         train_idx = _batches(len(X_train), batch_size, meta_steps * unroll, generator, device)
         valid_idx = _batches(len(X_valid), batch_size, meta_steps, generator, device)
-        meta_optimizer = torch.optim.Adam([cs], lr=meta_lr, foreach=False)
+        meta_optimizer = torch.optim.Adam([cs], lr=meta_lr, **_fastest_adam(device))
         task_loss = _task_loss(loss)
         last_finite = cs.detach().clone()
         with torch.random.fork_rng(devices=_rng_devices(device)):
             for k, seed in enumerate(module_seeds):
-                torch.manual_seed(int(seed))
+                _manual_seed(int(seed), device)
                 module = module_factory().to(device)
                 train_batches = [(X_train[i], y_train[i]) for i in train_idx[k * unroll:(k + 1) * unroll]]
                 j = valid_idx[k]
@@ -329,11 +329,11 @@ class _SGD:
             if self.maximize:
                 g = -g
             if self.weight_decay:
-                g = g + self.weight_decay * p
+                g = torch.add(g, p, alpha=self.weight_decay)
             if self.momentum:
-                buf = g if buf is None else self.momentum * buf + (1 - self.dampening) * g
-                g = g + self.momentum * buf if self.nesterov else buf
-            new_params.append(p - self.lr * g)
+                buf = g if buf is None else torch.add(buf * self.momentum, g, alpha=1 - self.dampening)
+                g = torch.add(g, buf, alpha=self.momentum) if self.nesterov else buf
+            new_params.append(torch.add(p, g, alpha=-self.lr))
             new_state.append(buf)
         return new_params, new_state
 
@@ -364,13 +364,17 @@ class _Adam:
                     p = p * (1 - self.lr * self.weight_decay)
                 else:
                     g = g + self.weight_decay * p
-            m, v, v_max = s if s is not None else (0.0, 0.0, 0.0)
-            m = b1 * m + (1 - b1) * g
-            v = b2 * v + (1 - b2) * g * g
-            if self.amsgrad:
-                v_max = v if s is None else torch.maximum(v_max, v)
+            if s is None:
+                m, v = g * (1 - b1), g * g * (1 - b2)
+                v_max = v
+            else:
+                m, v, v_max = s
+                m = torch.add(m * b1, g, alpha=1 - b1)
+                v = torch.addcmul(v * b2, g, g, value=1 - b2)
+                if self.amsgrad:
+                    v_max = torch.maximum(v_max, v)
             denom = _sqrt0(v_max if self.amsgrad else v) / bias_correction2_sqrt + self.eps
-            new_params.append(p - step_size * m / denom)
+            new_params.append(torch.addcdiv(p, m, denom, value=-step_size))
             new_state.append((m, v, v_max))
         return new_params, new_state
 
@@ -407,6 +411,19 @@ def _inner_optimizer(optimizer, optimizer_params):
         stacklevel=3,
     )
     return _SGD(lr=settings["lr"])
+
+
+def _manual_seed(seed, device):
+    # torch.manual_seed for the generators the module can draw from: the CPU
+    # one and the target accelerator's. torch.manual_seed itself also seeds
+    # every other backend, which costs more than a small network's training step.
+    torch.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        torch.cuda.manual_seed(seed)
+
+
+def _fastest_adam(device):
+    return {"fused": True} if device.type in ("cpu", "cuda") else {"foreach": False}
 
 
 def _rng_devices(device):

@@ -146,7 +146,8 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
     best_score_ : float
         Its mean cross-validated score.
     best_params_ : dict
-        ``{"criterion": best_loss_}``, ready for ``net.set_params``-style use.
+        ``best_loss_.as_params()``: the criterion class and its ``criterion__*``
+        settings, so ``net.set_params(**search.best_params_)`` uses the found loss.
     best_index_ : int
         Its row in ``cv_results_``.
     best_estimator_ : skorch net
@@ -155,7 +156,8 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         One row per distinct program trained: ``program``, ``infix``,
         ``length``, ``depth``, ``generation``, ``splitK_test_score``,
         ``mean_test_score``, ``std_test_score``, ``rank_test_score``,
-        ``mean_fit_time``, ``std_fit_time``, ``status`` and ``params``.
+        ``mean_fit_time``, ``std_fit_time``, ``status``, ``message`` (why a
+        candidate failed) and ``params`` (each loss as skorch parameters).
     hall_of_fame_ : list of dict
         The best distinct programs, best first.
     history_ : list of dict
@@ -367,7 +369,8 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
             self._y_1d = y.ndim == 1
             return X, y.reshape(len(y), -1).astype(np.float32)
         check_classification_targets(y)
-        self._encoder = LabelEncoder().fit(y if self.estimator.classes is None else self.estimator.classes)
+        classes = getattr(self.estimator, "classes", None)
+        self._encoder = LabelEncoder().fit(y if classes is None else classes)
         if not np.isin(y, self._encoder.classes_).all():
             raise ValueError("y contains labels that are not in the estimator's `classes`.")
         self.classes_ = self._encoder.classes_
@@ -451,9 +454,9 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         if not np.isfinite(scores[self.best_index_]):
             raise RuntimeError("every candidate loss failed to train; see cv_results_['status'] "
                                "(set error_score='raise' to see the first error).")
-        self.best_loss_ = self.cv_results_["params"][self.best_index_]["criterion"]
+        self.best_loss_ = evaluate.losses()[self.best_index_]
         self.best_score_ = float(self.cv_results_["mean_test_score"][self.best_index_])
-        self.best_params_ = {"criterion": self.best_loss_}
+        self.best_params_ = self.best_loss_.as_params()
         order = np.argsort(-scores, kind="stable")[: self.hall_of_fame]
         self.hall_of_fame_ = [
             {key: self.cv_results_[key][i] for key in
@@ -603,5 +606,9 @@ class _Evaluator:
         # Dense ranking as in scikit-learn: ties share a rank; failures rank last.
         order = np.unique(-scores, return_inverse=True)[1]
         out["rank_test_score"] = (order + 1).astype(np.int32)
-        out["params"] = [{"criterion": r["criterion"]} for r in rows]
+        out["params"] = [r["criterion"].as_params() for r in rows]
         return out
+
+    def losses(self):
+        """The SymbolicLoss of each row of :meth:`results`."""
+        return [r["criterion"] for r in self.rows.values()]

@@ -1,0 +1,254 @@
+"""LossSearchCV: the search, its results, and where scikit-learn users put it."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.datasets import load_diabetes, load_iris
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
+from skorch import NeuralNetBinaryClassifier, NeuralNetClassifier, NeuralNetRegressor
+
+from metaloss_sk import LossSearchCV, SymbolicLoss
+from metaloss_sk.datasets import MLP
+
+SMALL = dict(population_size=5, generations=2, cv=2, random_state=0)
+
+
+def iris():
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X).astype(np.float32)
+    return X, y
+
+
+def classifier(**kw):
+    params = dict(module=MLP, module__n_in=4, module__n_hidden=8, module__n_out=3,
+                  max_epochs=4, lr=0.1, batch_size=32, train_split=None, verbose=0)
+    return NeuralNetClassifier(**{**params, **kw})
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    X, y = iris()
+    return LossSearchCV(classifier(), **SMALL).fit(X, y), X, y
+
+
+def test_fit_sets_the_fitted_attributes(fitted):
+    search, X, _ = fitted
+    for name in ("best_loss_", "best_score_", "best_params_", "best_index_", "best_estimator_",
+                 "cv_results_", "hall_of_fame_", "history_", "search_stats_", "classes_", "n_features_in_"):
+        assert hasattr(search, name), name
+    assert isinstance(search.best_loss_, SymbolicLoss)
+    assert search.n_features_in_ == 4
+    assert search.predict(X).shape == (len(X),)
+
+
+def test_cv_results_has_one_row_per_distinct_program(fitted):
+    search = fitted[0]
+    results = search.cv_results_
+    assert len(set(results["program"])) == len(results["program"])
+    n = len(results["program"])
+    for key in ("infix", "length", "depth", "generation", "split0_test_score", "split1_test_score",
+                "mean_test_score", "std_test_score", "rank_test_score", "mean_fit_time", "status", "params"):
+        assert len(results[key]) == n, key
+    assert results["rank_test_score"][search.best_index_] == 1
+    assert search.best_score_ == pytest.approx(np.nanmax(results["mean_test_score"]))
+
+
+def test_cross_entropy_is_seeded_and_never_beaten_by_a_worse_best(fitted):
+    search = fitted[0]
+    results = search.cv_results_
+    ce = list(results["program"]).index("neg(mul(y, log(yhat)))")
+    assert results["generation"][ce] == 0
+    assert search.best_score_ >= results["mean_test_score"][ce]
+
+
+def test_elitism_keeps_the_best_score_from_falling(fitted):
+    best = [h["best_score"] for h in fitted[0].history_]
+    assert best == sorted(best)
+
+
+def test_best_params_put_the_found_loss_into_a_net(fitted):
+    search, X, y = fitted
+    net = classifier().set_params(**search.best_params_)
+    net.fit(X, y)
+    assert isinstance(net.criterion_, SymbolicLoss)
+    assert str(net.criterion_.program_) == str(search.best_loss_.program_)
+
+
+def test_same_random_state_gives_identical_results():
+    X, y = iris()
+    a = LossSearchCV(classifier(), **SMALL).fit(X, y).cv_results_
+    b = LossSearchCV(classifier(), **SMALL).fit(X, y).cv_results_
+    assert list(a["program"]) == list(b["program"])
+    np.testing.assert_array_equal(a["mean_test_score"], b["mean_test_score"])
+
+
+def test_results_do_not_depend_on_n_jobs():
+    X, y = iris()
+    a = LossSearchCV(classifier(), n_jobs=1, refit=False, **SMALL).fit(X, y).cv_results_
+    b = LossSearchCV(classifier(), n_jobs=2, refit=False, **SMALL).fit(X, y).cv_results_
+    assert list(a["program"]) == list(b["program"])
+    np.testing.assert_array_equal(a["split0_test_score"], b["split0_test_score"])
+    np.testing.assert_array_equal(a["split1_test_score"], b["split1_test_score"])
+
+
+def test_fast_loop_trains_like_skorch_fit():
+    # Without shuffling both loops see the same batches, so the scores agree.
+    X, y = iris()
+    net = classifier(iterator_train__shuffle=False)
+    fast = LossSearchCV(net, train_loop="fast", refit=False, **SMALL).fit(X, y).cv_results_
+    slow = LossSearchCV(net, train_loop="skorch", refit=False, **SMALL).fit(X, y).cv_results_
+    assert list(fast["program"]) == list(slow["program"])
+    np.testing.assert_allclose(fast["mean_test_score"], slow["mean_test_score"], atol=1e-12)
+
+
+def test_net_with_callbacks_falls_back_to_skorch_fit():
+    from skorch.callbacks import GradientNormClipping
+    X, y = iris()
+    net = classifier(callbacks=[GradientNormClipping(1.0)])
+    with pytest.raises(ValueError, match="has callbacks"):
+        LossSearchCV(net, train_loop="fast", **SMALL).fit(X, y)
+    search = LossSearchCV(net, refit=False, **SMALL).fit(X, y)
+    assert (search.cv_results_["status"] == "ok").any()
+
+
+def test_a_diverging_candidate_is_recorded_and_the_search_goes_on():
+    X, y = iris()
+    search = LossSearchCV(classifier(), seed_programs=["neg(mul(y, log(yhat)))", "add(mul(y, yhat), 1e39)"],
+                          refit=False, **SMALL).fit(X, y)
+    row = list(search.cv_results_["program"]).index("add(mul(y, yhat), 1e+39)")
+    assert search.cv_results_["status"][row] in ("nan", "error")
+    assert np.isnan(search.cv_results_["mean_test_score"][row])
+    assert search.search_stats_["failures"] >= 1
+    assert np.isfinite(search.best_score_)
+
+
+def test_string_labels_map_back():
+    X, y = iris()
+    labels = np.array(["setosa", "versicolor", "virginica"])[y]
+    search = LossSearchCV(classifier(), **SMALL).fit(X, labels)
+    assert set(search.predict(X)) <= set(labels)
+    assert list(search.classes_) == list(labels[np.sort(np.unique(labels, return_index=True)[1])])
+    assert 0 <= search.score(X, labels) <= 1
+    np.testing.assert_allclose(search.predict_proba(X).sum(axis=1), 1, rtol=1e-5)
+
+
+def test_binary_classifier():
+    X, y = iris()
+    X, y = X[y < 2], y[y < 2]
+    net = NeuralNetBinaryClassifier(MLP, module__n_in=4, module__n_hidden=8, module__n_out=1,
+                                    max_epochs=20, lr=0.1, batch_size=32, train_split=None, verbose=0)
+    search = LossSearchCV(net, **SMALL).fit(X, y)
+    assert search.best_loss_.task == "binary"
+    assert search.score(X, y) > 0.5
+    np.testing.assert_allclose(search.predict_proba(X).sum(axis=1), 1, rtol=1e-5)
+
+
+def test_regressor_with_1d_targets():
+    X, y = load_diabetes(return_X_y=True)
+    X = StandardScaler().fit_transform(X).astype(np.float32)
+    y = ((y - y.mean()) / y.std()).astype(np.float32)
+    net = NeuralNetRegressor(MLP, module__n_in=10, module__n_hidden=8, module__n_out=1,
+                             max_epochs=3, lr=0.05, train_split=None, verbose=0)
+    search = LossSearchCV(net, **SMALL).fit(X, y)
+    assert "square(sub(y, yhat))" in list(search.cv_results_["program"])
+    assert search.best_loss_.task == "regression"
+    assert search.predict(X).shape == y.shape
+
+
+def test_pipeline_with_scaler_and_float32_cast():
+    X, y = load_iris(return_X_y=True)
+    pipe = make_pipeline(StandardScaler(), FunctionTransformer(lambda a: a.astype(np.float32)),
+                         LossSearchCV(classifier(), **SMALL))
+    assert pipe.fit(X, y).score(X, y) > 0.3
+
+
+def test_grid_search_over_the_search_parameters():
+    X, y = iris()
+    grid = GridSearchCV(LossSearchCV(classifier(), population_size=4, generations=1, cv=2, random_state=0),
+                        {"p_crossover": [0.5, 0.7]}, cv=2)
+    grid.fit(X, y)
+    assert grid.best_params_["p_crossover"] in (0.5, 0.7)
+
+
+def test_cross_val_score_of_the_search():
+    X, y = iris()
+    scores = cross_val_score(LossSearchCV(classifier(), population_size=4, generations=1, cv=2,
+                                          random_state=0), X, y, cv=2)
+    assert scores.shape == (2,)
+
+
+def test_grid_search_of_a_net_over_criteria_including_the_found_loss(fitted):
+    search, X, y = fitted
+    found = {k: [v] for k, v in search.best_loss_.as_params().items()}
+    grid = GridSearchCV(classifier(), [{"criterion": [torch.nn.CrossEntropyLoss]}, found], cv=2)
+    grid.fit(X, y)
+    assert len(grid.cv_results_["params"]) == 2
+
+
+def test_found_loss_instance_trains_a_new_net(fitted):
+    search, X, y = fitted
+    net = classifier(criterion=search.best_loss_)
+    assert net.fit(X, y).score(X, y) > 0.3
+
+
+def test_clone_and_pickle(fitted):
+    search, X, _ = fitted
+    unfitted = clone(search)
+    assert not hasattr(unfitted, "best_loss_")
+    assert unfitted.get_params()["population_size"] == SMALL["population_size"]
+    restored = pickle.loads(pickle.dumps(search))
+    np.testing.assert_array_equal(restored.predict(X), search.predict(X))
+    assert str(restored.best_loss_) == str(search.best_loss_)
+
+
+def test_verbose_prints_a_line_per_generation_and_zero_prints_nothing(capsys):
+    X, y = iris()
+    LossSearchCV(classifier(), verbose=0, **SMALL).fit(X, y)
+    assert capsys.readouterr().out == ""
+    LossSearchCV(classifier(), verbose=1, **SMALL).fit(X, y)
+    out = capsys.readouterr().out
+    assert out.count("gen ") == SMALL["generations"]
+    assert "best loss" in out
+
+
+@pytest.mark.parametrize("stop", [dict(max_evaluations=3), dict(max_time=1e-6), dict(n_iter_no_change=1)])
+def test_budget_controls_stop_the_search(stop):
+    X, y = iris()
+    search = LossSearchCV(classifier(), **{**SMALL, "generations": 6}, **stop).fit(X, y)
+    assert len(search.history_) < 6
+    if "max_evaluations" in stop:
+        assert search.search_stats_["evaluations"] == 3
+
+
+@pytest.mark.parametrize("params, match", [
+    (dict(population_size=1), "population_size"),
+    (dict(tournament_size=10, population_size=5), "tournament_size"),
+    (dict(p_crossover=0.9, p_subtree_mutation=0.2), "exceeds 1"),
+    (dict(max_height=2), "max_height"),
+    (dict(function_set=["add", "frobnicate"]), "frobnicate"),
+    (dict(p_point_mutation=1.5), "p_point_mutation"),
+    (dict(train_loop="turbo"), "train_loop"),
+    (dict(seed_programs=["neg(y)"]), "both y and yhat"),
+])
+def test_invalid_parameters_raise_naming_the_parameter(params, match):
+    X, y = iris()
+    with pytest.raises(ValueError, match=match):
+        LossSearchCV(classifier(), **params).fit(X, y)
+
+
+def test_estimator_that_is_not_a_skorch_net_is_rejected():
+    from sklearn.linear_model import LogisticRegression
+    X, y = iris()
+    with pytest.raises(TypeError, match="skorch net"):
+        LossSearchCV(LogisticRegression()).fit(X, y)
+
+
+def test_a_net_that_cannot_run_the_data_fails_early_with_its_message():
+    X, y = iris()
+    with pytest.raises(ValueError, match="cannot run one batch"):
+        LossSearchCV(classifier(module__n_in=7), **SMALL).fit(X, y)
