@@ -487,7 +487,8 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
     @available_if(_estimator_has("predict"))
     def predict(self, X):
         """Predict with ``best_estimator_`` (labels mapped back to ``classes_``)."""
-        y = self.best_estimator_.predict(self._check_X(X))
+        X = self._check_X(X)
+        y = self.best_estimator_.predict(X)
         if self._task == "regression":
             return y.reshape(len(y)) if self._y_1d and y.ndim == 2 and y.shape[1] == 1 else y
         return self.classes_[np.asarray(y).astype(np.int64)]
@@ -495,7 +496,8 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
     @available_if(_estimator_has("predict_proba"))
     def predict_proba(self, X):
         """Class probabilities from ``best_estimator_``."""
-        return self.best_estimator_.predict_proba(self._check_X(X))
+        X = self._check_X(X)
+        return self.best_estimator_.predict_proba(X)
 
     @available_if(_estimator_has("predict_proba"))
     def predict_log_proba(self, X):
@@ -506,7 +508,8 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
     @available_if(_estimator_has("forward"))
     def forward(self, X):
         """Raw module outputs of ``best_estimator_`` as a tensor."""
-        return self.best_estimator_.forward(self._check_X(X))
+        X = self._check_X(X)
+        return self.best_estimator_.forward(X)
 
     def score(self, X, y):
         """Score ``best_estimator_`` on ``(X, y)`` with the search's scorer."""

@@ -252,3 +252,19 @@ def test_a_net_that_cannot_run_the_data_fails_early_with_its_message():
     X, y = iris()
     with pytest.raises(ValueError, match="cannot run one batch"):
         LossSearchCV(classifier(module__n_in=7), **SMALL).fit(X, y)
+
+
+@pytest.mark.slow
+def test_dask_backend_gives_the_same_results_as_n_jobs_1():
+    import joblib
+    from distributed import Client, LocalCluster
+
+    X, y = iris()
+    local = LossSearchCV(classifier(), n_jobs=1, refit=False, **SMALL).fit(X, y).cv_results_
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster):
+        with joblib.parallel_config(backend="dask"):
+            remote = LossSearchCV(classifier(), n_jobs=-1, refit=False, **SMALL).fit(X, y).cv_results_
+    assert list(local["program"]) == list(remote["program"])
+    np.testing.assert_array_equal(local["split0_test_score"], remote["split0_test_score"])
+    np.testing.assert_array_equal(local["split1_test_score"], remote["split1_test_score"])
