@@ -1,16 +1,25 @@
-"""Train one candidate loss on one cross-validation fold and score it.
+"""Train candidate losses on one cross-validation fold and score them.
 
-This is the search's hot path. When the net's configuration allows it, the
-candidate is trained by a tight loop over in-memory tensors that honours the
+This is the search's hot path. When the net's configuration allows it,
+candidates are trained by a tight loop over in-memory tensors that honours the
 module (and ``module__*``), optimizer (``lr``, ``optimizer__*``),
 ``batch_size``, epochs, ``iterator_train__shuffle`` and ``device``, because
-skorch initialises all of those itself; the per-batch machinery (callbacks,
-history, data loaders) is skipped. Anything else falls back to a real
-``net.fit``. Either way every candidate on a fold starts from the same seeded
-initialisation and sees the same batch order (common random numbers), so
-scores differ by the loss alone.
+skorch initialises all of those itself; skorch's per-batch machinery
+(callbacks, history, data loaders) is skipped. The candidates of a group are
+trained together as one vectorised model (``torch.func.vmap`` over stacked
+copies of the module): they share the forward and backward pass of the
+network and differ only in their loss. A module that ``vmap`` cannot run
+(batch norm in training mode, for instance) is trained one candidate at a
+time, and a net with callbacks or overridden training hooks falls back to a
+real ``net.fit``.
+
+Every candidate on a fold starts from the same seeded initialisation and sees
+the same batch order (common random numbers), so scores differ by the loss
+alone. A candidate's result does not depend on which other candidates share
+its group.
 """
 
+import copy
 import math
 import time
 from dataclasses import dataclass
@@ -19,11 +28,14 @@ import numpy as np
 import torch
 from sklearn.base import clone
 from skorch import NeuralNet, NeuralNetBinaryClassifier, NeuralNetClassifier, NeuralNetRegressor
+from torch.func import functional_call, vmap
 
-__all__ = ["FoldResult", "Budget", "fit_candidate", "evaluate_candidate", "fast_path_blockers"]
+from .refine import learn_coefficients
+
+__all__ = ["Budget", "FoldResult", "LocalSearch", "evaluate_candidates", "fast_path_blockers", "refine_loss"]
 
 #: skorch's own classes: a net whose training hooks all come from one of these
-#: is trained the same way by the fast path.
+#: is trained the same way by the fast loop.
 _SKORCH_CLASSES = (NeuralNetBinaryClassifier, NeuralNetClassifier, NeuralNetRegressor, NeuralNet)
 _TRAINING_HOOKS = (
     "fit", "partial_fit", "fit_loop", "run_single_epoch", "train_step", "train_step_single",
@@ -40,6 +52,20 @@ class Budget:
     max_steps: int | None = None
 
 
+@dataclass(frozen=True)
+class LocalSearch:
+    """EvoMAL's coefficient learning, run on a fold's training part before training.
+
+    ``valid_fraction`` of the training part is held out for the meta
+    objective; the fold's scoring part is never seen.
+    """
+
+    meta_steps: int = 250
+    meta_lr: float = 1e-3
+    unroll: int = 1
+    valid_fraction: float = 0.2
+
+
 @dataclass
 class FoldResult:
     """What training one candidate on one fold gave."""
@@ -48,10 +74,11 @@ class FoldResult:
     fit_time: float
     status: str  # "ok", "nan" (loss went non-finite) or "error"
     message: str = ""
+    coefficients: list | None = None  # learned by the local search, if it ran
 
 
 def fast_path_blockers(net):
-    """Reasons the fast path cannot reproduce ``net.fit``; empty when it can."""
+    """Reasons the fast loop cannot reproduce ``net.fit``; empty when it can."""
     reasons = []
     base = next((c for c in _SKORCH_CLASSES if isinstance(net, c)), None)
     if base is None:
@@ -74,99 +101,247 @@ def fast_path_blockers(net):
     return reasons
 
 
-def _candidate_net(net, loss, budget, n_train):
-    """A clone of ``net`` set up to train with ``loss`` for the search budget."""
-    epochs = budget.max_epochs
-    if budget.max_steps is not None:
-        batch = n_train if net.batch_size == -1 else net.batch_size
-        epochs = math.ceil(budget.max_steps / math.ceil(n_train / batch))
+def candidate_net(net, loss, budget=None, n_train=None):
+    """A clone of ``net`` that trains with ``loss`` (for the search budget, if given)."""
     # skorch refuses set_params(criterion=<module instance>) on an unfitted net,
     # so the clone is built through the constructor instead.
     params = clone(net).get_params(deep=False)
-    params.update(criterion=loss, train_split=None, max_epochs=epochs, verbose=0)
+    params.update(criterion=loss, train_split=None, verbose=0)
+    if budget is not None:
+        epochs = budget.max_epochs
+        if budget.max_steps is not None:
+            batch = n_train if net.batch_size == -1 else net.batch_size
+            epochs = math.ceil(budget.max_steps / math.ceil(n_train / batch))
+        params["max_epochs"] = epochs
     return type(net)(**params)
 
 
-def fit_candidate(net, loss, X, y, budget, seed, fast=True):
-    """Train a clone of ``net`` with ``loss`` on ``(X, y)`` from a seeded start.
-
-    Returns ``(net_, finite)``: the trained skorch net and whether every
-    training loss was finite. With ``fast=True`` the tight loop is used; the
-    caller decides whether the net allows it (:func:`fast_path_blockers`).
-    """
-    net_ = _candidate_net(net, loss, budget, len(X))
-    torch.manual_seed(seed)
-    if not fast:
-        net_.fit(X, y)
-        losses = net_.history[:, "batches", :, "train_loss"]
-        return net_, all(math.isfinite(v) for epoch in losses for v in epoch)
-    net_.initialize()
-    return net_, _train_loop(net_, X, y, budget, seed)
-
-
-def _train_loop(net_, X, y, budget, seed):
-    device = net_.device
-    Xt = torch.as_tensor(X, device=device)
-    yt = torch.as_tensor(y, device=device)
-    n = len(Xt)
+def _batches(net_, n, budget, seed):
+    """Index tensors (or slices) of every training batch, in the fold's seeded order."""
     batch = n if net_.batch_size == -1 else net_.batch_size
     shuffle = net_.get_params_for("iterator_train").get("shuffle", False)
     generator = torch.Generator().manual_seed(seed)
-    module, optimizer, criterion = net_.module_, net_.optimizer_, net_.criterion_
-    max_steps = budget.max_steps if budget.max_steps is not None else math.inf
-    module.train()
-    criterion.train()
+    steps = budget.max_steps if budget.max_steps is not None else math.inf
     step = 0
     for _ in range(net_.max_epochs):
-        order = torch.randperm(n, generator=generator).to(device) if shuffle else None
+        order = torch.randperm(n, generator=generator).to(net_.device) if shuffle else None
         for start in range(0, n, batch):
-            if step >= max_steps:
-                return True
-            if order is None:
-                xb, yb = Xt[start:start + batch], yt[start:start + batch]
-            else:
-                idx = order[start:start + batch]
-                xb, yb = Xt[idx], yt[idx]
-            optimizer.zero_grad(set_to_none=True)
-            loss = criterion(net_.infer(xb), yb)
-            if not torch.isfinite(loss):
-                return False
-            loss.backward()
-            optimizer.step()
+            if step >= steps:
+                return
+            yield slice(start, start + batch) if order is None else order[start:start + batch]
             step += 1
+
+
+def _train_one(net_, Xt, yt, budget, seed):
+    """Train ``net_``'s module with its criterion; False if the loss went non-finite."""
+    module, optimizer, criterion = net_.module_, net_.optimizer_, net_.criterion_
+    module.train()
+    for idx in _batches(net_, len(Xt), budget, seed):
+        optimizer.zero_grad(set_to_none=True)
+        loss = criterion(net_.infer(Xt[idx]), yt[idx])
+        if not torch.isfinite(loss):
+            return False
+        loss.backward()
+        optimizer.step()
     return True
 
 
-def evaluate_candidate(net, loss, X, y, train, test, budget, seed, scorer, fast=True, error_score=np.nan):
-    """Train ``loss`` on fold ``train`` and score it on ``test``.
+def _train_together(net_, losses, Xt, yt, budget, seed):
+    """Train one copy of ``net_``'s module per loss as a single vectorised model.
 
-    A loss that turns non-finite, or whose training or scoring fails, gets
-    status ``"nan"`` or ``"error"`` and ``error_score`` instead of a score;
-    ``error_score="raise"`` re-raises failures (not non-finite losses).
+    Returns the trained parameters of every copy (stacked) and, per loss,
+    None or the reason it failed. Copies are independent: the gradient of a
+    sum of losses reaches each copy's parameters from its own loss only, and
+    the optimizers skorch builds act element-wise.
     """
-    start = time.perf_counter()
+    module = net_.module_
+    module.train()
+    stacked = {name: p.detach().unsqueeze(0).repeat(len(losses), *([1] * p.dim())).requires_grad_()
+               for name, p in module.named_parameters()}
+    buffers = dict(module.named_buffers())
+    args, kwargs = net_.get_params_for_optimizer("optimizer", stacked.items())
+    optimizer = net_.optimizer(*args, **kwargs)
+    skeleton = copy.deepcopy(module).to("meta")
+
+    def forward(params, x):
+        return functional_call(skeleton, {**params, **buffers}, (x,))
+
+    batched = vmap(forward, in_dims=(0, None), randomness="same")
+    failure = [None] * len(losses)
+    for idx in _batches(net_, len(Xt), budget, seed):
+        optimizer.zero_grad(set_to_none=True)
+        out, yb = batched(stacked, Xt[idx]), yt[idx]
+        total = 0.0
+        for k, loss in enumerate(losses):
+            if failure[k] is not None:
+                continue
+            try:
+                value = loss(out[k], yb)
+            except Exception as exc:
+                failure[k] = f"{type(exc).__name__}: {exc}"
+                continue
+            if not torch.isfinite(value):
+                failure[k] = "the training loss became NaN or infinite"
+                continue
+            total = total + value
+        if all(f is not None for f in failure):
+            break
+        total.backward()
+        optimizer.step()
+    return stacked, failure
+
+
+def refine_loss(net, loss, X, y, seed, local_search):
+    """Coefficients learned for ``loss`` on a seeded split of ``(X, y)``."""
+    rng = np.random.RandomState(seed)
+    order = rng.permutation(len(X))
+    n_valid = max(1, int(round(local_search.valid_fraction * len(X))))
+    valid, train = order[:n_valid], order[n_valid:]
+    probe = candidate_net(net, loss)
+    probe.initialize()
+    device = probe.device
+    module_params = probe.get_params_for("module")
+
+    def module_factory():
+        return probe.initialized_instance(net.module, module_params)
+
+    optimizer_params = {"lr": net.lr, **probe.get_params_for("optimizer")}
+    batch = len(train) if net.batch_size == -1 else net.batch_size
+    result = learn_coefficients(
+        loss, module_factory, torch.as_tensor(X[train]), torch.as_tensor(y[train]),
+        torch.as_tensor(X[valid]), torch.as_tensor(y[valid]),
+        optimizer=net.optimizer, optimizer_params=optimizer_params,
+        meta_steps=local_search.meta_steps, meta_lr=local_search.meta_lr, unroll=local_search.unroll,
+        batch_size=batch, random_state=rng, device=device,
+    )
+    return result.loss
+
+
+def evaluate_candidates(net, losses, X, y, train, test, budget, seed, scorer, train_loop="fast",
+                        error_score=np.nan, local_search=None):
+    """Train each loss on fold ``train`` and score it on ``test``.
+
+    Parameters
+    ----------
+    train_loop : {"fast", "skorch"}
+        The vectorised fast loop (falling back to one candidate at a time when
+        ``vmap`` cannot run the module) or ``net.fit``.
+    local_search : LocalSearch or None
+        Learn each loss's coefficients on the training part first (EvoMAL).
+
+    Returns
+    -------
+    list of FoldResult
+        A loss that turns non-finite, or whose training or scoring fails, gets
+        status ``"nan"`` or ``"error"`` and ``error_score`` instead of a score;
+        ``error_score="raise"`` re-raises failures (not non-finite losses).
+    """
     threads = torch.get_num_threads()
-    # One thread per candidate: results then do not depend on n_jobs, and
-    # candidates run in parallel instead of their small matrix products.
+    # One thread per task: results then do not depend on n_jobs, and tasks run
+    # in parallel instead of their small matrix products.
     torch.set_num_threads(1)
     try:
-        net_, finite = fit_candidate(net, loss, X[train], y[train], budget, seed, fast)
-        if not finite:
-            return FoldResult(_fail_score(error_score), time.perf_counter() - start, "nan",
-                              "the training loss became NaN or infinite")
-        score = float(scorer(net_, X[test], y[test]))
-        if not math.isfinite(score):
-            return FoldResult(_fail_score(error_score), time.perf_counter() - start, "nan",
-                              "the score is not finite")
-        return FoldResult(score, time.perf_counter() - start, "ok")
-    except Exception as exc:
-        if error_score == "raise":
-            raise
-        return FoldResult(_fail_score(error_score), time.perf_counter() - start, "error",
-                          f"{type(exc).__name__}: {exc}")
+        return _evaluate(net, losses, X, y, train, test, budget, seed, scorer, train_loop,
+                         error_score, local_search)
     finally:
         torch.set_num_threads(threads)
 
 
-def _fail_score(error_score):
-    return np.nan if error_score == "raise" else float(error_score)
+def _evaluate(net, losses, X, y, train, test, budget, seed, scorer, train_loop, error_score, local_search):
+    start = time.perf_counter()
+    failed = _failure(error_score, start)
+    results = [None] * len(losses)
+    if local_search is not None:
+        refined = []
+        for k, loss in enumerate(losses):
+            try:
+                refined.append(refine_loss(net, loss, X[train], y[train], seed, local_search))
+            except Exception as exc:
+                if error_score == "raise":
+                    raise
+                results[k] = failed("error", f"local search: {type(exc).__name__}: {exc}")
+                refined.append(loss)
+        losses = refined
+    todo = [k for k in range(len(losses)) if results[k] is None]
+
+    if train_loop == "skorch" or not todo:
+        trained = {}
+    else:
+        trained = _fit_fast(net, [losses[k] for k in todo], X[train], y[train], budget, seed)
+        trained = dict(zip(todo, trained))
+    for k in todo:
+        try:
+            if k in trained:
+                net_, message = trained[k]
+            else:
+                net_, message = _fit_skorch(net, losses[k], X[train], y[train], budget, seed)
+            if message is not None:
+                results[k] = failed("nan" if "NaN" in message else "error", message)
+                continue
+            score = float(scorer(net_, X[test], y[test]))
+            results[k] = (FoldResult(score, 0.0, "ok") if math.isfinite(score)
+                          else failed("nan", "the score is not finite"))
+        except Exception as exc:
+            if error_score == "raise":
+                raise
+            results[k] = failed("error", f"{type(exc).__name__}: {exc}")
+    elapsed = (time.perf_counter() - start) / len(losses)
+    for k, result in enumerate(results):
+        result.fit_time = elapsed
+        if local_search is not None and losses[k].coefficients is not None:
+            result.coefficients = [float(c) for c in losses[k].coefficients]
+    return results
+
+
+def _failure(error_score, start):
+    score = np.nan if error_score == "raise" else float(error_score)
+
+    def failed(status, message):
+        return FoldResult(score, 0.0, status, message)
+    return failed
+
+
+def _fit_skorch(net, loss, X, y, budget, seed):
+    net_ = candidate_net(net, loss, budget, len(X))
+    torch.manual_seed(seed)
+    net_.fit(X, y)
+    losses = net_.history[:, "batches", :, "train_loss"]
+    finite = all(math.isfinite(v) for epoch in losses for v in epoch)
+    return net_, None if finite else "the training loss became NaN or infinite"
+
+
+def _fit_fast(net, losses, X, y, budget, seed):
+    """[(trained net, failure message or None)] per loss, by the fast loop."""
+    net_ = candidate_net(net, losses[0], budget, len(X))
+    torch.manual_seed(seed)
+    net_.initialize()
+    device = net_.device
+    Xt, yt = torch.as_tensor(X, device=device), torch.as_tensor(y, device=device)
+    losses = [loss.to(device) for loss in losses]
+    initial = copy.deepcopy(net_.module_.state_dict())
+    try:
+        stacked, failures = _train_together(net_, losses, Xt, yt, budget, seed)
+    except Exception:
+        # vmap cannot run every module (batch norm in training mode, for one);
+        # train those one candidate at a time.
+        return [_fit_one(net, loss, initial, Xt, yt, budget, seed) for loss in losses]
+    out = []
+    for k, failure in enumerate(failures):
+        trained = candidate_net(net, losses[k], budget, len(X))
+        trained.initialize()
+        with torch.no_grad():
+            state = {**initial, **{name: p[k] for name, p in stacked.items()}}
+            trained.module_.load_state_dict(state)
+        out.append((trained, failure))
+    return out
+
+
+def _fit_one(net, loss, initial, Xt, yt, budget, seed):
+    net_ = candidate_net(net, loss, budget, len(Xt))
+    net_.initialize()
+    net_.module_.load_state_dict(initial)
+    try:
+        finite = _train_one(net_, Xt, yt, budget, seed)
+    except Exception as exc:
+        return net_, f"{type(exc).__name__}: {exc}"
+    return net_, None if finite else "the training loss became NaN or infinite"

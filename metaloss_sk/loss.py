@@ -185,7 +185,8 @@ class SymbolicLoss(nn.Module):
 
     def reduce(self, elementwise, y):
         """Sum over classes and mean over the batch (mean over all for regression)."""
-        elementwise = torch.broadcast_to(elementwise, y.shape)
+        if elementwise.shape != y.shape:
+            elementwise = torch.broadcast_to(elementwise, y.shape)
         if self.task == "regression":
             return elementwise.mean()
         return elementwise.sum(-1).mean()
@@ -220,7 +221,7 @@ class SymbolicLoss(nn.Module):
             )
         if torch.is_floating_point(y_true) or y_true.dtype == torch.bool:
             raise TypeError(f"task='multiclass' expects integer class indices, got {y_true.dtype}.")
-        y = nn.functional.one_hot(y_true.long(), y_pred.shape[-1]).to(y_pred.dtype)
+        y = torch.zeros_like(y_pred).scatter_(1, y_true.long().unsqueeze(1), 1.0)
         return y, yhat
 
     def _binary(self, y_pred, y_true):

@@ -17,7 +17,7 @@ from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch import NeuralNet, NeuralNetBinaryClassifier, NeuralNetClassifier, NeuralNetRegressor
 
-from .engine import Budget, evaluate_candidate, fast_path_blockers
+from .engine import Budget, LocalSearch, evaluate_candidates, fast_path_blockers, refine_loss
 from .evolution import Variation, initial_population, next_generation
 from .loss import CROSS_ENTROPY, SymbolicLoss
 from .primitives import EVOMAL_FUNCTION_SET
@@ -27,6 +27,7 @@ __all__ = ["LossSearchCV"]
 
 SQUARED_ERROR = "square(sub(y, yhat))"
 _TRAIN_LOOPS = ("auto", "fast", "skorch")
+_LOCAL_SEARCH = (None, "winners", "all")
 
 
 def _task_of(net):
@@ -117,10 +118,30 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         Stop after this many generations without a better best score.
     max_evaluations : int or None, default=None
         Stop after this many distinct programs have been trained.
+    local_search : {None, "winners", "all"}, default=None
+        EvoMAL's local search, which learns one coefficient per edge of a
+        program by unrolled differentiation (see :meth:`fit_refine`). None is
+        plain GP (GP-LFL); "winners" refines the ``refine_top_k`` best programs
+        after the search, inside ``fit``; "all" refines every candidate before
+        its fitness is measured (EvoMAL proper). On each fold the local search
+        sees only that fold's training part, of which it holds out 20 % for its
+        meta objective.
+    meta_steps : int, default=250
+        Meta steps of each local search.
+    meta_lr : float, default=1e-3
+        Adam's learning rate on the coefficients.
+    unroll : int, default=1
+        Differentiable training steps per meta step.
+    refine_top_k : int, default=3
+        Programs refined by ``local_search="winners"`` and :meth:`fit_refine`.
     train_loop : {"auto", "fast", "skorch"}, default="auto"
         How candidates train: "fast" is a tight loop over tensors that honours
         the net's configuration, "skorch" calls ``net.fit``; "auto" uses the
         fast loop unless the net has callbacks or overrides it cannot honour.
+    candidates_per_task : int, default=8
+        Candidates one parallel task trains together on a fold, as a single
+        vectorised model in the fast loop. A candidate's result does not
+        depend on it; larger groups share more of the network's cost.
     scoring : str, callable or None, default=None
         Scorer for the held-out folds; None uses the estimator's ``score``.
     cv : int, cross-validation generator or iterable, default=3
@@ -165,6 +186,10 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         hits, failures and elapsed time.
     search_stats_ : dict
         Totals: evaluations, cache hits, failures, generations, time.
+    refine_results_ : list of dict
+        Set by a local search after the GP (``local_search="winners"`` or
+        :meth:`fit_refine`): per refined program its CV score before and
+        after, the coefficients, whether the refined loss was kept, and time.
     classes_ : ndarray
         Class labels (classifiers).
     n_features_in_ : int
@@ -191,9 +216,10 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         p_crossover=0.7, p_subtree_mutation=0.25, p_hoist_mutation=0.0, p_point_mutation=0.0,
         p_point_replace=0.05, mutation_depth=(0, 2), parsimony_coefficient=0.0, elitism=1,
         seed_programs="auto", hall_of_fame=10, max_epochs=None, max_steps=None,
-        max_time=None, n_iter_no_change=None, max_evaluations=None, train_loop="auto",
-        scoring=None, cv=3, refit=True, n_jobs=None, verbose=0, error_score=np.nan,
-        random_state=None,
+        max_time=None, n_iter_no_change=None, max_evaluations=None, local_search=None,
+        meta_steps=250, meta_lr=1e-3, unroll=1, refine_top_k=3, train_loop="auto",
+        candidates_per_task=8, scoring=None, cv=3, refit=True, n_jobs=None, verbose=0,
+        error_score=np.nan, random_state=None,
     ):
         self.estimator = estimator
         self.population_size = population_size
@@ -220,7 +246,13 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         self.max_time = max_time
         self.n_iter_no_change = n_iter_no_change
         self.max_evaluations = max_evaluations
+        self.local_search = local_search
+        self.meta_steps = meta_steps
+        self.meta_lr = meta_lr
+        self.unroll = unroll
+        self.refine_top_k = refine_top_k
         self.train_loop = train_loop
+        self.candidates_per_task = candidates_per_task
         self.scoring = scoring
         self.cv = cv
         self.refit = refit
@@ -252,15 +284,13 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         space = SearchSpace(self.function_set, self.constants, self.const_range)
         seeds = self._seed_programs()
         rng = check_random_state(self.random_state)
-        cv = check_cv(self.cv, y, classifier=is_classifier(self.estimator))
-        splits = list(cv.split(X, y))
-        fold_seeds = rng.randint(np.iinfo(np.int32).max, size=len(splits))
-        refit_seed = int(rng.randint(np.iinfo(np.int32).max))
+        n_splits = check_cv(self.cv, y, classifier=is_classifier(self.estimator)).get_n_splits(X, y)
+        self._fold_seeds = rng.randint(np.iinfo(np.int32).max, size=n_splits)
+        self._refit_seed = int(rng.randint(np.iinfo(np.int32).max))
         self.scorer_ = check_scoring(self.estimator, scoring=self.scoring)
-        fast = self._use_fast_loop()
         self._preflight(X, y, seeds[0] if seeds else CROSS_ENTROPY)
 
-        evaluate = _Evaluator(self, X, y, splits, fold_seeds, fast)
+        evaluate = self._evaluator(X, y, self.local_search == "all")
         variation = Variation(self.p_crossover, self.p_subtree_mutation, self.p_hoist_mutation,
                               self.p_point_mutation, self.p_point_replace,
                               tuple(self.mutation_depth), self.max_height)
@@ -274,21 +304,107 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
                 fitness, stats = evaluate(population, generation)
                 self.history_.append({"generation": generation, **stats,
                                       "elapsed": time.perf_counter() - start})
-                self._report(self.history_[-1], evaluate)
+                self._report(self.history_[-1])
                 improved = stats["best_score"] > best
                 best, stale = max(best, stats["best_score"]), 0 if improved else stale + 1
-                if self._should_stop(generation, stale, start, evaluate):
+                if self._should_stop(stale, start, evaluate):
                     break
-                population = next_generation(
-                    population, fitness - self.parsimony_coefficient * np.array([len(p) for p in population]),
-                    space, variation, rng, self.tournament_size, self.elitism)
-
-        self._finish(evaluate, time.perf_counter() - start)
+                penalty = self.parsimony_coefficient * np.array([len(p) for p in population])
+                population = next_generation(population, fitness - penalty, space, variation, rng,
+                                             self.tournament_size, self.elitism)
+            self._finish(evaluate, time.perf_counter() - start)
+            if self.local_search == "all":
+                self._set_best(self._final_coefficients(X, y, self.best_loss_), self.best_score_)
+            elif self.local_search == "winners":
+                self._refine(X, y, evaluate)
         if self.refit:
-            self.best_estimator_ = self._refit(X, y, refit_seed)
+            self.best_estimator_ = self._refit(X, y)
         if self.verbose:
             print(f"[LossSearchCV] best loss: {self.best_loss_}  (score {self.best_score_:.4f})")
         return self
+
+    def fit_refine(self, X, y):
+        """Tune the coefficients of the best programs found (EvoMAL's local search).
+
+        Each of the ``refine_top_k`` best distinct programs of the hall of fame
+        becomes a loss with one coefficient per edge, learned by unrolled
+        differentiation, and is rescored with the search's own CV protocol
+        (same folds, same seeds). A refined loss is kept only where its CV
+        score is at least its original's; ``best_loss_``, ``best_score_``,
+        ``best_params_``, ``hall_of_fame_`` and (with ``refit=True``)
+        ``best_estimator_`` are updated, and ``refine_results_`` records what
+        happened.
+
+        Parameters
+        ----------
+        X, y : array-like
+            The data ``fit`` was given.
+
+        Returns
+        -------
+        self : LossSearchCV
+        """
+        check_is_fitted(self, "cv_results_")
+        self._check_params()
+        X, y = self._validate_input(X, y, reset=False)
+        evaluate = self._evaluator(X, y, local_search=False)
+        with Parallel(n_jobs=self.n_jobs) as parallel:
+            evaluate.parallel = parallel
+            self._refine(X, y, evaluate)
+        if self.refit:
+            self.best_estimator_ = self._refit(X, y)
+        return self
+
+    def _evaluator(self, X, y, local_search):
+        cv = check_cv(self.cv, y, classifier=is_classifier(self.estimator))
+        splits = list(cv.split(X, y))
+        if len(splits) != len(self._fold_seeds):
+            raise ValueError(f"cv gave {len(splits)} splits, expected {len(self._fold_seeds)}.")
+        return _Evaluator(self, X, y, splits, self._use_fast_loop(),
+                          self._local_search_settings() if local_search else None)
+
+    def _local_search_settings(self):
+        return LocalSearch(meta_steps=self.meta_steps, meta_lr=self.meta_lr, unroll=self.unroll)
+
+    def _refine(self, X, y, evaluate):
+        """Refine the best programs, keep improvements, and update the best loss."""
+        settings = self._local_search_settings()
+        programs = [entry["program"] for entry in self.hall_of_fame_[: self.refine_top_k]]
+        losses = [self._criterion(p) for p in programs]
+        start = time.perf_counter()
+        folds = evaluate.cross_validate(losses, settings)
+        per_program = (time.perf_counter() - start) / max(len(programs), 1)
+        self.refine_results_ = []
+        best_loss, best_score = self.best_loss_, self.best_score_
+        for entry, loss, results in zip(self.hall_of_fame_, losses, folds):
+            after = _mean_score(results)
+            kept = bool(np.isfinite(after) and after >= entry["mean_test_score"])
+            refined = self._final_coefficients(X, y, loss) if kept else None
+            self.refine_results_.append({
+                "program": entry["program"], "score_before": entry["mean_test_score"],
+                "score_after": after, "kept": kept,
+                "coefficients": None if refined is None else refined.get_params()["coefficients"],
+                "fold_coefficients": [r.coefficients for r in results], "time": per_program,
+            })
+            if kept:
+                entry.update(refined_score=after, coefficients=refined.get_params()["coefficients"],
+                             infix=refined.infix())
+                if after > best_score:
+                    best_loss, best_score = refined, after
+        self._set_best(best_loss, best_score)
+        if self.verbose:
+            for r in self.refine_results_:
+                print(f"[LossSearchCV] local search {r['program']}: {r['score_before']:.4f} -> "
+                      f"{r['score_after']:.4f}{' (kept)' if r['kept'] else ''}")
+
+    def _final_coefficients(self, X, y, loss):
+        """The loss with coefficients learned on all of ``X`` (20 % held out for the meta objective)."""
+        return refine_loss(self.estimator, loss, X, y, self._refit_seed, self._local_search_settings())
+
+    def _set_best(self, loss, score):
+        self.best_loss_ = loss
+        self.best_score_ = float(score)
+        self.best_params_ = loss.as_params()
 
     def _check_params(self):
         def integer(name, low, allow_none=False):
@@ -346,6 +462,14 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         integer("verbose", 0)
         if self.max_time is not None and (not isinstance(self.max_time, Real) or self.max_time <= 0):
             raise ValueError(f"max_time must be a positive number of seconds or None, got {self.max_time!r}.")
+        if self.local_search not in _LOCAL_SEARCH:
+            raise ValueError(f"local_search must be one of {_LOCAL_SEARCH}, got {self.local_search!r}.")
+        integer("meta_steps", 1)
+        integer("unroll", 1)
+        integer("refine_top_k", 1)
+        integer("candidates_per_task", 1)
+        if not isinstance(self.meta_lr, Real) or isinstance(self.meta_lr, bool) or not self.meta_lr > 0:
+            raise ValueError(f"meta_lr must be a positive number, got {self.meta_lr!r}.")
         if self.train_loop not in _TRAIN_LOOPS:
             raise ValueError(f"train_loop must be one of {_TRAIN_LOOPS}, got {self.train_loop!r}.")
         if not (self.error_score == "raise" or isinstance(self.error_score, Real)):
@@ -360,15 +484,19 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
                                              or not self.const_range[0] <= self.const_range[1]):
             raise ValueError(f"const_range must be None or a pair (low, high), got {self.const_range!r}.")
 
-    def _validate_input(self, X, y):
+    def _validate_input(self, X, y, reset=True):
         if y is None:
             raise ValueError("LossSearchCV needs targets: y is None.")
-        X, y = validate_data(self, X, y, dtype=np.float32, allow_nd=True, ensure_min_samples=2,
+        X, y = validate_data(self, X, y, dtype=np.float32, allow_nd=True, ensure_min_samples=2, reset=reset,
                              multi_output=self._task == "regression", y_numeric=self._task == "regression")
         if self._task == "regression":
             self._y_1d = y.ndim == 1
             return X, y.reshape(len(y), -1).astype(np.float32)
         check_classification_targets(y)
+        if not reset:
+            if not np.isin(y, self.classes_).all():
+                raise ValueError("y contains labels the search was not fitted on.")
+            return X, self._encoder.transform(y).astype(np.float32 if self._task == "binary" else np.int64)
         classes = getattr(self.estimator, "classes", None)
         self._encoder = LabelEncoder().fit(y if classes is None else classes)
         if not np.isin(y, self._encoder.classes_).all():
@@ -395,6 +523,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         return programs
 
     def _use_fast_loop(self):
+        """True for the fast loop; raises if it was asked for and cannot be used."""
         blockers = fast_path_blockers(self.estimator)
         if self.train_loop == "fast" and blockers:
             raise ValueError(f"train_loop='fast' cannot train this net: it {'; '.join(blockers)}. "
@@ -430,14 +559,14 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         epochs = self.max_epochs if self.max_epochs is not None else self.estimator.max_epochs
         return Budget(max_epochs=epochs, max_steps=self.max_steps)
 
-    def _should_stop(self, generation, stale, start, evaluate):
+    def _should_stop(self, stale, start, evaluate):
         if self.n_iter_no_change is not None and stale >= self.n_iter_no_change:
             return True
         if self.max_time is not None and time.perf_counter() - start >= self.max_time:
             return True
         return self.max_evaluations is not None and evaluate.n_trained >= self.max_evaluations
 
-    def _report(self, entry, evaluate):
+    def _report(self, entry):
         if not self.verbose:
             return
         done = entry["generation"] + 1
@@ -454,9 +583,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         if not np.isfinite(scores[self.best_index_]):
             raise RuntimeError("every candidate loss failed to train; see cv_results_['status'] "
                                "(set error_score='raise' to see the first error).")
-        self.best_loss_ = evaluate.losses()[self.best_index_]
-        self.best_score_ = float(self.cv_results_["mean_test_score"][self.best_index_])
-        self.best_params_ = self.best_loss_.as_params()
+        self._set_best(evaluate.losses()[self.best_index_], self.cv_results_["mean_test_score"][self.best_index_])
         order = np.argsort(-scores, kind="stable")[: self.hall_of_fame]
         self.hall_of_fame_ = [
             {key: self.cv_results_[key][i] for key in
@@ -472,11 +599,11 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
             "time": elapsed,
         }
 
-    def _refit(self, X, y, seed):
+    def _refit(self, X, y):
         params = clone(self.estimator).get_params(deep=False)
         params["criterion"] = self.best_loss_
         net = type(self.estimator)(**params)
-        torch.manual_seed(seed)
+        torch.manual_seed(self._refit_seed)
         return net.fit(X, y)
 
     # ----------------------------------------------------------- delegation
@@ -535,16 +662,39 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         return tags
 
 
+def _mean_score(results):
+    return np.nan if any(r.status != "ok" for r in results) else float(np.mean([r.score for r in results]))
+
+
 class _Evaluator:
     """Scores programs by cross-validation, training each distinct program once."""
 
-    def __init__(self, search, X, y, splits, fold_seeds, fast):
+    def __init__(self, search, X, y, splits, fast, local_search):
         self.search, self.X, self.y = search, X, y
-        self.splits, self.fold_seeds, self.fast = splits, fold_seeds, fast
+        self.splits, self.fast, self.local_search = splits, fast, local_search
         self.budget = search._budget()
         self.parallel = None
         self.rows = {}  # program string -> row dict
         self.n_trained = self.n_cache_hits = self.n_failures = 0
+
+    def cross_validate(self, losses, local_search=None):
+        """FoldResults per loss and fold, in groups of ``candidates_per_task``."""
+        search = self.search
+        size = search.candidates_per_task
+        groups = [losses[i:i + size] for i in range(0, len(losses), size)]
+        tasks = [(g, k) for g in range(len(groups)) for k in range(len(self.splits))]
+        results = self.parallel(
+            delayed(evaluate_candidates)(
+                search.estimator, groups[g], self.X, self.y, *self.splits[k], self.budget,
+                int(search._fold_seeds[k]), search.scorer_, "fast" if self.fast else "skorch",
+                search.error_score, local_search)
+            for g, k in tasks
+        )
+        per_loss = [[None] * len(self.splits) for _ in losses]
+        for (g, k), group_results in zip(tasks, results):
+            for j, result in enumerate(group_results):
+                per_loss[g * size + j][k] = result
+        return per_loss
 
     def __call__(self, population, generation):
         search = self.search
@@ -552,33 +702,21 @@ class _Evaluator:
         if search.max_evaluations is not None:
             new = new[: max(search.max_evaluations - self.n_trained, 0)]
         cache_hits = sum(str(p) in self.rows for p in population)
-        tasks = [(p, k) for p in new for k in range(len(self.splits))]
-        results = self.parallel(
-            delayed(evaluate_candidate)(
-                search.estimator, search._criterion(p), self.X, self.y, train, test, self.budget,
-                int(self.fold_seeds[k]), search.scorer_, self.fast, search.error_score)
-            for p, k in tasks
-            for train, test in [self.splits[k]]
-        )
-        by_program = {}
-        for (p, _), r in zip(tasks, results):
-            by_program.setdefault(str(p), []).append(r)
+        losses = [search._criterion(p) for p in new]
         failures = 0
-        for p in new:
-            folds = by_program[str(p)]
-            failed = any(r.status != "ok" for r in folds)
-            failures += failed
+        for p, loss, folds in zip(new, losses, self.cross_validate(losses, self.local_search)):
+            mean = _mean_score(folds)
+            failures += not np.isfinite(mean)
             scores = np.array([r.score for r in folds], dtype=float)
             times = np.array([r.fit_time for r in folds])
             self.rows[str(p)] = {
                 "program": str(p), "infix": p.infix(), "length": p.length, "depth": p.depth,
-                "generation": generation, "scores": scores,
-                "mean_test_score": np.nan if failed else scores.mean(),
-                "std_test_score": np.nan if failed else scores.std(),
+                "generation": generation, "scores": scores, "mean_test_score": mean,
+                "std_test_score": scores.std() if np.isfinite(mean) else np.nan,
                 "mean_fit_time": times.mean(), "std_fit_time": times.std(),
                 "status": next((r.status for r in folds if r.status != "ok"), "ok"),
                 "message": next((r.message for r in folds if r.status != "ok"), ""),
-                "criterion": search._criterion(p),
+                "criterion": loss,
             }
         self.n_trained += len(new)
         self.n_cache_hits += cache_hits
@@ -599,11 +737,10 @@ class _Evaluator:
 
     def results(self):
         rows = list(self.rows.values())
-        n_splits = len(self.splits)
         out = {key: np.array([r[key] for r in rows]) for key in
                ("program", "infix", "length", "depth", "generation", "mean_test_score",
                 "std_test_score", "mean_fit_time", "std_fit_time", "status", "message")}
-        for k in range(n_splits):
+        for k in range(len(self.splits)):
             out[f"split{k}_test_score"] = np.array([r["scores"][k] for r in rows])
         scores = np.nan_to_num(out["mean_test_score"], nan=-np.inf)
         # Dense ranking as in scikit-learn: ties share a rank; failures rank last.

@@ -12,7 +12,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from skorch import NeuralNetBinaryClassifier, NeuralNetClassifier, NeuralNetRegressor
 
-from metaloss_sk import LossSearchCV, SymbolicLoss
+from metaloss_sk import LossSearchCV, SymbolicLoss, parse
 from metaloss_sk.datasets import MLP
 
 SMALL = dict(population_size=5, generations=2, cv=2, random_state=0)
@@ -268,3 +268,56 @@ def test_dask_backend_gives_the_same_results_as_n_jobs_1():
     assert list(local["program"]) == list(remote["program"])
     np.testing.assert_array_equal(local["split0_test_score"], remote["split0_test_score"])
     np.testing.assert_array_equal(local["split1_test_score"], remote["split1_test_score"])
+
+
+def test_results_do_not_depend_on_how_candidates_are_grouped():
+    X, y = iris()
+    alone = LossSearchCV(classifier(), candidates_per_task=1, refit=False, **SMALL).fit(X, y).cv_results_
+    together = LossSearchCV(classifier(), candidates_per_task=8, refit=False, **SMALL).fit(X, y).cv_results_
+    assert list(alone["program"]) == list(together["program"])
+    np.testing.assert_array_equal(alone["split0_test_score"], together["split0_test_score"])
+    np.testing.assert_array_equal(alone["split1_test_score"], together["split1_test_score"])
+
+
+LOCAL = dict(meta_steps=5, refine_top_k=2)
+
+
+def test_fit_refine_rescores_the_best_programs_and_keeps_only_improvements():
+    X, y = iris()
+    search = LossSearchCV(classifier(), **SMALL, **LOCAL).fit(X, y)
+    before = search.best_score_
+    search.fit_refine(X, y)
+    assert len(search.refine_results_) == 2
+    for r in search.refine_results_:
+        assert len(r["fold_coefficients"]) == SMALL["cv"]
+        assert r["kept"] == (r["score_after"] >= r["score_before"])
+        if r["kept"]:
+            assert len(r["coefficients"]) == len(parse(r["program"])) - 1
+    assert search.best_score_ >= before
+    if any(r["kept"] and r["score_after"] == search.best_score_ for r in search.refine_results_):
+        assert search.best_loss_.coefficients is not None
+    assert search.best_estimator_.criterion_.program == search.best_loss_.program
+
+
+def test_local_search_winners_runs_inside_fit():
+    X, y = iris()
+    search = LossSearchCV(classifier(), local_search="winners", **SMALL, **LOCAL).fit(X, y)
+    assert len(search.refine_results_) == 2
+
+
+def test_local_search_all_refines_every_candidate_and_the_winner():
+    X, y = iris()
+    search = LossSearchCV(classifier(), local_search="all", population_size=3, tournament_size=2,
+                          generations=1, cv=2, random_state=0, meta_steps=3).fit(X, y)
+    assert search.best_loss_.coefficients is not None
+    assert len(search.best_loss_.coefficients) == len(search.best_loss_.program_) - 1
+
+
+def test_local_search_results_do_not_depend_on_n_jobs():
+    X, y = iris()
+    kw = dict(local_search="all", population_size=3, tournament_size=2, generations=1, cv=2,
+              random_state=0, meta_steps=3, refit=False)
+    a = LossSearchCV(classifier(), n_jobs=1, **kw).fit(X, y)
+    b = LossSearchCV(classifier(), n_jobs=2, **kw).fit(X, y)
+    np.testing.assert_array_equal(a.cv_results_["mean_test_score"], b.cv_results_["mean_test_score"])
+    assert a.best_loss_.get_params() == b.best_loss_.get_params()
