@@ -24,7 +24,8 @@ TERMINALS = ("y", "yhat")
 
 _TOKEN = re.compile(
     r"\s*(?:(?P<number>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
-    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<punct>[(),]))"
+    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<punct>[(),]))",
+    re.ASCII,
 )
 _MAX_NODES = 10_000
 
@@ -309,6 +310,8 @@ def _tokenize(text):
             raise ValueError(f"unexpected character at position {pos}: {text[pos]!r} in {_shorten(text)!r}")
         start = m.start(m.lastgroup)
         tokens.append((start, m.group(m.lastgroup)))
+        if len(tokens) > 4 * _MAX_NODES:
+            raise ValueError(f"program is too long (over {4 * _MAX_NODES} tokens)")
         pos = m.end()
     return tokens
 

@@ -13,6 +13,7 @@ the unroll); SGD (momentum, dampening, Nesterov, weight decay) and Adam/AdamW
 follow ``torch.optim``'s update rules exactly.
 """
 
+import math
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -67,7 +68,7 @@ class RefineResult:
     coefficients : ndarray of shape (n_edges,)
         The learned coefficients (the last finite values).
     initial_coefficients : ndarray of shape (n_edges,)
-        Where the search started.
+        Where the search started, rounded to the data's precision.
     meta_losses : list of float
         The meta objective (task loss on the validation batch after the inner
         steps) at every meta step, before that step's update; NaN or inf for
@@ -109,8 +110,9 @@ def learn_coefficients(loss, module_factory, X_train, y_train, X_valid, y_valid,
         (``link="probabilities"``) or the mean squared error (regression).
     module_factory : callable
         Returns a freshly initialised :class:`torch.nn.Module`. It is called
-        once per meta step, right after ``torch.manual_seed`` with a seed drawn
-        from ``random_state``, so every meta step starts from a new network.
+        once per meta step, right after seeding torch's random number
+        generators (as ``torch.manual_seed`` does) with a seed drawn from
+        ``random_state``, so every meta step starts from a new network.
     X_train, y_train : Tensor
         Rows for the inner (training) steps: float features; int64 class
         indices for multiclass, floats for binary and regression.
@@ -142,7 +144,8 @@ def learn_coefficients(loss, module_factory, X_train, y_train, X_valid, y_valid,
     Returns
     -------
     RefineResult
-        ``result.loss`` is the refined :class:`SymbolicLoss`.
+        ``result.loss`` is the refined :class:`SymbolicLoss`. A program of one
+        node has no edge, hence no coefficient, and returns at once.
 
     Notes
     -----
@@ -162,6 +165,8 @@ def learn_coefficients(loss, module_factory, X_train, y_train, X_valid, y_valid,
     if isinstance(meta_lr, bool) or not isinstance(meta_lr, Real) or not meta_lr > 0:
         raise ValueError(f"meta_lr must be a positive float, got {meta_lr!r}.")
     device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
     X_train, y_train = _check_data("X_train", "y_train", X_train, y_train, device)
     X_valid, y_valid = _check_data("X_valid", "y_valid", X_valid, y_valid, device)
     inner = _inner_optimizer(optimizer, optimizer_params)
@@ -183,52 +188,60 @@ def learn_coefficients(loss, module_factory, X_train, y_train, X_valid, y_valid,
 
     dtype = X_train.dtype if X_train.is_floating_point() else torch.get_default_dtype()
     cs = torch.tensor(start_values, dtype=dtype, device=device, requires_grad=True)
+    initial = cs.detach().cpu().double().numpy()  # as rounded to the working precision
     meta_losses, n_nan = [], 0
     if n_edges:
         generator = torch.Generator().manual_seed(int(batch_seed))
-        train_idx = _batches(len(X_train), batch_size, meta_steps * unroll, generator, device)
-        valid_idx = _batches(len(X_valid), batch_size, meta_steps, generator, device)
+        train_idx = _batches(len(X_train), batch_size, meta_steps * unroll, generator, device).unbind()
+        valid_idx = _batches(len(X_valid), batch_size, meta_steps, generator, device).unbind()
         meta_optimizer = torch.optim.Adam([cs], lr=meta_lr, **_fastest_adam(device))
         task_loss = _task_loss(loss)
         last_finite = cs.detach().clone()
+        tied = None
         with torch.random.fork_rng(devices=_rng_devices(device)):
             for k, seed in enumerate(module_seeds):
                 _manual_seed(int(seed), device)
-                module = module_factory().to(device)
-                train_batches = [(X_train[i], y_train[i]) for i in train_idx[k * unroll:(k + 1) * unroll]]
-                j = valid_idx[k]
-                objective = _unrolled_objective(
-                    loss, cs.unbind(), module, dict(module.named_parameters()),
-                    train_batches, (X_valid[j], y_valid[j]), inner, task_loss)
-                if objective.requires_grad:
-                    (grad,) = torch.autograd.grad(objective, cs, allow_unused=True)
-                else:  # the coefficients do not reach the objective
-                    grad = None
-                ok = torch.isfinite(objective) if grad is None else (
-                    torch.isfinite(objective) & torch.isfinite(grad).all())
+                module, params = _fresh_module(module_factory, device)
+                if tied is None:  # every module from the factory has the same structure
+                    tied = _has_tied_parameters(module)
+                train_batches = [(X_train.index_select(0, i), y_train.index_select(0, i))
+                                 for i in train_idx[k * unroll:(k + 1) * unroll]]
+                valid_batch = (X_valid.index_select(0, valid_idx[k]), y_valid.index_select(0, valid_idx[k]))
+                objective = _unrolled_objective(loss, cs.unbind(), module, params, train_batches,
+                                                valid_batch, inner, task_loss, tied)
                 meta_losses.append(objective.item())
-                if not ok.item():
+                if not _meta_update(meta_optimizer, cs, objective, meta_losses[-1], last_finite):
                     n_nan += 1
-                    continue
-                if grad is None:
-                    continue
-                cs.grad = grad
-                meta_optimizer.step()
-                if torch.isfinite(cs).all():
-                    last_finite.copy_(cs.detach())
-                else:
-                    n_nan += 1
-                    with torch.no_grad():
-                        cs.copy_(last_finite)
-                    meta_optimizer.state.clear()
     return RefineResult(
         coefficients=cs.detach().cpu().double().numpy(),
-        initial_coefficients=start_values.astype(float),
+        initial_coefficients=initial,
         meta_losses=meta_losses,
         n_nan_steps=n_nan,
         time_s=time.perf_counter() - start,
         base_loss=loss,
     )
+
+
+def _meta_update(meta_optimizer, cs, objective, value, last_finite):
+    """One Adam step on the coefficients; False when the step was not finite (and undone)."""
+    if not math.isfinite(value):
+        return False
+    if not objective.requires_grad:  # the coefficients do not reach the objective
+        return True
+    (grad,) = torch.autograd.grad(objective, cs, allow_unused=True)
+    if grad is None:
+        return True
+    if not torch.isfinite(grad).all():
+        return False
+    cs.grad = grad
+    meta_optimizer.step()
+    if torch.isfinite(cs).all():
+        last_finite.copy_(cs.detach())
+        return True
+    with torch.no_grad():
+        cs.copy_(last_finite)
+    meta_optimizer.state.clear()
+    return False
 
 
 def meta_objective(loss, coefficients, module, train_batches, valid_batch, *,
@@ -266,49 +279,70 @@ def meta_objective(loss, coefficients, module, train_batches, valid_batch, *,
     params = dict(module.named_parameters()) if params is None else dict(params)
     cs = coefficients.unbind() if torch.is_tensor(coefficients) else coefficients
     return _unrolled_objective(loss, cs, module, params, train_batches, valid_batch, inner,
-                               _task_loss(loss))
+                               _task_loss(loss), _has_tied_parameters(module))
 
 
-def _unrolled_objective(loss, cs, module, params, train_batches, valid_batch, inner, task_loss):
+def _unrolled_objective(loss, cs, module, params, train_batches, valid_batch, inner, task_loss, tied):
+    def forward(values, x):
+        # Buffers stay the module's own. Untying weights costs a fifth of a small
+        # network's forward pass, so it is done only for modules that tie any.
+        return functional_call(module, dict(zip(names, values)), (x,), tie_weights=tied)
+
     names, values = list(params), list(params.values())
-    buffers = dict(module.named_buffers())
     state = [None] * len(values)
     for t, (xb, yb) in enumerate(train_batches, 1):
-        out = functional_call(module, (dict(zip(names, values)), buffers), (xb,))
+        out = forward(values, xb)
         y, yhat = loss.terminals(out, yb)
         inner_loss = loss.reduce(loss.program_.evaluate(y, yhat, cs), y)
-        if inner_loss.requires_grad:
-            grads = torch.autograd.grad(inner_loss, values, create_graph=True, allow_unused=True)
-        else:  # a program that ignores the prediction moves nothing
-            grads = [None] * len(values)
+        grads = [None] * len(values)  # what torch.optim sees for frozen or unused parameters
+        trainable = [i for i, v in enumerate(values) if v.requires_grad]
+        if inner_loss.requires_grad and trainable:
+            found = torch.autograd.grad(inner_loss, [values[i] for i in trainable],
+                                        create_graph=True, allow_unused=True)
+            for i, g in zip(trainable, found):
+                grads[i] = g
         values, state = inner.step(values, grads, state, t)
-    out = functional_call(module, (dict(zip(names, values)), buffers), (valid_batch[0],))
-    return task_loss(out, valid_batch[1])
+    return task_loss(forward(values, valid_batch[0]), valid_batch[1])
+
+
+def _fresh_module(module_factory, device):
+    module = module_factory()
+    # Module.to walks every submodule: skip it where the factory built on the device.
+    params = dict(module.named_parameters())
+    if any(p.device != device for p in params.values()):
+        module = module.to(device)
+        params = dict(module.named_parameters())
+    return module, params
+
+
+def _has_tied_parameters(module):
+    return sum(1 for _ in module.named_parameters(remove_duplicate=False)) != len(dict(module.named_parameters()))
 
 
 def _task_loss(loss):
-    """The meta objective for the loss's task and link: ``(outputs, targets) -> scalar``."""
+    """The meta objective for the loss's task and link: ``(outputs, targets) -> scalar``.
+
+    Written so that NaN outputs give a NaN objective rather than an error
+    (``F.binary_cross_entropy`` raises on them).
+    """
     if loss.task == "regression":
         def mse(out, target):
             y, yhat = loss.terminals(out, target)
             return F.mse_loss(yhat, y)
         return mse
-    if loss.task == "binary":
-        def bce(out, target):
-            z, t = out.reshape(-1), target.reshape(-1).to(out.dtype)
-            if loss.link_ == "sigmoid":
-                return F.binary_cross_entropy_with_logits(z, t)
-            return F.binary_cross_entropy(z, t)
-        return bce
+    if loss.link_ == "sigmoid":
+        def bce_with_logits(out, target):
+            return F.binary_cross_entropy_with_logits(out.reshape(-1), target.reshape(-1).to(out.dtype))
+        return bce_with_logits
+    if loss.link_ == "softmax":
+        def cross_entropy(out, target):
+            return F.cross_entropy(out, target if target.is_floating_point() else target.long())
+        return cross_entropy
 
-    def cross_entropy(out, target):
-        if loss.link_ == "softmax":
-            return F.cross_entropy(out, target)
-        log_p = torch.log(out.clamp_min(torch.finfo(out.dtype).tiny))
-        if target.is_floating_point():
-            return -(target * log_p).sum(-1).mean()
-        return F.nll_loss(log_p, target)
-    return cross_entropy
+    def nll(out, target):  # the module outputs probabilities
+        y, p = loss.terminals(out, target)
+        return -(y * torch.log(p.clamp_min(torch.finfo(p.dtype).tiny))).sum(-1).mean()
+    return nll
 
 
 class _SGD:
@@ -330,10 +364,14 @@ class _SGD:
                 g = -g
             if self.weight_decay:
                 g = torch.add(g, p, alpha=self.weight_decay)
-            if self.momentum:
-                buf = g if buf is None else torch.add(buf * self.momentum, g, alpha=1 - self.dampening)
+            lr = self.lr
+            if self.momentum and buf is None:  # the buffer starts as g: fold it into the step size
+                buf = g
+                lr = lr * (1 + self.momentum) if self.nesterov else lr
+            elif self.momentum:
+                buf = torch.add(buf * self.momentum, g, alpha=1 - self.dampening)
                 g = torch.add(g, buf, alpha=self.momentum) if self.nesterov else buf
-            new_params.append(torch.add(p, g, alpha=-self.lr))
+            new_params.append(torch.add(p, g, alpha=-lr))
             new_state.append(buf)
         return new_params, new_state
 
@@ -414,9 +452,11 @@ def _inner_optimizer(optimizer, optimizer_params):
 
 
 def _manual_seed(seed, device):
-    # torch.manual_seed for the generators the module can draw from: the CPU
-    # one and the target accelerator's. torch.manual_seed itself also seeds
-    # every other backend, which costs more than a small network's training step.
+    # torch.manual_seed for CPU and CUDA, where it would also visit every other
+    # backend, at a cost above that of a small network's training step.
+    if device.type not in ("cpu", "cuda"):
+        torch.manual_seed(seed)
+        return
     torch.default_generator.manual_seed(seed)
     if device.type == "cuda":
         torch.cuda.manual_seed(seed)
@@ -427,9 +467,7 @@ def _fastest_adam(device):
 
 
 def _rng_devices(device):
-    if device.type != "cuda":
-        return []
-    return [device.index if device.index is not None else torch.cuda.current_device()]
+    return [device.index] if device.type == "cuda" else []
 
 
 def _check_int(name, value):

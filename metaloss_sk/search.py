@@ -17,8 +17,9 @@ from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch import NeuralNet, NeuralNetBinaryClassifier, NeuralNetClassifier, NeuralNetRegressor
 
-from .engine import Budget, LocalSearch, evaluate_candidates, fast_path_blockers, refine_loss
+from .engine import Budget, LocalSearch, candidate_net, evaluate_candidates, fast_path_blockers, refine_loss
 from .evolution import Variation, initial_population, next_generation
+from .filters import Probe, symbolic_key
 from .loss import CROSS_ENTROPY, SymbolicLoss
 from .primitives import EVOMAL_FUNCTION_SET
 from .program import SearchSpace, parse
@@ -28,6 +29,8 @@ __all__ = ["LossSearchCV"]
 SQUARED_ERROR = "square(sub(y, yhat))"
 _TRAIN_LOOPS = ("auto", "fast", "skorch")
 _LOCAL_SEARCH = (None, "winners", "all")
+_EQUIVALENCE = ("exact", "symbolic", "gradient")
+_PROBE_ROWS = 100
 
 
 def _task_of(net):
@@ -134,6 +137,21 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         Differentiable training steps per meta step.
     refine_top_k : int, default=3
         Programs refined by ``local_search="winners"`` and :meth:`fit_refine`.
+    equivalence : {"exact", "symbolic", "gradient"}, default="gradient"
+        Which programs share one evaluation: identical text only ("exact",
+        the reference's cache); also programs with the same sympy canonical
+        form ("symbolic"); also programs with the same gradient with respect
+        to the network's outputs on 100 probe rows of the first fold
+        ("gradient": losses that differ by a constant, for instance).
+        Whatever the setting, a loss whose gradient there is zero or not
+        finite is rejected without training. With ``local_search="all"``
+        only exact repeats are shared, as equal programs of different shape
+        learn different coefficients.
+    rejection_steps : int, default=1000
+        EvoMAL's rejection protocol, run before any training: the probe
+        rows' outputs are optimised directly for this many Adam steps, and a
+        loss that does not lower the task error there is rejected. 0 turns
+        it off.
     train_loop : {"auto", "fast", "skorch"}, default="auto"
         How candidates train: "fast" is a tight loop over tensors that honours
         the net's configuration, "skorch" calls ``net.fit``; "auto" uses the
@@ -177,15 +195,20 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         One row per distinct program trained: ``program``, ``infix``,
         ``length``, ``depth``, ``generation``, ``splitK_test_score``,
         ``mean_test_score``, ``std_test_score``, ``rank_test_score``,
-        ``mean_fit_time``, ``std_fit_time``, ``status``, ``message`` (why a
-        candidate failed) and ``params`` (each loss as skorch parameters).
+        ``mean_fit_time``, ``std_fit_time``, ``status`` ("ok", "nan", "error"
+        or "rejected"), ``message`` (why), ``equivalent_to`` (the program whose
+        evaluation this one shares, or "") and ``params`` (each loss as skorch
+        parameters).
     hall_of_fame_ : list of dict
         The best distinct programs, best first.
     history_ : list of dict
-        One entry per generation: best and median score, evaluations, cache
-        hits, failures and elapsed time.
+        One entry per generation: best and median score, programs proposed,
+        cache hits, equivalent, rejected, trained and failed, filter and
+        training time, and elapsed time.
     search_stats_ : dict
-        Totals: evaluations, cache hits, failures, generations, time.
+        Totals: generations, programs proposed, evaluations (programs trained),
+        fold fits (networks trained), cache hits, equivalent, rejected,
+        failures, and time (all, filtering, training).
     refine_results_ : list of dict
         Set by a local search after the GP (``local_search="winners"`` or
         :meth:`fit_refine`): per refined program its CV score before and
@@ -217,7 +240,8 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         p_point_replace=0.05, mutation_depth=(0, 2), parsimony_coefficient=0.0, elitism=1,
         seed_programs="auto", hall_of_fame=10, max_epochs=None, max_steps=None,
         max_time=None, n_iter_no_change=None, max_evaluations=None, local_search=None,
-        meta_steps=250, meta_lr=1e-3, unroll=1, refine_top_k=3, train_loop="auto",
+        meta_steps=250, meta_lr=1e-3, unroll=1, refine_top_k=3, equivalence="gradient",
+        rejection_steps=1000, train_loop="auto",
         candidates_per_task=8, scoring=None, cv=3, refit=True, n_jobs=None, verbose=0,
         error_score=np.nan, random_state=None,
     ):
@@ -251,6 +275,8 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         self.meta_lr = meta_lr
         self.unroll = unroll
         self.refine_top_k = refine_top_k
+        self.equivalence = equivalence
+        self.rejection_steps = rejection_steps
         self.train_loop = train_loop
         self.candidates_per_task = candidates_per_task
         self.scoring = scoring
@@ -470,6 +496,9 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         integer("candidates_per_task", 1)
         if not isinstance(self.meta_lr, Real) or isinstance(self.meta_lr, bool) or not self.meta_lr > 0:
             raise ValueError(f"meta_lr must be a positive number, got {self.meta_lr!r}.")
+        if self.equivalence not in _EQUIVALENCE:
+            raise ValueError(f"equivalence must be one of {_EQUIVALENCE}, got {self.equivalence!r}.")
+        integer("rejection_steps", 0)
         if self.train_loop not in _TRAIN_LOOPS:
             raise ValueError(f"train_loop must be one of {_TRAIN_LOOPS}, got {self.train_loop!r}.")
         if not (self.error_score == "raise" or isinstance(self.error_score, Real)):
@@ -573,7 +602,8 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         eta = entry["elapsed"] / done * (self.generations - done)
         print(f"[LossSearchCV] gen {entry['generation']:>3}  best {entry['best_score']:.4f}  "
               f"median {entry['median_score']:.4f}  trained {entry['trained']:>3}  "
-              f"cache hits {entry['cache_hits']:>3}  failures {entry['failures']:>3}  "
+              f"cache hits {entry['cache_hits']:>3}  equivalent {entry['equivalent']:>3}  "
+              f"rejected {entry['rejected']:>3}  failures {entry['failures']:>3}  "
               f"elapsed {entry['elapsed']:7.1f}s  eta {eta:7.1f}s")
 
     def _finish(self, evaluate, elapsed):
@@ -584,18 +614,24 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
             raise RuntimeError("every candidate loss failed to train; see cv_results_['status'] "
                                "(set error_score='raise' to see the first error).")
         self._set_best(evaluate.losses()[self.best_index_], self.cv_results_["mean_test_score"][self.best_index_])
-        order = np.argsort(-scores, kind="stable")[: self.hall_of_fame]
+        order = np.argsort(-scores, kind="stable")
         self.hall_of_fame_ = [
             {key: self.cv_results_[key][i] for key in
              ("program", "infix", "length", "depth", "generation", "mean_test_score", "std_test_score")}
-            for i in order if np.isfinite(scores[i])
-        ]
+            for i in order if np.isfinite(scores[i]) and not self.cv_results_["equivalent_to"][i]
+        ][: self.hall_of_fame]
+        totals = evaluate.totals
         self.search_stats_ = {
             "generations": len(self.history_),
-            "evaluations": evaluate.n_trained,
-            "fold_fits": evaluate.n_trained * len(evaluate.splits),
-            "cache_hits": evaluate.n_cache_hits,
-            "failures": evaluate.n_failures,
+            "proposed": sum(h["proposed"] for h in self.history_),
+            "evaluations": totals["trained"],
+            "fold_fits": totals["trained"] * len(evaluate.splits),
+            "cache_hits": totals["cache_hits"],
+            "equivalent": totals["equivalent"],
+            "rejected": totals["rejected"],
+            "failures": totals["failures"],
+            "filter_time": totals["filter_time"],
+            "train_time": totals["train_time"],
             "time": elapsed,
         }
 
@@ -675,7 +711,10 @@ class _Evaluator:
         self.budget = search._budget()
         self.parallel = None
         self.rows = {}  # program string -> row dict
-        self.n_trained = self.n_cache_hits = self.n_failures = 0
+        self.keys = {}  # symbolic key or gradient fingerprint -> representative program string
+        self._probe = None
+        self.totals = dict.fromkeys(("cache_hits", "equivalent", "rejected", "trained", "failures",
+                                     "filter_time", "train_time"), 0)
 
     def cross_validate(self, losses, local_search=None):
         """FoldResults per loss and fold, in groups of ``candidates_per_task``."""
@@ -697,49 +736,130 @@ class _Evaluator:
         return per_loss
 
     def __call__(self, population, generation):
+        """Fitness of every program of ``population`` and this generation's statistics."""
         search = self.search
         new = list(dict.fromkeys(p for p in population if str(p) not in self.rows))
+        stats = {"proposed": len(population), "cache_hits": len(population) - len(new),
+                 "equivalent": 0, "rejected": 0, "trained": 0, "failures": 0}
+        start = time.perf_counter()
+        losses = {str(p): search._criterion(p) for p in new}
+        alias, rejected = self._filter(new, losses)
+        to_train = [p for p in new if str(p) not in alias and str(p) not in rejected]
         if search.max_evaluations is not None:
-            new = new[: max(search.max_evaluations - self.n_trained, 0)]
-        cache_hits = sum(str(p) in self.rows for p in population)
-        losses = [search._criterion(p) for p in new]
-        failures = 0
-        for p, loss, folds in zip(new, losses, self.cross_validate(losses, self.local_search)):
-            mean = _mean_score(folds)
-            failures += not np.isfinite(mean)
-            scores = np.array([r.score for r in folds], dtype=float)
-            times = np.array([r.fit_time for r in folds])
-            self.rows[str(p)] = {
-                "program": str(p), "infix": p.infix(), "length": p.length, "depth": p.depth,
-                "generation": generation, "scores": scores, "mean_test_score": mean,
-                "std_test_score": scores.std() if np.isfinite(mean) else np.nan,
-                "mean_fit_time": times.mean(), "std_fit_time": times.std(),
-                "status": next((r.status for r in folds if r.status != "ok"), "ok"),
-                "message": next((r.message for r in folds if r.status != "ok"), ""),
-                "criterion": loss,
-            }
-        self.n_trained += len(new)
-        self.n_cache_hits += cache_hits
-        self.n_failures += failures
+            budget = max(search.max_evaluations - self.n_trained, 0)
+            to_train, skipped = to_train[:budget], {str(p) for p in to_train[budget:]}
+        else:
+            skipped = set()
+        filter_time = time.perf_counter() - start
+        folds = self.cross_validate([losses[str(p)] for p in to_train], self.local_search)
+        train_time = time.perf_counter() - start - filter_time
+        for p, results in zip(to_train, folds):
+            self._record(p, generation, losses[str(p)], results)
+            stats["failures"] += not np.isfinite(self.rows[str(p)]["mean_test_score"])
+        for p in new:
+            key = str(p)
+            if key in rejected:
+                self._record(p, generation, losses[key], None, status="rejected", message=rejected[key])
+            elif key in alias and alias[key] in self.rows:
+                self._record(p, generation, losses[key], None, equivalent_to=self.rows[alias[key]])
+        stats.update(equivalent=sum(k in self.rows for k in alias), rejected=len(rejected),
+                     trained=len(to_train), filter_time=filter_time, train_time=train_time)
+        for key in ("cache_hits", "equivalent", "rejected", "trained", "failures"):
+            self.totals[key] += stats[key]
+        self.totals["filter_time"] += filter_time
+        self.totals["train_time"] += train_time
         # Programs beyond max_evaluations were never trained: they cannot be selected.
-        fitness = np.array([
-            self.rows[str(p)]["mean_test_score"] if str(p) in self.rows else np.nan for p in population
-        ])
+        fitness = np.array([np.nan if str(p) in skipped or str(p) not in self.rows
+                            else self.rows[str(p)]["mean_test_score"] for p in population])
         fitness = np.nan_to_num(fitness, nan=-np.inf)
         finite = fitness[np.isfinite(fitness)]
-        stats = {
-            "best_score": float(finite.max()) if finite.size else -math.inf,
-            "median_score": float(np.median(finite)) if finite.size else math.nan,
-            "trained": len(new), "cache_hits": cache_hits, "failures": failures,
-            "best_program": str(population[int(np.argmax(fitness))]),
-        }
+        stats.update(best_score=float(finite.max()) if finite.size else -math.inf,
+                     median_score=float(np.median(finite)) if finite.size else math.nan,
+                     best_program=str(population[int(np.argmax(fitness))]))
         return fitness, stats
+
+    @property
+    def n_trained(self):
+        return self.totals["trained"]
+
+    def _filter(self, programs, losses):
+        """Split off programs equivalent to an evaluated one, and degenerate ones.
+
+        Returns ``alias`` (program -> representative program) and ``rejected``
+        (program -> reason).
+        """
+        search = self.search
+        alias, rejected, candidates = {}, {}, []
+        symbolic = search.equivalence in ("symbolic", "gradient") and self.local_search is None
+        for p in programs:
+            key = symbolic_key(losses[str(p)]) if symbolic else str(p)
+            if key in self.keys:
+                alias[str(p)] = self.keys[key]
+            else:
+                self.keys[key] = str(p)
+                candidates.append(p)
+        if not candidates or (search.equivalence != "gradient" and not search.rejection_steps):
+            return alias, rejected
+        probe = self.probe()
+        fingerprints = probe.fingerprints([losses[str(p)] for p in candidates])
+        kept = []
+        for p, fingerprint in zip(candidates, fingerprints):
+            if fingerprint is None:
+                rejected[str(p)] = "no gradient: zero or non-finite on the probe rows"
+            elif search.equivalence == "gradient" and self.local_search is None and fingerprint in self.keys:
+                alias[str(p)] = self.keys[fingerprint]
+            else:
+                self.keys.setdefault(fingerprint, str(p))
+                kept.append(p)
+        if search.rejection_steps and kept:
+            verdicts = probe.reject([losses[str(p)] for p in kept], steps=search.rejection_steps)
+            for p, reject in zip(kept, verdicts):
+                if reject:
+                    rejected[str(p)] = "rejection protocol: the task error did not improve"
+        return alias, rejected
+
+    def probe(self):
+        """The probe rows of fold 0 through fold 0's freshly initialised network (built once)."""
+        if self._probe is None:
+            search = self.search
+            train = self.splits[0][0]
+            rows = np.random.RandomState(search._fold_seeds[0]).permutation(train)[:_PROBE_ROWS]
+            loss = search._criterion(parse(CROSS_ENTROPY if search._task != "regression" else SQUARED_ERROR))
+            net = candidate_net(search.estimator, loss)
+            torch.manual_seed(int(search._fold_seeds[0]))
+            net.initialize()
+            with torch.no_grad():
+                outputs = net.infer(torch.as_tensor(self.X[rows], device=net.device)).cpu()
+            self._probe = Probe(outputs, torch.as_tensor(self.y[rows]), search._task)
+        return self._probe
+
+    def _record(self, program, generation, loss, folds, status="ok", message="", equivalent_to=None):
+        if equivalent_to is not None:
+            row = {**equivalent_to, "equivalent_to": equivalent_to["program"], "mean_fit_time": 0.0,
+                   "std_fit_time": 0.0}
+        elif folds is None:
+            row = {"scores": np.full(len(self.splits), np.nan), "mean_test_score": np.nan,
+                   "std_test_score": np.nan, "mean_fit_time": 0.0, "std_fit_time": 0.0,
+                   "status": status, "message": message, "equivalent_to": ""}
+        else:
+            mean = _mean_score(folds)
+            scores = np.array([r.score for r in folds], dtype=float)
+            times = np.array([r.fit_time for r in folds])
+            row = {"scores": scores, "mean_test_score": mean,
+                   "std_test_score": scores.std() if np.isfinite(mean) else np.nan,
+                   "mean_fit_time": times.mean(), "std_fit_time": times.std(),
+                   "status": next((r.status for r in folds if r.status != "ok"), "ok"),
+                   "message": next((r.message for r in folds if r.status != "ok"), ""),
+                   "equivalent_to": ""}
+        row.update(program=str(program), infix=program.infix(), length=program.length, depth=program.depth,
+                   generation=generation, criterion=loss)
+        self.rows[str(program)] = row
 
     def results(self):
         rows = list(self.rows.values())
         out = {key: np.array([r[key] for r in rows]) for key in
                ("program", "infix", "length", "depth", "generation", "mean_test_score",
-                "std_test_score", "mean_fit_time", "std_fit_time", "status", "message")}
+                "std_test_score", "mean_fit_time", "std_fit_time", "status", "message", "equivalent_to")}
         for k in range(len(self.splits)):
             out[f"split{k}_test_score"] = np.array([r["scores"][k] for r in rows])
         scores = np.nan_to_num(out["mean_test_score"], nan=-np.inf)

@@ -1,0 +1,407 @@
+"""Loss learners compared with EvoMAL in the quality benchmark.
+
+Each ``run_*`` function sees a task's training part only (its own CV inside)
+and returns a JSON-able record: ``spec`` (what :func:`make_criterion` turns
+back into a criterion), the search's wall time, the networks it trained and
+what it did along the way.
+
+- label smoothing and focal loss: one parameter tuned by ``GridSearchCV`` over
+  skorch nets, on the same CV folds as the loss search;
+- TaylorGLO: the 8-parameter third-order Taylor polynomial loss, tuned by
+  CMA-ES (``cma``) with the CV score as fitness;
+- ML3: a small neural network ``(y, yhat) -> loss`` meta-learned by unrolled
+  differentiation (one differentiable SGD step, task loss on a validation batch);
+- GP-LFL, EvoMAL and GP-LFL followed by ``fit_refine``: :class:`LossSearchCV`.
+"""
+
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.utils.parallel import Parallel, delayed
+from torch import nn
+from torch.func import functional_call
+
+from metaloss_sk import LossSearchCV, SymbolicLoss
+from metaloss_sk.loss import CROSS_ENTROPY
+from tasks import BATCH_SIZE, OPTIMIZER, cv_score, load_task
+
+SQUARED_ERROR = "square(sub(y, yhat))"
+
+
+# --------------------------------------------------------------------------- criteria
+def _two_class(out, target):
+    """Binary outputs as EvoMAL sees them: ``y = [1 - t, t]``, ``yhat = [1 - p, p]``."""
+    z, t = out.reshape(-1), target.reshape(-1).to(out.dtype)
+    return torch.stack([1 - t, t], -1), torch.sigmoid(torch.stack([-z, z], -1))
+
+
+class LabelSmoothingCE(nn.CrossEntropyLoss):
+    """Cross-entropy against targets smoothed by ``smoothing`` (torch's own)."""
+
+    def __init__(self, smoothing=0.1):
+        super().__init__(label_smoothing=float(smoothing))
+        self.smoothing = smoothing
+
+
+class LabelSmoothingBCE(nn.BCEWithLogitsLoss):
+    """Binary cross-entropy against ``t (1 - smoothing) + smoothing / 2``."""
+
+    def __init__(self, smoothing=0.1):
+        super().__init__()
+        self.smoothing = smoothing
+
+    def forward(self, out, target):
+        t = target.reshape(-1).to(out.dtype)
+        return F.binary_cross_entropy_with_logits(out.reshape(-1), t * (1 - self.smoothing) + self.smoothing / 2)
+
+
+class FocalCE(nn.CrossEntropyLoss):
+    """Focal loss ``-(1 - p_t)^gamma log p_t`` (gamma = 0 is cross-entropy)."""
+
+    def __init__(self, gamma=2.0):
+        super().__init__()
+        self.gamma = gamma
+
+    def forward(self, out, target):
+        log_p = F.log_softmax(out, -1).gather(1, target.long().reshape(-1, 1)).reshape(-1)
+        return (-(1 - log_p.exp()).clamp_min(1e-12) ** self.gamma * log_p).mean()
+
+
+class FocalBCE(nn.BCEWithLogitsLoss):
+    """Binary focal loss on one logit."""
+
+    def __init__(self, gamma=2.0):
+        super().__init__()
+        self.gamma = gamma
+
+    def forward(self, out, target):
+        z, t = out.reshape(-1), target.reshape(-1).to(out.dtype)
+        log_p = -F.binary_cross_entropy_with_logits(z, t, reduction="none")  # log p_t
+        return (-(1 - log_p.exp()).clamp_min(1e-12) ** self.gamma * log_p).mean()
+
+
+class TaylorGLOLoss(nn.Module):
+    """TaylorGLO's loss: a third-order Taylor polynomial in ``(y, yhat)`` around ``(theta0, theta1)``.
+
+    With ``u = y - theta0`` and ``v = yhat - theta1`` the per-element loss is::
+
+        theta2 v + theta3 v^2 / 2 + theta4 v^3 / 6 + theta5 u v + theta6 u v^2 / 2 + theta7 u^2 v / 2
+
+    (the terms without ``yhat`` do not change the gradient and are dropped).
+    The reference implementation's last term uses ``yhat - theta0``; this is
+    the polynomial as defined. ``yhat`` is the softmax (multiclass), the
+    sigmoid expanded to ``[1 - p, p]`` (binary) or the raw output (regression);
+    the loss sums over classes and averages over the batch, as EvoMAL does.
+    """
+
+    def __init__(self, theta, kind="multiclass"):
+        super().__init__()
+        self.register_buffer("theta", torch.as_tensor(np.asarray(theta, dtype=np.float32)))
+        self.kind = kind
+
+    def forward(self, out, target):
+        if self.kind == "multiclass":
+            y = F.one_hot(target.long(), out.shape[1]).to(out.dtype)
+            yhat = torch.softmax(out, -1)
+        elif self.kind == "binary":
+            y, yhat = _two_class(out, target)
+        else:
+            y, yhat = target.reshape(out.shape).to(out.dtype), out
+        t = self.theta
+        u, v = y - t[0], yhat - t[1]
+        f = t[2] * v + t[3] * v**2 / 2 + t[4] * v**3 / 6 + t[5] * u * v + t[6] * u * v**2 / 2 + t[7] * u**2 * v / 2
+        return f.sum(-1).mean() if self.kind != "regression" else f.mean()
+
+
+class NeuralLoss(nn.Module):
+    """ML3's learned loss: an MLP from ``(y, yhat)`` to a non-negative per-sample loss.
+
+    Inputs are the one-hot target and the softmax (multiclass), the target and
+    the sigmoid (binary), or the target and the raw output (regression).
+    """
+
+    def __init__(self, kind="multiclass", n_classes=10, hidden=40):
+        super().__init__()
+        self.kind, self.n_classes = kind, n_classes
+        n_in = 2 * n_classes if kind == "multiclass" else 2
+        self.net = nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, 1), nn.Softplus())
+
+    def forward(self, out, target):
+        if self.kind == "multiclass":
+            x = torch.cat([F.one_hot(target.long(), self.n_classes).to(out.dtype), torch.softmax(out, -1)], 1)
+        elif self.kind == "binary":
+            x = torch.stack([target.reshape(-1).to(out.dtype), torch.sigmoid(out.reshape(-1))], 1)
+        else:
+            x = torch.stack([target.reshape(-1).to(out.dtype), out.reshape(-1)], 1)
+        return self.net(x).mean()
+
+
+def make_criterion(task, spec):
+    """The criterion a method's ``spec`` describes, for ``task``."""
+    kind = spec["kind"]
+    if kind == "usual":
+        return task.usual_loss()
+    if kind == "label_smoothing":
+        return (LabelSmoothingCE if task.kind == "multiclass" else LabelSmoothingBCE)(spec["value"])
+    if kind == "focal":
+        return (FocalCE if task.kind == "multiclass" else FocalBCE)(spec["value"])
+    if kind == "taylorglo":
+        return TaylorGLOLoss(spec["theta"], task.kind)
+    if kind == "ml3":
+        loss = NeuralLoss(task.kind, task.n_classes, spec["hidden"])
+        loss.load_state_dict({k: torch.tensor(v) for k, v in spec["state"].items()})
+        return loss.requires_grad_(False)
+    if kind == "symbolic":
+        return SymbolicLoss(**spec["params"])
+    raise ValueError(f"unknown loss spec {kind!r}")
+
+
+def describe(spec):
+    """A short text for the loss a spec describes."""
+    kind = spec["kind"]
+    if kind == "label_smoothing":
+        return f"smoothing = {spec['value']:g}"
+    if kind == "focal":
+        return f"gamma = {spec['value']:g}"
+    if kind == "taylorglo":
+        return "theta = [" + ", ".join(f"{t:.3g}" for t in spec["theta"]) + "]"
+    if kind == "ml3":
+        return f"MLP 2x{spec['hidden']} loss network"
+    if kind == "symbolic":
+        return SymbolicLoss(**spec["params"]).infix(precision=3)
+    return "the usual loss"
+
+
+# --------------------------------------------------------------------------- grid-tuned losses
+def run_grid(task, kind, values, steps, n_jobs=2):
+    """Label smoothing or focal loss with its parameter tuned by GridSearchCV on the CV folds."""
+    start = time.perf_counter()
+    criterion = {("label_smoothing", "multiclass"): LabelSmoothingCE, ("label_smoothing", "binary"): LabelSmoothingBCE,
+                 ("focal", "multiclass"): FocalCE, ("focal", "binary"): FocalBCE}[kind, task.kind]
+    name = "smoothing" if kind == "label_smoothing" else "gamma"
+    n_rows = len(task.X_train) * (task.cv().get_n_splits() - 1) // task.cv().get_n_splits()
+    net = task.skorch_net(steps, n_rows, criterion=criterion)
+    grid = GridSearchCV(net, {f"criterion__{name}": list(values)}, cv=task.cv(), n_jobs=n_jobs, refit=False,
+                        error_score=0.0)
+    torch.manual_seed(0)
+    grid.fit(task.X_train, task.y_train)
+    best = grid.best_params_[f"criterion__{name}"]
+    return {
+        "spec": {"kind": kind, "value": float(best)},
+        "time_s": time.perf_counter() - start,
+        "fold_fits": len(values) * task.cv().get_n_splits(),
+        "meta_steps": 0,
+        "cv_score": float(grid.best_score_),
+        "details": {"values": [float(v) for v in values],
+                    "mean_test_score": [float(s) for s in grid.cv_results_["mean_test_score"]]},
+    }
+
+
+# --------------------------------------------------------------------------- TaylorGLO
+#: Brier score, sum_c (yhat - y)^2, is in the family (theta3 = 2, theta5 = -2 around (0, 0));
+#: for regression the same theta is squared error. CMA-ES starts there.
+TAYLOR_START = [0.0, 0.0, 0.0, 2.0, 0.0, -2.0, 0.0, 0.0]
+
+
+def _taylor_fold(task_name, theta, k, steps):
+    torch.set_num_threads(1)
+    task = load_task(task_name)
+    fold = [task.folds()[k]]
+    return cv_score(task, lambda: TaylorGLOLoss(theta, task.kind), steps, fold_seed=1000 + k, folds=fold)
+
+
+def run_taylorglo(task, steps, popsize, generations, max_time, sigma=1.2, seed=0, n_jobs=2):
+    """TaylorGLO: CMA-ES over the 8 parameters, fitness the mean CV score."""
+    import cma
+
+    start = time.perf_counter()
+    n_folds = task.cv().get_n_splits()
+    es = cma.CMAEvolutionStrategy(TAYLOR_START, sigma, {"popsize": popsize, "seed": seed + 1, "verbose": -9})
+    best_theta, best_score, history, evaluations = list(TAYLOR_START), -math.inf, [], 0
+    with Parallel(n_jobs=n_jobs) as parallel:
+        for generation in range(generations):
+            thetas = es.ask()
+            if generation == 0:
+                thetas[0] = np.array(TAYLOR_START, dtype=float)  # score the start exactly
+            fold_scores = parallel(delayed(_taylor_fold)(task.name, list(map(float, th)), k, steps)
+                                   for th in thetas for k in range(n_folds))
+            scores = np.array(fold_scores).reshape(len(thetas), n_folds).mean(1)
+            evaluations += len(thetas)
+            i = int(np.argmax(scores))
+            if scores[i] > best_score:
+                best_score, best_theta = float(scores[i]), [float(t) for t in thetas[i]]
+            es.tell(thetas, list(-scores))
+            history.append({"generation": generation, "best_score": best_score,
+                            "median_score": float(np.median(scores)), "elapsed": time.perf_counter() - start})
+            if time.perf_counter() - start >= max_time:
+                break
+    return {
+        "spec": {"kind": "taylorglo", "theta": best_theta},
+        "time_s": time.perf_counter() - start,
+        "fold_fits": evaluations * n_folds,
+        "meta_steps": 0,
+        "cv_score": best_score,
+        "history": history,
+    }
+
+
+# --------------------------------------------------------------------------- ML3
+def _task_loss(kind):
+    if kind == "multiclass":
+        return F.cross_entropy
+    if kind == "binary":
+        return lambda out, t: F.binary_cross_entropy_with_logits(out.reshape(-1), t.reshape(-1).to(out.dtype))
+    return lambda out, t: F.mse_loss(out, t.reshape(out.shape))
+
+
+def run_ml3(task, meta_steps, reset_every=300, seed=0, hidden=40, meta_lr=1e-3, valid_fraction=0.2):
+    """ML3: meta-learn a neural loss by differentiating through one SGD step of the network.
+
+    As in ML3's algorithm, the network trains along with the loss: every meta
+    step takes one differentiable step of the task's optimiser (SGD with
+    Nesterov momentum and weight decay, torch's update rule, the momentum
+    buffer carried over detached) on a training batch with the learned loss,
+    measures the task loss (cross-entropy, BCE or MSE) on a validation batch
+    with the updated weights through :func:`torch.func.functional_call`, takes
+    an Adam step on the loss network, and keeps the updated weights. The
+    network is re-initialised every ``reset_every`` steps, so the loss sees
+    every stage of training. ``valid_fraction`` of the training part is held
+    out for the meta objective, as :mod:`metaloss_sk.refine` does.
+    """
+    start = time.perf_counter()
+    X, y = task.X_train, task.y_train
+    tr, va = train_test_split(np.arange(len(X)), test_size=valid_fraction, random_state=seed,
+                              stratify=y if task.classification else None)
+    Xt, yt = torch.as_tensor(X[tr]), torch.as_tensor(y[tr])
+    Xv, yv = torch.as_tensor(X[va]), torch.as_tensor(y[va])
+    torch.manual_seed(seed)
+    loss_net = NeuralLoss(task.kind, task.n_classes, hidden)
+    meta_opt = torch.optim.Adam(loss_net.parameters(), lr=meta_lr)
+    task_loss = _task_loss(task.kind)
+    lr, momentum, wd = OPTIMIZER["lr"], OPTIMIZER["momentum"], OPTIMIZER["weight_decay"]
+    generator = torch.Generator().manual_seed(seed)
+    meta_losses, skipped, module, params, buffers = [], 0, None, None, None
+    with torch.random.fork_rng():
+        for step in range(meta_steps):
+            if step % reset_every == 0:
+                torch.manual_seed(int(torch.randint(2**31 - 1, (1,), generator=generator)))
+                module = task.make_module()
+                params = {n: p.detach() for n, p in module.named_parameters()}
+                buffers = {n: None for n in params}
+            current = {n: p.requires_grad_() for n, p in params.items()}
+            ib = torch.randint(len(Xt), (min(BATCH_SIZE, len(Xt)),), generator=generator)
+            iv = torch.randint(len(Xv), (min(BATCH_SIZE, len(Xv)),), generator=generator)
+            inner = loss_net(functional_call(module, current, (Xt[ib],)), yt[ib])
+            grads = torch.autograd.grad(inner, list(current.values()), create_graph=True)
+            updated, new_buffers = {}, {}
+            for (n, p), g in zip(current.items(), grads):
+                g = g + wd * p
+                buf = g if buffers[n] is None else momentum * buffers[n] + g
+                updated[n] = p - lr * (g + momentum * buf if OPTIMIZER["nesterov"] else buf)
+                new_buffers[n] = buf.detach()
+            meta = task_loss(functional_call(module, updated, (Xv[iv],)), yv[iv])
+            meta_losses.append(meta.item())
+            finite = math.isfinite(meta_losses[-1]) and all(torch.isfinite(p).all() for p in updated.values())
+            if finite:
+                meta_opt.zero_grad(set_to_none=True)
+                meta.backward(inputs=list(loss_net.parameters()))
+                finite = all(torch.isfinite(p.grad).all() for p in loss_net.parameters() if p.grad is not None)
+                if finite:
+                    meta_opt.step()
+            if finite:
+                params = {n: p.detach() for n, p in updated.items()}
+                buffers = new_buffers
+            else:  # the network diverged: start a fresh one
+                skipped += 1
+                module = task.make_module()
+                params = {n: p.detach() for n, p in module.named_parameters()}
+                buffers = {n: None for n in params}
+    window = max(1, meta_steps // 20)
+    curve = [float(np.mean(meta_losses[i:i + window])) for i in range(0, meta_steps, window)]
+    return {
+        "spec": {"kind": "ml3", "hidden": hidden,
+                 "state": {k: v.tolist() for k, v in loss_net.state_dict().items()}},
+        "time_s": time.perf_counter() - start,
+        "fold_fits": 0,
+        "meta_steps": meta_steps,
+        "cv_score": None,
+        "details": {"meta_loss_curve": curve, "skipped_steps": skipped},
+    }
+
+
+# --------------------------------------------------------------------------- LossSearchCV
+def _history(search):
+    keep = ("generation", "best_score", "median_score", "trained", "cache_hits", "failures", "elapsed")
+    return [{k: (float(h[k]) if k in ("best_score", "median_score", "elapsed") else int(h[k]))
+             for k in keep if k in h} for h in search.history_]
+
+
+def _usual_cv_score(search, task):
+    usual = SQUARED_ERROR if task.kind == "regression" else CROSS_ENTROPY
+    rows = list(search.cv_results_["program"])
+    return float(search.cv_results_["mean_test_score"][rows.index(usual)]) if usual in rows else None
+
+
+def _symbolic_spec(loss):
+    return {"kind": "symbolic", "params": loss.get_params()}
+
+
+def run_search(task, steps, population, generations, max_time, local_search=None, meta_steps=250,
+               refine=False, refine_top_k=3, refine_meta_steps=250, seed=0, n_jobs=2, verbose=0):
+    """GP-LFL (``local_search=None``), EvoMAL (``"all"``) and, with ``refine``, GP-LFL + ``fit_refine``.
+
+    Returns ``{method: record}``: ``"gp-lfl"`` or ``"evomal"``, plus ``"gp-lfl+refine"`` with ``refine``.
+    """
+    n_folds = task.cv().get_n_splits()
+    n_rows = len(task.X_train) * (n_folds - 1) // n_folds
+    net = task.skorch_net(steps, n_rows, criterion=type(task.usual_loss()))
+    search = LossSearchCV(
+        net, population_size=population, generations=generations, max_steps=steps, max_time=max_time,
+        local_search=local_search, meta_steps=meta_steps if local_search else refine_meta_steps,
+        refine_top_k=refine_top_k, cv=task.cv(), refit=False, n_jobs=n_jobs, random_state=seed, verbose=verbose,
+    )
+    start = time.perf_counter()
+    search.fit(task.X_train, task.y_train)
+    search_time = time.perf_counter() - start
+    stats = search.search_stats_
+    name = "evomal" if local_search == "all" else "gp-lfl"
+    # EvoMAL learns coefficients for every candidate on every fold, then once more on all the data.
+    searched_meta = stats["evaluations"] * n_folds * meta_steps + meta_steps if local_search == "all" else 0
+    out = {name: {
+        "spec": _symbolic_spec(search.best_loss_),
+        "time_s": search_time,
+        "fold_fits": int(stats["fold_fits"]),
+        "meta_steps": int(searched_meta),
+        "cv_score": float(search.best_score_),
+        "usual_cv_score": _usual_cv_score(search, task),
+        "history": _history(search),
+        "details": {"search_stats": {k: float(v) for k, v in stats.items()},
+                    "hall_of_fame": [{"infix": str(h["infix"]), "score": float(h["mean_test_score"])}
+                                     for h in search.hall_of_fame_[:5]]},
+    }}
+    if refine:
+        search.set_params(meta_steps=refine_meta_steps)
+        start = time.perf_counter()
+        search.fit_refine(task.X_train, task.y_train)
+        refine_time = time.perf_counter() - start
+        results = search.refine_results_
+        kept = sum(bool(r["kept"]) for r in results)
+        out["gp-lfl+refine"] = {
+            "spec": _symbolic_spec(search.best_loss_),
+            "time_s": search_time + refine_time,
+            "fold_fits": int(stats["fold_fits"]) + len(results) * n_folds,
+            "meta_steps": (len(results) * n_folds + kept) * refine_meta_steps,
+            "cv_score": float(search.best_score_),
+            "usual_cv_score": out[name]["usual_cv_score"],
+            "history": out[name]["history"],
+            "details": {"refine_time_s": refine_time,
+                        "refine_results": [{"program": str(r["program"]), "score_before": float(r["score_before"]),
+                                            "score_after": float(r["score_after"]), "kept": bool(r["kept"])}
+                                           for r in results]},
+        }
+    return out

@@ -1,0 +1,139 @@
+"""Cheap tests that spare a search from training candidates that cannot change its answer.
+
+- :func:`symbolic_key`: programs that are the same function up to sympy's
+  canonical form (commutativity, constant folding, identities such as
+  ``x - x = 0``) share one key, so one evaluation.
+- :class:`Probe`: a fixed set of training rows pushed through the fold's
+  freshly initialised network. On it, :meth:`Probe.fingerprints` gives each
+  loss's gradient with respect to the network's outputs: a loss whose gradient
+  is zero or non-finite everywhere cannot train anything, and losses with the
+  same gradient (those that differ by an additive constant, say) give the same
+  training signal. :meth:`Probe.reject` is EvoMAL's rejection protocol: treat
+  the outputs as free variables, minimise the loss over them directly, and
+  reject the loss if the task error does not improve.
+"""
+
+import hashlib
+
+import numpy as np
+import torch
+
+__all__ = ["Probe", "symbolic_key"]
+
+#: A gradient this small everywhere on the probe is round-off, not a signal
+#: (``sub(yhat, y)`` on softmax outputs has an exact gradient of zero).
+_ZERO_GRADIENT = 1e-7
+
+
+def symbolic_key(loss):
+    """A canonical string for the function a loss computes (sympy's automatic canonical form)."""
+    try:
+        return f"{loss.task}|{loss.link_}|" + str(loss.sympy())
+    except Exception:  # sympy can fail on exotic constants; fall back to the exact text
+        return f"{loss.task}|{loss.link_}|{loss.program_}|{loss.get_params()['coefficients']}"
+
+
+class Probe:
+    """Outputs of a fresh network on a few training rows, to test candidate losses on.
+
+    Parameters
+    ----------
+    outputs : Tensor
+        The network's raw outputs on the probe rows.
+    targets : Tensor
+        Their targets, as the loss receives them.
+    task : str
+        The losses' task ("multiclass", "binary" or "regression").
+    """
+
+    def __init__(self, outputs, targets, task):
+        # float64: Adam's squared gradients of a steep loss would overflow float32.
+        self.outputs = outputs.detach().double()
+        self.targets = targets
+        self.task = task
+
+    def _values(self, losses, outputs):
+        """Per-loss values on a stacked (K, ...) output tensor; non-finite where a loss fails."""
+        values = []
+        for k, loss in enumerate(losses):
+            try:
+                values.append(loss(outputs[k], self.targets))
+            except Exception:
+                values.append(outputs[k].sum() * float("nan"))
+        return torch.stack(values)
+
+    def fingerprints(self, losses, decimals=5):
+        """Per loss: None if its gradient on the probe is zero or not finite, else a hash of it.
+
+        Gradients are rounded to ``decimals`` significant digits (relative to
+        their largest entry) before hashing, so round-off does not split
+        losses that give the same training signal.
+        """
+        outputs = self.outputs.unsqueeze(0).repeat(len(losses), *([1] * self.outputs.dim())).requires_grad_()
+        values = self._values(losses, outputs)
+        finite = torch.isfinite(values)
+        (grad,) = torch.autograd.grad(values[finite].sum(), outputs, allow_unused=True) if finite.any() \
+            else (None,)
+        keys = []
+        for k in range(len(losses)):
+            g = None if grad is None or not finite[k] else grad[k]
+            if g is None or not torch.isfinite(g).all() or not g.abs().max() > _ZERO_GRADIENT:
+                keys.append(None)
+                continue
+            g = g.double().cpu().numpy()
+            scale = np.abs(g).max()
+            exponent = np.floor(np.log10(scale))
+            rounded = np.round(g / 10.0**exponent, decimals) + 0.0  # + 0.0 turns -0.0 into 0.0
+            keys.append(hashlib.sha1(rounded.tobytes() + str(exponent).encode()).hexdigest())
+        return keys
+
+    def task_error(self, outputs):
+        """Error rate (classification) or mean squared error (regression) per stacked output."""
+        if self.task == "multiclass":
+            return (outputs.argmax(-1) != self.targets).double().mean(-1)
+        if self.task == "binary":
+            predicted = (outputs.reshape(len(outputs), -1) > 0).double()
+            return (predicted != self.targets.reshape(1, -1)).double().mean(-1)
+        target = self.targets.reshape(self.outputs.shape)
+        return ((outputs - target) ** 2).reshape(len(outputs), -1).double().mean(-1)
+
+    def reject(self, losses, steps=1000, lr=0.01, check_every=25):
+        """EvoMAL's rejection protocol: True for each loss that fails to lower the task error.
+
+        The outputs are optimised directly (Adam, ``lr``, up to ``steps``
+        steps), one copy per loss, all at once. Every ``check_every`` steps a
+        loss whose task error has fallen below the initial error is accepted
+        and leaves the optimisation, so good losses cost a few dozen steps and
+        only the degenerate ones run the full course. A loss that turns
+        non-finite stops where it is and is judged there.
+        """
+        outputs = self.outputs.unsqueeze(0).repeat(len(losses), *([1] * self.outputs.dim())).requires_grad_()
+        optimizer = torch.optim.Adam([outputs], lr=lr)
+        before = self.task_error(self.outputs.unsqueeze(0))[0]
+        active = torch.ones(len(losses), dtype=torch.bool)
+        accepted = torch.zeros(len(losses), dtype=torch.bool)
+        for step in range(steps):
+            if step % check_every == 0:
+                with torch.no_grad():
+                    accepted |= active & (self.task_error(outputs) < before)
+                active &= ~accepted
+            if not active.any():
+                break
+            optimizer.zero_grad(set_to_none=True)
+            index = active.nonzero().flatten().tolist()
+            values = self._values([losses[k] for k in index], outputs[index])
+            finite = torch.isfinite(values)
+            active[[k for k, ok in zip(index, finite.tolist()) if not ok]] = False
+            if not finite.any():
+                break
+            values[finite].sum().backward()
+            outputs.grad[~active] = 0.0
+            # Adam's momentum would keep moving a loss that just stopped; freeze it.
+            frozen = outputs.detach()[~active].clone()
+            optimizer.step()
+            with torch.no_grad():
+                outputs[~active] = frozen
+        with torch.no_grad():
+            after = self.task_error(outputs.detach())
+            accepted |= torch.isfinite(after) & (after < before)
+        return [not bool(a) for a in accepted]

@@ -1,0 +1,157 @@
+"""Plots and the results table of a fitted search, on matplotlib's Agg backend."""
+
+import sys
+
+import matplotlib
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.preprocessing import StandardScaler
+from skorch import NeuralNetClassifier
+
+from metaloss_sk import LossSearchCV, SymbolicLoss
+from metaloss_sk.datasets import MLP
+from metaloss_sk.plotting import plot_loss_shape, plot_pareto, plot_progress, results_frame
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+
+CE = "neg(mul(y, log(yhat)))"
+
+
+@pytest.fixture(scope="module")
+def search():
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X).astype(np.float32)
+    net = NeuralNetClassifier(MLP, module__n_in=4, module__n_hidden=8, module__n_out=3, max_epochs=2,
+                              train_split=None, verbose=0)
+    return LossSearchCV(net, population_size=4, tournament_size=2, generations=2, cv=2,
+                        random_state=0).fit(X, y)
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def saves(ax, tmp_path, name):
+    path = tmp_path / f"{name}.png"
+    ax.figure.savefig(path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_progress(search, tmp_path):
+    ax = plot_progress(search)
+    assert isinstance(ax, Axes)
+    best, median = ax.lines
+    n = len(search.history_)
+    np.testing.assert_array_equal(best.get_xdata(), np.arange(n))
+    np.testing.assert_allclose(best.get_ydata(), [h["best_score"] for h in search.history_])
+    np.testing.assert_allclose(median.get_ydata(), [h["median_score"] for h in search.history_])
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["best", "median"]
+    saves(ax, tmp_path, "progress")
+
+
+def test_plot_progress_draws_on_the_given_axes(search):
+    fig, (left, right) = plt.subplots(1, 2)
+    assert plot_progress(search, ax=right) is right
+    assert not left.lines and len(right.lines) == 2
+
+
+def test_plot_pareto(search, tmp_path):
+    ax = plot_pareto(search)
+    assert isinstance(ax, Axes)
+    results = search.cv_results_
+    finite = np.isfinite(results["mean_test_score"])
+    everything, front = ax.collections[:2]
+    assert len(everything.get_offsets()) == finite.sum()
+    points = np.asarray(front.get_offsets())
+    # The front improves strictly with length and ends at the best score.
+    assert np.all(np.diff(points[:, 0]) > 0) and np.all(np.diff(points[:, 1]) > 0)
+    assert points[-1, 1] == pytest.approx(search.best_score_)
+    # No program is at least as short and strictly better than a front point.
+    lengths, scores = results["length"][finite], results["mean_test_score"][finite]
+    for x, y in points:
+        assert not np.any((lengths <= x) & (scores > y))
+    assert len(ax.lines) == 1 and len(ax.texts) == len(points)
+    saves(ax, tmp_path, "pareto")
+
+
+def test_plot_loss_shape_of_cross_entropy_is_minus_log_p(tmp_path):
+    ax = plot_loss_shape(SymbolicLoss(CE), n_classes=5)
+    assert isinstance(ax, Axes)
+    curve, reference = ax.lines
+    p = np.asarray(curve.get_xdata())
+    assert p.min() > 0 and p.max() < 1
+    np.testing.assert_allclose(curve.get_ydata(), -np.log(p), rtol=1e-10)
+    np.testing.assert_allclose(reference.get_ydata(), -np.log(p), rtol=1e-10)
+    assert reference.get_linestyle() == "--"
+    saves(ax, tmp_path, "loss_shape")
+
+
+def test_plot_loss_shape_evaluates_the_whole_sample_with_coefficients():
+    # Squared error with the others sharing 1 - p: (1 - p)^2 + (k - 1) ((1 - p) / (k - 1))^2, scaled by 2.
+    k = 4
+    loss = SymbolicLoss("square(sub(y, yhat))", coefficients=[2.0, 1.0, 1.0])
+    ax = plot_loss_shape([loss, SymbolicLoss(CE)], n_classes=k, labels=["scaled squared error", "ce"])
+    assert len(ax.lines) == 3
+    p = np.asarray(ax.lines[0].get_xdata())
+    expected = (2 * (1 - p)) ** 2 + (k - 1) * (2 * (1 - p) / (k - 1)) ** 2
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), expected, rtol=1e-6)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["scaled squared error", "ce", "cross-entropy"]
+
+
+def test_plot_loss_shape_binary_and_search(search):
+    ax = plot_loss_shape(SymbolicLoss("square(sub(y, yhat))", task="binary"))
+    p = np.asarray(ax.lines[0].get_xdata())
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), 2 * (1 - p) ** 2, rtol=1e-6)
+    ax = plot_loss_shape(search, n_classes=3)  # the best loss
+    assert len(ax.lines) == 2
+
+
+def test_plot_loss_shape_regression(tmp_path):
+    ax = plot_loss_shape([SymbolicLoss("abs(sub(y, yhat))", task="regression")], target=1.0)
+    curve, reference = ax.lines
+    r = np.asarray(curve.get_xdata())
+    assert r.min() < 0 < r.max()
+    np.testing.assert_allclose(curve.get_ydata(), np.abs(r), atol=1e-12)
+    np.testing.assert_allclose(reference.get_ydata(), r**2, atol=1e-12)
+    saves(ax, tmp_path, "loss_shape_regression")
+
+
+def test_plot_loss_shape_errors():
+    with pytest.raises(ValueError, match="regression and classification"):
+        plot_loss_shape([SymbolicLoss(CE), SymbolicLoss("square(sub(y, yhat))", task="regression")])
+    with pytest.raises(ValueError, match="labels"):
+        plot_loss_shape([SymbolicLoss(CE)], labels=["a", "b"])
+    with pytest.raises(ValueError, match="n_classes"):
+        plot_loss_shape(SymbolicLoss(CE), n_classes=1)
+    with pytest.raises(TypeError, match="SymbolicLoss"):
+        plot_loss_shape([CE])
+
+
+def test_results_frame(search):
+    frame = results_frame(search)
+    assert list(frame.columns) == ["program", "infix", "sympy", "length", "depth", "mean_test_score",
+                                   "std_test_score", "generation"]
+    assert len(frame) == len(search.hall_of_fame_)
+    assert list(frame.index) == list(range(1, len(frame) + 1))
+    assert frame["program"].iloc[0] == str(search.best_loss_.program_)
+    assert frame["mean_test_score"].iloc[0] == pytest.approx(search.best_score_)
+    assert frame["mean_test_score"].is_monotonic_decreasing
+    assert frame["sympy"].iloc[0] == str(search.best_loss_.sympy())
+
+
+def test_unfitted_search_is_refused(search):
+    unfitted = LossSearchCV(search.estimator)
+    for fn in (plot_progress, plot_pareto, results_frame):
+        with pytest.raises(ValueError, match="fitted"):
+            fn(unfitted)
+
+
+def test_missing_matplotlib_says_how_to_install(monkeypatch, search):
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    with pytest.raises(ImportError, match="pip install matplotlib"):
+        plot_progress(search)
