@@ -47,8 +47,7 @@ class Probe:
     """
 
     def __init__(self, outputs, targets, task):
-        # float64: Adam's squared gradients of a steep loss would overflow float32.
-        self.outputs = outputs.detach().double()
+        self.outputs = outputs.detach()
         self.targets = targets
         self.task = task
 
@@ -107,9 +106,11 @@ class Probe:
         only the degenerate ones run the full course. A loss that turns
         non-finite stops where it is and is judged there.
         """
-        outputs = self.outputs.unsqueeze(0).repeat(len(losses), *([1] * self.outputs.dim())).requires_grad_()
+        # float64: Adam's squared gradients of a steep loss would overflow float32.
+        start = self.outputs.double()
+        outputs = start.unsqueeze(0).repeat(len(losses), *([1] * start.dim())).requires_grad_()
         optimizer = torch.optim.Adam([outputs], lr=lr)
-        before = self.task_error(self.outputs.unsqueeze(0))[0]
+        before = self.task_error(start.unsqueeze(0))[0]
         active = torch.ones(len(losses), dtype=torch.bool)
         accepted = torch.zeros(len(losses), dtype=torch.bool)
         for step in range(steps):

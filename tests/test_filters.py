@@ -1,0 +1,101 @@
+"""Equivalence keys, gradient fingerprints and the rejection protocol."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_iris
+from sklearn.preprocessing import StandardScaler
+from skorch import NeuralNetClassifier
+
+from metaloss_sk import LossSearchCV, SymbolicLoss
+from metaloss_sk.datasets import MLP
+from metaloss_sk.filters import Probe, symbolic_key
+
+
+@pytest.fixture
+def probe():
+    torch.manual_seed(0)
+    return Probe(torch.randn(100, 4), torch.randint(0, 4, (100,)), "multiclass")
+
+
+def loss(program, task="multiclass"):
+    return SymbolicLoss(program, task=task)
+
+
+def test_commuted_programs_share_a_symbolic_key():
+    assert symbolic_key(loss("mul(y, log(yhat))")) == symbolic_key(loss("mul(log(yhat), y)"))
+
+
+def test_constant_folding_and_identities_share_a_symbolic_key():
+    assert symbolic_key(loss("mul(y, yhat)")) == symbolic_key(loss("mul(mul(y, yhat), mul(1.0, 1.0))"))
+    assert symbolic_key(loss("add(sub(y, y), mul(y, yhat))")) == symbolic_key(loss("mul(y, yhat)"))
+
+
+def test_different_functions_have_different_symbolic_keys():
+    assert symbolic_key(loss("mul(y, yhat)")) != symbolic_key(loss("mul(y, square(yhat))"))
+    assert symbolic_key(loss("mul(y, yhat)")) != symbolic_key(loss("mul(y, yhat)", task="binary"))
+
+
+def test_losses_differing_by_a_constant_share_a_fingerprint(probe):
+    a, b = probe.fingerprints([loss("neg(mul(y, log(yhat)))"), loss("add(neg(mul(y, log(yhat))), 1.0)")])
+    assert a is not None and a == b
+
+
+def test_scaled_losses_have_different_fingerprints(probe):
+    a, b = probe.fingerprints([loss("neg(mul(y, log(yhat)))"), loss("mul(neg(mul(y, log(yhat))), 2.0)")])
+    assert a != b
+
+
+def test_a_loss_without_gradient_has_no_fingerprint(probe):
+    # Summed over classes, softmax outputs minus one-hot targets is constant.
+    assert probe.fingerprints([loss("sub(yhat, y)"), loss("sign(mul(y, yhat))")]) == [None, None]
+
+
+def test_a_non_finite_loss_has_no_fingerprint(probe):
+    assert probe.fingerprints([loss("add(mul(y, yhat), 1e39)")]) == [None]
+
+
+def test_rejection_protocol_keeps_losses_that_lower_the_error_and_rejects_the_rest(probe):
+    verdicts = probe.reject([loss("neg(mul(y, log(yhat)))"), loss("mul(y, yhat)"), loss("neg(mul(y, yhat))")])
+    assert verdicts == [False, True, False]
+
+
+def test_rejection_protocol_for_regression():
+    torch.manual_seed(0)
+    probe = Probe(torch.randn(50, 1), torch.randn(50), "regression")
+    assert probe.reject([loss("square(sub(y, yhat))", "regression"),
+                         loss("neg(square(sub(y, yhat)))", "regression")]) == [False, True]
+
+
+def iris():
+    X, y = load_iris(return_X_y=True)
+    return StandardScaler().fit_transform(X).astype(np.float32), y
+
+
+def net():
+    return NeuralNetClassifier(MLP, module__n_in=4, module__n_hidden=8, module__n_out=3, max_epochs=4,
+                               lr=0.1, batch_size=32, train_split=None, verbose=0)
+
+
+def test_filters_do_not_change_the_winner():
+    X, y = iris()
+    kw = dict(population_size=8, generations=3, cv=2, random_state=1, refit=False)
+    plain = LossSearchCV(net(), equivalence="exact", rejection_steps=0, **kw).fit(X, y)
+    filtered = LossSearchCV(net(), **kw).fit(X, y)
+    assert str(filtered.best_loss_.program_) == str(plain.best_loss_.program_)
+    assert filtered.best_score_ == plain.best_score_
+    assert filtered.search_stats_["evaluations"] <= plain.search_stats_["evaluations"]
+
+
+def test_search_stats_account_for_every_proposed_program():
+    X, y = iris()
+    search = LossSearchCV(net(), population_size=8, generations=3, cv=2, random_state=1, refit=False,
+                          rejection_steps=100).fit(X, y)
+    for h in search.history_:
+        assert h["proposed"] == h["cache_hits"] + h["equivalent"] + h["rejected"] + h["trained"]
+    stats = search.search_stats_
+    assert stats["proposed"] == 8 * stats["generations"]
+    rejected = search.cv_results_["status"] == "rejected"
+    assert rejected.sum() == stats["rejected"]
+    equivalent = search.cv_results_["equivalent_to"] != ""
+    assert equivalent.sum() == stats["equivalent"]
