@@ -2,6 +2,7 @@
 
 import math
 import time
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -17,6 +18,7 @@ from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch import NeuralNet, NeuralNetBinaryClassifier, NeuralNetClassifier, NeuralNetRegressor
 
+from .checkpoint import load_checkpoint, rng_from_json, rng_to_json, save_checkpoint, signature
 from .engine import Budget, LocalSearch, candidate_net, evaluate_candidates, fast_path_blockers, refine_loss
 from .evolution import Variation, initial_population, next_generation
 from .filters import Probe, symbolic_key
@@ -160,6 +162,12 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         Candidates one parallel task trains together on a fold, as a single
         vectorised model in the fast loop. A candidate's result does not
         depend on it; larger groups share more of the network's cost.
+    checkpoint : str, path or None, default=None
+        A JSON file the search writes atomically after every generation. If
+        it exists when ``fit`` starts, the search resumes from it, and ends
+        with the result an uninterrupted run would have given; a checkpoint
+        written with other settings or data is refused. Interrupting ``fit``
+        (Ctrl-C) stops at the next safe point with the results so far.
     scoring : str, callable or None, default=None
         Scorer for the held-out folds; None uses the estimator's ``score``.
     cv : int, cross-validation generator or iterable, default=3
@@ -242,8 +250,8 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         max_time=None, n_iter_no_change=None, max_evaluations=None, local_search=None,
         meta_steps=250, meta_lr=1e-3, unroll=1, refine_top_k=3, equivalence="gradient",
         rejection_steps=1000, train_loop="auto",
-        candidates_per_task=8, scoring=None, cv=3, refit=True, n_jobs=None, verbose=0,
-        error_score=np.nan, random_state=None,
+        candidates_per_task=8, checkpoint=None, scoring=None, cv=3, refit=True, n_jobs=None,
+        verbose=0, error_score=np.nan, random_state=None,
     ):
         self.estimator = estimator
         self.population_size = population_size
@@ -279,6 +287,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         self.rejection_steps = rejection_steps
         self.train_loop = train_loop
         self.candidates_per_task = candidates_per_task
+        self.checkpoint = checkpoint
         self.scoring = scoring
         self.cv = cv
         self.refit = refit
@@ -320,24 +329,19 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         variation = Variation(self.p_crossover, self.p_subtree_mutation, self.p_hoist_mutation,
                               self.p_point_mutation, self.p_point_replace,
                               tuple(self.mutation_depth), self.max_height)
-        population = initial_population(space, self.population_size, seeds, rng,
-                                        tuple(self.init_depth), self.init_method)
-        self.history_ = []
-        best, stale = -math.inf, 0
+        self._signature = signature(self._search_settings(), X, y)
+        state = self._resume(evaluate)
+        if state is None:
+            population = initial_population(space, self.population_size, seeds, rng,
+                                            tuple(self.init_depth), self.init_method)
+            state = {"population": population, "rng": rng, "generation": 0, "best": -math.inf, "stale": 0,
+                     "done": False}
+            self.history_ = []
+        start -= state.get("elapsed", 0.0)
         with Parallel(n_jobs=self.n_jobs) as parallel:
             evaluate.parallel = parallel
-            for generation in range(self.generations):
-                fitness, stats = evaluate(population, generation)
-                self.history_.append({"generation": generation, **stats,
-                                      "elapsed": time.perf_counter() - start})
-                self._report(self.history_[-1])
-                improved = stats["best_score"] > best
-                best, stale = max(best, stats["best_score"]), 0 if improved else stale + 1
-                if self._should_stop(stale, start, evaluate):
-                    break
-                penalty = self.parsimony_coefficient * np.array([len(p) for p in population])
-                population = next_generation(population, fitness - penalty, space, variation, rng,
-                                             self.tournament_size, self.elitism)
+            if not state["done"]:
+                self._evolve(evaluate, space, variation, state, start)
             self._finish(evaluate, time.perf_counter() - start)
             if self.local_search == "all":
                 self._set_best(self._final_coefficients(X, y, self.best_loss_), self.best_score_)
@@ -348,6 +352,69 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         if self.verbose:
             print(f"[LossSearchCV] best loss: {self.best_loss_}  (score {self.best_score_:.4f})")
         return self
+
+    def _evolve(self, evaluate, space, variation, state, start):
+        """The generation loop: evaluate, report, stop or breed, checkpoint."""
+        population, rng = state["population"], state["rng"]
+        best, stale = state["best"], state["stale"]
+        try:
+            for generation in range(state["generation"], self.generations):
+                fitness, stats = evaluate(population, generation)
+                self.history_.append({"generation": generation, **stats,
+                                      "elapsed": time.perf_counter() - start})
+                self._report(self.history_[-1])
+                improved = stats["best_score"] > best
+                best, stale = max(best, stats["best_score"]), 0 if improved else stale + 1
+                # The next population is bred even after the last generation, so a
+                # checkpoint can always continue (with more generations, say).
+                penalty = self.parsimony_coefficient * np.array([len(p) for p in population])
+                population = next_generation(population, fitness - penalty, space, variation, rng,
+                                             self.tournament_size, self.elitism)
+                self._save_checkpoint(evaluate, population, rng, generation + 1, best, stale,
+                                      time.perf_counter() - start)
+                if self._should_stop(stale, start, evaluate):
+                    break
+        except KeyboardInterrupt:
+            if not evaluate.rows:
+                raise
+            warnings.warn(
+                f"LossSearchCV was interrupted after {len(self.history_)} generation(s); the search "
+                "stops here and uses the programs evaluated so far.", UserWarning, stacklevel=3)
+
+    def _search_settings(self):
+        """The parameters that decide a search's result (a checkpoint must match them)."""
+        ignored = ("n_jobs", "verbose", "max_time", "checkpoint", "refit", "generations",
+                   "n_iter_no_change", "max_evaluations")
+        return {k: v for k, v in self.get_params(deep=False).items() if k not in ignored}
+
+    def _save_checkpoint(self, evaluate, population, rng, generation, best, stale, elapsed):
+        if self.checkpoint is None:
+            return
+        save_checkpoint(self.checkpoint, {
+            "signature": self._signature, "generation": generation,
+            "population": [str(p) for p in population], "rng": rng_to_json(rng),
+            "fold_seeds": self._fold_seeds, "refit_seed": self._refit_seed,
+            "best": best if math.isfinite(best) else None, "stale": stale, "elapsed": elapsed,
+            "history": self.history_, "evaluator": evaluate.state(),
+        })
+
+    def _resume(self, evaluate):
+        """The saved state of this search, restored into ``evaluate``; None to start afresh."""
+        if self.checkpoint is None:
+            return None
+        state = load_checkpoint(self.checkpoint, self._signature)
+        if state is None:
+            return None
+        self._fold_seeds = np.asarray(state["fold_seeds"])
+        self._refit_seed = int(state["refit_seed"])
+        self.history_ = state["history"]
+        evaluate.restore(state["evaluator"])
+        if self.verbose:
+            print(f"[LossSearchCV] resuming from {self.checkpoint} at generation {state['generation']}")
+        return {"population": [parse(p) for p in state["population"]], "rng": rng_from_json(state["rng"]),
+                "generation": state["generation"], "best": -math.inf if state["best"] is None else state["best"],
+                "stale": state["stale"], "done": state["generation"] >= self.generations,
+                "elapsed": state["elapsed"]}
 
     def fit_refine(self, X, y):
         """Tune the coefficients of the best programs found (EvoMAL's local search).
@@ -516,8 +583,10 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
     def _validate_input(self, X, y, reset=True):
         if y is None:
             raise ValueError("LossSearchCV needs targets: y is None.")
-        X, y = validate_data(self, X, y, dtype=np.float32, allow_nd=True, ensure_min_samples=2, reset=reset,
-                             multi_output=self._task == "regression", y_numeric=self._task == "regression")
+        X, y = validate_data(self, X, y, dtype=np.float32, order="C", allow_nd=True, ensure_min_samples=2,
+                             reset=reset, multi_output=self._task == "regression",
+                             y_numeric=self._task == "regression")
+        y = np.ascontiguousarray(y)
         if self._task == "regression":
             self._y_1d = y.ndim == 1
             return X, y.reshape(len(y), -1).astype(np.float32)
@@ -645,7 +714,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
     # ----------------------------------------------------------- delegation
     def _check_X(self, X):
         check_is_fitted(self, "best_estimator_")
-        return validate_data(self, X, dtype=np.float32, allow_nd=True, reset=False)
+        return validate_data(self, X, dtype=np.float32, order="C", allow_nd=True, reset=False)
 
     @available_if(_estimator_has("predict"))
     def predict(self, X):
@@ -722,13 +791,23 @@ class _Evaluator:
         size = search.candidates_per_task
         groups = [losses[i:i + size] for i in range(0, len(losses), size)]
         tasks = [(g, k) for g in range(len(groups)) for k in range(len(self.splits))]
-        results = self.parallel(
-            delayed(evaluate_candidates)(
-                search.estimator, groups[g], self.X, self.y, *self.splits[k], self.budget,
-                int(search._fold_seeds[k]), search.scorer_, "fast" if self.fast else "skorch",
-                search.error_score, local_search)
-            for g, k in tasks
-        )
+        try:
+            results = self.parallel(
+                delayed(evaluate_candidates)(
+                    search.estimator, groups[g], self.X, self.y, *self.splits[k], self.budget,
+                    int(search._fold_seeds[k]), search.scorer_, "fast" if self.fast else "skorch",
+                    search.error_score, local_search)
+                for g, k in tasks
+            )
+        except Exception as exc:
+            if type(exc).__name__ not in ("TerminatedWorkerError", "KilledWorker"):
+                raise
+            programs = ", ".join(str(loss.program_) for loss in losses)
+            raise RuntimeError(
+                f"a parallel worker died (killed, or out of memory) while training one of these "
+                f"candidate losses: {programs}. The checkpoint, if any, holds the last completed "
+                f"generation; rerun fit to resume."
+            ) from exc
         per_loss = [[None] * len(self.splits) for _ in losses]
         for (g, k), group_results in zip(tasks, results):
             for j, result in enumerate(group_results):
@@ -777,6 +856,23 @@ class _Evaluator:
                      median_score=float(np.median(finite)) if finite.size else math.nan,
                      best_program=str(population[int(np.argmax(fitness))]))
         return fitness, stats
+
+    def state(self):
+        """JSON-able state: every row, the cache keys and the totals."""
+        rows = []
+        for row in self.rows.values():
+            rows.append({k: (v.get_params() if k == "criterion" else v) for k, v in row.items()})
+        return {"rows": rows, "keys": self.keys, "totals": self.totals}
+
+    def restore(self, state):
+        """Undo :meth:`state`."""
+        self.rows = {}
+        for row in state["rows"]:
+            row = {**row, "criterion": SymbolicLoss(**row["criterion"]),
+                   "scores": np.array([np.nan if v is None else v for v in row["scores"]], dtype=float)}
+            self.rows[row["program"]] = row
+        self.keys = dict(state["keys"])
+        self.totals = dict(state["totals"])
 
     @property
     def n_trained(self):

@@ -1,0 +1,223 @@
+"""Long searches survive interrupts and kills; bad input gets clear errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from sklearn.datasets import load_diabetes, load_iris
+from sklearn.preprocessing import StandardScaler
+from skorch import NeuralNetClassifier, NeuralNetRegressor
+
+import metaloss_sk.search as search_module
+from metaloss_sk import LossSearchCV
+from metaloss_sk.datasets import MLP
+from metaloss_sk.filters import Probe
+
+KW = dict(population_size=5, cv=2, random_state=0, rejection_steps=50, refit=False)
+
+
+def iris():
+    X, y = load_iris(return_X_y=True)
+    return StandardScaler().fit_transform(X).astype(np.float32), y
+
+
+def net(**kw):
+    params = dict(module=MLP, module__n_in=4, module__n_hidden=8, module__n_out=3, max_epochs=3,
+                  lr=0.1, batch_size=32, train_split=None, verbose=0)
+    return NeuralNetClassifier(**{**params, **kw})
+
+
+def same_results(a, b):
+    assert list(a.cv_results_["program"]) == list(b.cv_results_["program"])
+    np.testing.assert_array_equal(a.cv_results_["mean_test_score"], b.cv_results_["mean_test_score"])
+    assert str(a.best_loss_) == str(b.best_loss_)
+
+
+def test_a_resumed_search_ends_as_an_uninterrupted_one(tmp_path):
+    X, y = iris()
+    path = tmp_path / "search.json"
+    LossSearchCV(net(), generations=2, checkpoint=path, **KW).fit(X, y)
+    assert json.loads(path.read_text())["generation"] == 2
+    resumed = LossSearchCV(net(), generations=4, checkpoint=path, **KW).fit(X, y)
+    whole = LossSearchCV(net(), generations=4, **KW).fit(X, y)
+    same_results(resumed, whole)
+    assert len(resumed.history_) == 4
+
+
+def test_a_checkpoint_of_another_search_is_refused(tmp_path):
+    X, y = iris()
+    path = tmp_path / "search.json"
+    LossSearchCV(net(), generations=1, checkpoint=path, **KW).fit(X, y)
+    with pytest.raises(ValueError, match="other settings or data"):
+        LossSearchCV(net(), generations=1, checkpoint=path, **{**KW, "random_state": 1}).fit(X, y)
+    with pytest.raises(ValueError, match="other settings or data"):
+        LossSearchCV(net(), generations=1, checkpoint=path, **KW).fit(X[::-1], y[::-1])
+
+
+def test_a_corrupt_checkpoint_is_refused_with_its_path(tmp_path):
+    X, y = iris()
+    path = tmp_path / "search.json"
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="cannot be read"):
+        LossSearchCV(net(), generations=1, checkpoint=path, **KW).fit(X, y)
+
+
+SCRIPT = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from sklearn.datasets import load_iris
+    from sklearn.preprocessing import StandardScaler
+    from skorch import NeuralNetClassifier
+    from metaloss_sk import LossSearchCV
+    from metaloss_sk.datasets import MLP
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X).astype(np.float32)
+    net = NeuralNetClassifier(MLP, module__n_in=4, module__n_hidden=8, module__n_out=3, max_epochs=3,
+                              lr=0.1, batch_size=32, train_split=None, verbose=0)
+    LossSearchCV(net, generations=int(sys.argv[2]), checkpoint=sys.argv[1], population_size=5, cv=2,
+                 random_state=0, rejection_steps=50, refit=False).fit(X, y)
+""")
+
+
+@pytest.mark.slow
+def test_a_search_killed_mid_generation_resumes_to_the_same_result(tmp_path):
+    X, y = iris()
+    path = tmp_path / "search.json"
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), str(path), "200"])
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if path.exists() and json.loads(path.read_text())["generation"] >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the search ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = json.loads(path.read_text())["generation"]
+    resumed = LossSearchCV(net(), generations=done + 2, checkpoint=path, **KW).fit(X, y)
+    whole = LossSearchCV(net(), generations=done + 2, **KW).fit(X, y)
+    same_results(resumed, whole)
+
+
+def test_ctrl_c_stops_with_the_results_so_far(monkeypatch):
+    X, y = iris()
+    calls = {"n": 0}
+    real = search_module.evaluate_candidates
+
+    def interrupt_in_generation_two(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 4:  # two folds per generation, one task per fold
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(search_module, "evaluate_candidates", interrupt_in_generation_two)
+    with pytest.warns(UserWarning, match="interrupted after 2 generation"):
+        search = LossSearchCV(net(), generations=10, n_jobs=1, **{**KW, "refit": True}).fit(X, y)
+    assert len(search.history_) == 2
+    assert search.predict(X).shape == (len(X),)
+
+
+class DiesInWorkers(MLP):
+    """Kills the process it runs in, unless that is the main process."""
+
+    def forward(self, x):
+        import multiprocessing
+
+        if multiprocessing.current_process().name != "MainProcess":
+            os._exit(1)
+        return super().forward(x)
+
+
+@pytest.mark.slow
+def test_a_dying_worker_ends_the_search_with_a_clear_error_and_the_checkpoint_intact(tmp_path):
+    X, y = iris()
+    path = tmp_path / "search.json"
+    with pytest.raises(RuntimeError, match=r"worker died .* neg\(mul\(y, log\(yhat\)\)\)"):
+        LossSearchCV(net(module=DiesInWorkers), generations=2, n_jobs=2, checkpoint=path, **KW).fit(X, y)
+    assert not path.exists()  # no generation completed, and nothing half-written
+
+
+def test_every_new_candidate_rejected_leaves_a_working_search(monkeypatch):
+    def reject_all_but_cross_entropy(self, losses, **kwargs):
+        return [str(loss.program_) != "neg(mul(y, log(yhat)))" for loss in losses]
+
+    monkeypatch.setattr(Probe, "reject", reject_all_but_cross_entropy)
+    X, y = iris()
+    search = LossSearchCV(net(), generations=3, **KW).fit(X, y)
+    assert str(search.best_loss_.program_) == "neg(mul(y, log(yhat)))"
+    assert search.search_stats_["rejected"] > 0
+
+
+def test_a_constant_loss_is_rejected_and_the_search_goes_on():
+    X, y = iris()
+    search = LossSearchCV(net(), generations=1, seed_programs=["neg(mul(y, log(yhat)))", "mul(0.0, mul(y, yhat))"],
+                          **KW).fit(X, y)
+    row = list(search.cv_results_["program"]).index("mul(0.0, mul(y, yhat))")
+    assert search.cv_results_["status"][row] == "rejected"
+    assert "no gradient" in search.cv_results_["message"][row]
+
+
+def test_programs_at_the_maximum_height_train():
+    X, y = iris()
+    search = LossSearchCV(net(), generations=3, max_height=4, init_depth=(4, 4), **KW).fit(X, y)
+    assert max(search.cv_results_["depth"]) <= 5  # repair may add one level to a program of height 4
+    assert np.isfinite(search.best_score_)
+
+
+def test_float64_input_is_cast_and_the_callers_array_untouched():
+    X, y = iris()
+    X64 = X.astype(np.float64)
+    copy = X64.copy()
+    search = LossSearchCV(net(), generations=1, **{**KW, "refit": True}).fit(X64, y)
+    np.testing.assert_array_equal(X64, copy)
+    assert search.predict(X64).shape == (len(X),)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda X, y: (np.where(np.arange(X.size).reshape(X.shape) == 7, np.nan, X), y), "NaN"),
+    (lambda X, y: (np.where(np.arange(X.size).reshape(X.shape) == 7, np.inf, X), y), "infinity"),
+    (lambda X, y: (X, np.where(np.arange(len(y)) == 3, np.nan, y)), "NaN"),
+    (lambda X, y: (X[:-1], y), "inconsistent numbers of samples"),
+    (lambda X, y: (X[:0], y[:0]), "0 sample"),
+    (lambda X, y: (X[:1], y[:1]), r"1 sample\(s\)"),
+    (lambda X, y: (X, np.zeros_like(y)), "single class"),
+    (lambda X, y: (X[:, 0], y), "Expected 2D array"),
+    (lambda X, y: (sp.csr_matrix(X), y), "[Ss]parse"),
+    (lambda X, y: (X, None), "y is None"),
+    (lambda X, y: (X, y + 0.5), "Unknown label type"),
+])
+def test_bad_input_gets_a_clear_error(make, match):
+    X, y = make(*iris())
+    with pytest.raises((ValueError, TypeError), match=match):
+        LossSearchCV(net(), generations=1, **KW).fit(X, y)
+
+
+def test_an_unknown_scorer_is_named():
+    X, y = iris()
+    with pytest.raises(ValueError, match="no_such_scorer"):
+        LossSearchCV(net(), generations=1, scoring="no_such_scorer", **KW).fit(X, y)
+
+
+def test_two_dimensional_targets_for_a_single_output_regressor_are_refused():
+    X, y = load_diabetes(return_X_y=True)
+    X = X.astype(np.float32)
+    regressor = NeuralNetRegressor(MLP, module__n_in=10, module__n_hidden=4, module__n_out=1, max_epochs=1,
+                                   train_split=None, verbose=0)
+    Y = np.stack([y, y], axis=1).astype(np.float32)
+    with pytest.raises(ValueError, match="cannot run one batch.*targets shaped like the predictions"):
+        LossSearchCV(regressor, generations=1, **KW).fit(X, Y)
+
+
+def test_torch_tensors_are_accepted_as_input():
+    X, y = iris()
+    search = LossSearchCV(net(), generations=1, **KW).fit(torch.as_tensor(X), torch.as_tensor(y))
+    assert np.isfinite(search.best_score_)
