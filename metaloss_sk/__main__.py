@@ -29,7 +29,8 @@ def _digits_demo(args):
           f"an MLP 64-128-10, {args.epochs} epochs per candidate, {args.cv}-fold CV, "
           f"population {args.population}, at most {args.max_time:.0f} s.", flush=True)
     search = LossSearchCV(
-        net, population_size=args.population, generations=args.generations, cv=args.cv,
+        net, population_size=args.population, tournament_size=min(4, args.population),
+        generations=args.generations, cv=args.cv,
         max_time=args.max_time, n_jobs=args.n_jobs, random_state=args.seed, verbose=1,
     )
     start = time.perf_counter()
@@ -53,22 +54,163 @@ def _digits_demo(args):
     return 0
 
 
+_BUILTIN = {
+    "digits": ("load_digits", "multiclass"),
+    "iris": ("load_iris", "multiclass"),
+    "wine": ("load_wine", "multiclass"),
+    "breast_cancer": ("load_breast_cancer", "binary"),
+    "diabetes": ("load_diabetes", "regression"),
+}
+
+
+def _load_data(args):
+    import sklearn.datasets
+
+    if args.csv is not None:
+        import pandas as pd
+
+        frame = pd.read_csv(args.csv)
+        if args.target not in frame.columns:
+            raise ValueError(f"--target {args.target!r} is not a column of {args.csv} "
+                             f"(columns: {', '.join(map(str, frame.columns))})")
+        y = frame.pop(args.target).to_numpy()
+        X = frame.to_numpy(dtype=np.float64)
+        task = args.task
+        if task == "auto":
+            classes = np.unique(y)
+            task = ("regression" if np.issubdtype(y.dtype, np.floating) and len(classes) > 20
+                    else "binary" if len(classes) == 2 else "multiclass")
+        return X, y, task
+    loader, task = _BUILTIN[args.data]
+    X, y = getattr(sklearn.datasets, loader)(return_X_y=True)
+    return X, y, task if args.task == "auto" else args.task
+
+
+def _search(args):
+    import json
+
+    import torch
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+    from skorch import NeuralNetBinaryClassifier, NeuralNetClassifier, NeuralNetRegressor
+
+    from metaloss_sk import LossSearchCV
+    from metaloss_sk.datasets import MLP
+    from metaloss_sk.io import hall_of_fame_to_dict, loss_to_dict
+
+    X, y, task = _load_data(args)
+    stratify = None if task == "regression" else y
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=args.test_size, stratify=stratify,
+                                                        random_state=args.seed)
+    scaler = StandardScaler().fit(X_train)
+    X_train, X_test = (scaler.transform(a).astype(np.float32) for a in (X_train, X_test))
+    if task == "regression":
+        y_train, y_test = y_train.astype(np.float32), y_test.astype(np.float32)
+    n_out = {"multiclass": len(np.unique(y_train)), "binary": 1, "regression": 1}[task]
+    net_class = {"multiclass": NeuralNetClassifier, "binary": NeuralNetBinaryClassifier,
+                 "regression": NeuralNetRegressor}[task]
+    optimizer = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}[args.optimizer]
+    extra = {"optimizer__momentum": args.momentum} if args.optimizer == "sgd" else {}
+    net = net_class(MLP, module__n_in=X_train.shape[1], module__n_hidden=args.hidden, module__n_out=n_out,
+                    optimizer=optimizer, lr=args.lr, batch_size=args.batch_size, max_epochs=args.epochs,
+                    train_split=None, verbose=0, **extra)
+    search = LossSearchCV(
+        net, population_size=args.population, tournament_size=min(4, args.population),
+        generations=args.generations, max_time=args.max_time,
+        max_steps=args.max_steps, cv=args.cv, local_search=None if args.local_search == "none" else args.local_search,
+        meta_steps=args.meta_steps, n_jobs=args.n_jobs, checkpoint=args.checkpoint, random_state=args.seed,
+        verbose=0 if args.quiet else 1,
+    )
+    search.fit(X_train, y_train)
+    result = {
+        "task": task,
+        "best_loss": loss_to_dict(search.best_loss_),
+        "best_loss_infix": str(search.best_loss_),
+        "cv_score": search.best_score_,
+        "test_score": search.score(X_test, y_test),
+        "hall_of_fame": hall_of_fame_to_dict(search.hall_of_fame_, task=task),
+        "search_stats": search.search_stats_,
+    }
+    print(f"Found loss: {search.best_loss_}\nCV score {search.best_score_:.4f}, "
+          f"test score {result['test_score']:.4f}")
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=2, default=float)
+        print(f"Results written to {args.output}")
+    return 0
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive(kind):
+    def convert(text):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+    return convert
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m metaloss_sk", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="python -m metaloss_sk",
+                     description="Learn symbolic loss functions for neural networks (EvoMAL).")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     demo = commands.add_parser("demo", help="search a loss on scikit-learn's digits and compare it with "
                                             "cross-entropy on a held-out test set")
-    demo.add_argument("--max-time", type=float, default=240.0, help="search time budget in seconds (default 240)")
-    demo.add_argument("--generations", type=int, default=50, help="maximum generations (default 50)")
-    demo.add_argument("--population", type=int, default=25, help="population size (default 25)")
-    demo.add_argument("--epochs", type=int, default=30, help="training epochs per network (default 30)")
-    demo.add_argument("--cv", type=int, default=3, help="cross-validation folds (default 3)")
-    demo.add_argument("--seeds", type=int, default=5, help="training seeds for the final comparison (default 5)")
+    demo.add_argument("--max-time", type=_positive(float), default=240.0,
+                      help="search time budget in seconds (default 240)")
+    demo.add_argument("--generations", type=_positive(int), default=50, help="maximum generations (default 50)")
+    demo.add_argument("--population", type=_positive(int), default=25, help="population size (default 25)")
+    demo.add_argument("--epochs", type=_positive(int), default=30, help="training epochs per network (default 30)")
+    demo.add_argument("--cv", type=_positive(int), default=3, help="cross-validation folds (default 3)")
+    demo.add_argument("--seeds", type=_positive(int), default=5,
+                      help="training seeds for the final comparison (default 5)")
     demo.add_argument("--n-jobs", type=int, default=2, help="parallel jobs (default 2)")
     demo.add_argument("--seed", type=int, default=0, help="random_state of the search (default 0)")
     demo.set_defaults(run=_digits_demo)
+
+    search = commands.add_parser("search", help="search a loss for an MLP on a built-in data set or a CSV file")
+    source = search.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", choices=sorted(_BUILTIN), help="a scikit-learn data set")
+    source.add_argument("--csv", help="a CSV file with a header row (use with --target)")
+    search.add_argument("--target", help="the target column of --csv")
+    search.add_argument("--task", choices=["auto", "multiclass", "binary", "regression"], default="auto",
+                        help="what the net predicts (default: from the data)")
+    search.add_argument("--hidden", type=_positive(int), default=128, help="hidden units of the MLP (default 128)")
+    search.add_argument("--epochs", type=_positive(int), default=20, help="training epochs (default 20)")
+    search.add_argument("--lr", type=_positive(float), default=0.05, help="learning rate (default 0.05)")
+    search.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd", help="optimizer (default sgd)")
+    search.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
+    search.add_argument("--batch-size", type=_positive(int), default=128, help="batch size (default 128)")
+    search.add_argument("--population", type=_positive(int), default=25, help="population size (default 25)")
+    search.add_argument("--generations", type=_positive(int), default=10, help="maximum generations (default 10)")
+    search.add_argument("--max-time", type=_positive(float), default=None, help="time budget in seconds")
+    search.add_argument("--max-steps", type=_positive(int), default=None,
+                        help="optimizer steps per candidate instead of --epochs")
+    search.add_argument("--cv", type=_positive(int), default=3, help="cross-validation folds (default 3)")
+    search.add_argument("--local-search", choices=["none", "winners", "all"], default="none",
+                        help="EvoMAL's coefficient learning (default none)")
+    search.add_argument("--meta-steps", type=_positive(int), default=250, help="local search steps (default 250)")
+    search.add_argument("--test-size", type=float, default=0.25, help="held-out test fraction (default 0.25)")
+    search.add_argument("--n-jobs", type=int, default=1, help="parallel jobs (default 1)")
+    search.add_argument("--checkpoint", help="JSON checkpoint file: written every generation, resumed if present")
+    search.add_argument("--output", help="write the found loss and results to this JSON file")
+    search.add_argument("--seed", type=int, default=0, help="random_state (default 0)")
+    search.add_argument("--quiet", action="store_true", help="no progress output")
+    search.set_defaults(run=_search)
+
     args = parser.parse_args(argv)
-    return args.run(args)
+    if getattr(args, "csv", None) is not None and not args.target:
+        parser.error("--csv needs --target")
+    if getattr(args, "test_size", 0.25) is not None and not 0 < getattr(args, "test_size", 0.25) < 1:
+        parser.error("--test-size must be between 0 and 1")
+    try:
+        return args.run(args)
+    except (ValueError, TypeError, OSError) as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
 
 
 if __name__ == "__main__":

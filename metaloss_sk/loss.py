@@ -175,6 +175,11 @@ class SymbolicLoss(nn.Module):
         """The loss in LaTeX."""
         return sympy.latex(self.sympy())
 
+    def to_torch_source(self, name="learned_loss"):
+        """Source of a standalone PyTorch function computing this loss (see :mod:`metaloss_sk.export`)."""
+        from .export import to_torch_source
+        return to_torch_source(self, name)
+
     def _coefficient_list(self):
         return None if self.coefficients is None else self.get_params()["coefficients"]
 

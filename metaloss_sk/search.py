@@ -1,5 +1,6 @@
 """LossSearchCV: evolve a symbolic loss for a skorch net, scored by cross-validation."""
 
+import contextlib
 import math
 import time
 import warnings
@@ -17,6 +18,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch import NeuralNet, NeuralNetBinaryClassifier, NeuralNetClassifier, NeuralNetRegressor
+from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, rng_from_json, rng_to_json, save_checkpoint, signature
 from .engine import Budget, LocalSearch, candidate_net, evaluate_candidates, fast_path_blockers, refine_loss
@@ -338,10 +340,11 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
                      "done": False}
             self.history_ = []
         start -= state.get("elapsed", 0.0)
-        with Parallel(n_jobs=self.n_jobs) as parallel:
-            evaluate.parallel = parallel
+        with Parallel(n_jobs=self.n_jobs, return_as="generator") as parallel, self._progress(state) as bar:
+            evaluate.parallel, evaluate.progress = parallel, bar
             if not state["done"]:
                 self._evolve(evaluate, space, variation, state, start)
+            evaluate.progress = None
             self._finish(evaluate, time.perf_counter() - start)
             if self.local_search == "all":
                 self._set_best(self._final_coefficients(X, y, self.best_loss_), self.best_score_)
@@ -362,7 +365,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
                 fitness, stats = evaluate(population, generation)
                 self.history_.append({"generation": generation, **stats,
                                       "elapsed": time.perf_counter() - start})
-                self._report(self.history_[-1])
+                self._report(self.history_[-1], evaluate)
                 improved = stats["best_score"] > best
                 best, stale = max(best, stats["best_score"]), 0 if improved else stale + 1
                 # The next population is bred even after the last generation, so a
@@ -380,6 +383,15 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
             warnings.warn(
                 f"LossSearchCV was interrupted after {len(self.history_)} generation(s); the search "
                 "stops here and uses the programs evaluated so far.", UserWarning, stacklevel=3)
+
+    def _progress(self, state):
+        """A tqdm bar over the candidates still to propose (a null context when quiet)."""
+        if not self.verbose:
+            return contextlib.nullcontext()
+        total = self.population_size * self.generations
+        return tqdm(total=total, initial=self.population_size * state["generation"], unit="candidate",
+                    desc="LossSearchCV", dynamic_ncols=True, leave=True,
+                    bar_format="{l_bar}{bar}| {n:.0f}/{total} [{elapsed}<{remaining}]")
 
     def _search_settings(self):
         """The parameters that decide a search's result (a checkpoint must match them)."""
@@ -441,7 +453,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         self._check_params()
         X, y = self._validate_input(X, y, reset=False)
         evaluate = self._evaluator(X, y, local_search=False)
-        with Parallel(n_jobs=self.n_jobs) as parallel:
+        with Parallel(n_jobs=self.n_jobs, return_as="generator") as parallel:
             evaluate.parallel = parallel
             self._refine(X, y, evaluate)
         if self.refit:
@@ -664,16 +676,24 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
             return True
         return self.max_evaluations is not None and evaluate.n_trained >= self.max_evaluations
 
-    def _report(self, entry):
+    def _report(self, entry, evaluate):
         if not self.verbose:
             return
         done = entry["generation"] + 1
         eta = entry["elapsed"] / done * (self.generations - done)
-        print(f"[LossSearchCV] gen {entry['generation']:>3}  best {entry['best_score']:.4f}  "
-              f"median {entry['median_score']:.4f}  trained {entry['trained']:>3}  "
-              f"cache hits {entry['cache_hits']:>3}  equivalent {entry['equivalent']:>3}  "
-              f"rejected {entry['rejected']:>3}  failures {entry['failures']:>3}  "
-              f"elapsed {entry['elapsed']:7.1f}s  eta {eta:7.1f}s")
+        tqdm.write(f"[LossSearchCV] gen {entry['generation']:>3}  best {entry['best_score']:.4f}  "
+                   f"median {entry['median_score']:.4f}  trained {entry['trained']:>3}  "
+                   f"cache hits {entry['cache_hits']:>3}  equivalent {entry['equivalent']:>3}  "
+                   f"rejected {entry['rejected']:>3}  failures {entry['failures']:>3}  "
+                   f"elapsed {entry['elapsed']:7.1f}s  eta {eta:7.1f}s")
+        if self.verbose >= 2:
+            for rank, (score, program) in enumerate(self._current_hall_of_fame(evaluate), 1):
+                tqdm.write(f"    {rank:>2}. {score:.4f}  {program}")
+
+    def _current_hall_of_fame(self, evaluate):
+        rows = [r for r in evaluate.rows.values() if np.isfinite(r["mean_test_score"]) and not r["equivalent_to"]]
+        rows.sort(key=lambda r: -r["mean_test_score"])
+        return [(r["mean_test_score"], r["infix"]) for r in rows[: self.hall_of_fame]]
 
     def _finish(self, evaluate, elapsed):
         self.cv_results_ = evaluate.results()
@@ -710,6 +730,27 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         net = type(self.estimator)(**params)
         torch.manual_seed(self._refit_seed)
         return net.fit(X, y)
+
+    # -------------------------------------------------------------- results
+    def results_frame(self):
+        """The hall of fame as a pandas DataFrame (program, infix, sympy, complexity, scores)."""
+        from .plotting import results_frame
+        return results_frame(self)
+
+    def plot_progress(self, ax=None):
+        """Best and median CV score per generation (matplotlib)."""
+        from .plotting import plot_progress
+        return plot_progress(self, ax=ax)
+
+    def plot_pareto(self, ax=None):
+        """CV score against program length, with the Pareto front (matplotlib)."""
+        from .plotting import plot_pareto
+        return plot_pareto(self, ax=ax)
+
+    def export_torch(self, name="learned_loss"):
+        """Source of a standalone PyTorch function computing ``best_loss_`` (no metaloss_sk needed)."""
+        check_is_fitted(self, "best_loss_")
+        return self.best_loss_.to_torch_source(name)
 
     # ----------------------------------------------------------- delegation
     def _check_X(self, X):
@@ -779,6 +820,7 @@ class _Evaluator:
         self.splits, self.fast, self.local_search = splits, fast, local_search
         self.budget = search._budget()
         self.parallel = None
+        self.progress = None  # a tqdm bar over proposed candidates, when verbose
         self.rows = {}  # program string -> row dict
         self.keys = {}  # symbolic key or gradient fingerprint -> representative program string
         self._probe = None
@@ -791,14 +833,18 @@ class _Evaluator:
         size = search.candidates_per_task
         groups = [losses[i:i + size] for i in range(0, len(losses), size)]
         tasks = [(g, k) for g in range(len(groups)) for k in range(len(self.splits))]
+        results = []
         try:
-            results = self.parallel(
+            # Results arrive in submission order, so they never depend on n_jobs.
+            for group_results in self.parallel(
                 delayed(evaluate_candidates)(
                     search.estimator, groups[g], self.X, self.y, *self.splits[k], self.budget,
                     int(search._fold_seeds[k]), search.scorer_, "fast" if self.fast else "skorch",
                     search.error_score, local_search)
                 for g, k in tasks
-            )
+            ):
+                results.append(group_results)
+                self.advance(len(group_results) / len(self.splits))
         except Exception as exc:
             if type(exc).__name__ not in ("TerminatedWorkerError", "KilledWorker"):
                 raise
@@ -830,6 +876,7 @@ class _Evaluator:
         else:
             skipped = set()
         filter_time = time.perf_counter() - start
+        self.advance(len(population) - len(to_train))
         folds = self.cross_validate([losses[str(p)] for p in to_train], self.local_search)
         train_time = time.perf_counter() - start - filter_time
         for p, results in zip(to_train, folds):
@@ -856,6 +903,10 @@ class _Evaluator:
                      median_score=float(np.median(finite)) if finite.size else math.nan,
                      best_program=str(population[int(np.argmax(fitness))]))
         return fitness, stats
+
+    def advance(self, n):
+        if self.progress is not None:
+            self.progress.update(n)
 
     def state(self):
         """JSON-able state: every row, the cache keys and the totals."""
