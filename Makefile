@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/python -m metaloss_sk demo
 
 test: $(STAMP)
-	$(BIN)/python -m ruff check metaloss_sk tests benchmarks
+	$(BIN)/python -m ruff check metaloss_sk tests benchmarks examples
 	$(BIN)/python -m pytest -q --timeout=600
 
 bench: $(STAMP)

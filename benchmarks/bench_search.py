@@ -1,0 +1,111 @@
+"""End-to-end cost of an EvoMAL search: with the cache, filters and vectorised training, and without.
+
+EvoMAL's reference settings: digits, an MLP 64-128-10, population 25, local
+search of 250 meta steps on every candidate, 500-step fitness, one validation
+split (25 % of the data), SGD with Nesterov momentum. The optimised search runs
+for ``--minutes``; the naive one (exact-string cache only, no rejection
+protocol, one candidate per task) then runs the same number of generations
+with the same seed. Both use ``--n-jobs`` workers. A third run measures
+``n_jobs=1`` against ``n_jobs=2`` for the optimised search on ``--scaling``
+generations.
+
+    python benchmarks/bench_search.py [--minutes 5] [--local-search all] [--n-jobs 2]
+"""
+
+import argparse
+import datetime
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.datasets import load_digits
+from sklearn.model_selection import ShuffleSplit
+from skorch import NeuralNetClassifier
+
+from metaloss_sk import LossSearchCV
+from metaloss_sk.datasets import MLP
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def search(args, generations=50, max_time=None, optimised=True, n_jobs=None):
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16).astype(np.float32)
+    net = NeuralNetClassifier(MLP, lr=0.01, optimizer__momentum=0.9, optimizer__nesterov=True,
+                              optimizer__weight_decay=5e-4, batch_size=128, max_epochs=100,
+                              train_split=None, verbose=0)
+    naive = dict(equivalence="exact", rejection_steps=0, candidates_per_task=1)
+    s = LossSearchCV(net, population_size=25, generations=generations, max_time=max_time, max_steps=500,
+                     local_search=None if args.local_search == "none" else args.local_search,
+                     meta_steps=250, cv=ShuffleSplit(1, test_size=0.25, random_state=0), refit=False,
+                     random_state=0, n_jobs=n_jobs or args.n_jobs, **({} if optimised else naive))
+    start = time.perf_counter()
+    s.fit(X, y)
+    return s, time.perf_counter() - start
+
+
+def summary(s, wall):
+    st = s.search_stats_
+    return {
+        "wall_s": round(wall, 1), "generations": st["generations"], "proposed": st["proposed"],
+        "trained": st["evaluations"], "cache_hits": st["cache_hits"], "equivalent": st["equivalent"],
+        "rejected": st["rejected"], "failures": st["failures"],
+        "not_trained_share": round(1 - st["evaluations"] / st["proposed"], 3),
+        "filter_time_share": round(st["filter_time"] / st["time"], 3),
+        "train_time_share": round(st["train_time"] / st["time"], 3),
+        "s_per_generation": round(wall / st["generations"], 2),
+        "best_score": round(s.best_score_, 4), "best_loss": str(s.best_loss_.program_),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=5.0)
+    parser.add_argument("--local-search", choices=["all", "none"], default="all")
+    parser.add_argument("--n-jobs", type=int, default=2)
+    parser.add_argument("--scaling", type=int, default=2, help="generations for the n_jobs comparison")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    fast, fast_wall = search(args, max_time=args.minutes * 60)
+    rows = {"optimised": summary(fast, fast_wall)}
+    print(json.dumps(rows, indent=1), flush=True)
+    naive, naive_wall = search(args, generations=fast.search_stats_["generations"], optimised=False)
+    rows["naive"] = summary(naive, naive_wall)
+    print(json.dumps(rows["naive"], indent=1), flush=True)
+    scaling = {}
+    for n_jobs in (1, 2):
+        s, wall = search(args, generations=args.scaling, n_jobs=n_jobs)
+        scaling[n_jobs] = wall
+    lines = [
+        "# End-to-end search cost",
+        "",
+        f"`python benchmarks/bench_search.py --minutes {args.minutes} --local-search {args.local_search} "
+        f"--n-jobs {args.n_jobs}` on {datetime.date.today()}, 2-core CPU, torch {torch.__version__}.",
+        "Digits, MLP 64-128-10, population 25, 500-step fitness, one 25 % validation split, "
+        f"local search: {args.local_search} (250 meta steps), seed 0. The naive run has only the exact-text "
+        "cache, no rejection protocol and one candidate per task, and runs the same generations.",
+        "",
+        "| | " + " | ".join(rows) + " |",
+        "|---|" + "---:|" * len(rows),
+    ]
+    for key in rows["optimised"]:
+        lines.append(f"| {key} | " + " | ".join(str(r[key]) for r in rows.values()) + " |")
+    lines += [
+        "",
+        f"Speed-up end to end: **{naive_wall / fast_wall:.2f}x** "
+        f"({naive_wall:.0f} s against {fast_wall:.0f} s for {fast.search_stats_['generations']} generations).",
+        "",
+        f"n_jobs=2 against n_jobs=1 on {args.scaling} generations of the optimised search: "
+        f"{scaling[1]:.1f} s / {scaling[2]:.1f} s = **{scaling[1] / scaling[2]:.2f}x**.",
+    ]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"search_{args.local_search}.md").write_text(text)
+
+
+if __name__ == "__main__":
+    main()
