@@ -172,25 +172,14 @@ def learn_coefficients(loss, module_factory, X_train, y_train, X_valid, y_valid,
     inner = _inner_optimizer(optimizer, optimizer_params)
 
     rng = check_random_state(random_state)
-    n_edges = len(loss.program_) - 1
-    if coefficients is None:
-        start_values = initial_coefficients(loss.program_, rng)
-    else:
-        start_values = np.asarray(coefficients, dtype=float).reshape(-1)
-        if start_values.size != n_edges:
-            raise ValueError(
-                f"coefficients has {start_values.size} values; the program {loss.program_} has "
-                f"{n_edges} edges (one per node but the root)."
-            )
-        if not np.isfinite(start_values).all():
-            raise ValueError("coefficients must be finite.")
+    start_values = _check_coefficients(coefficients, loss.program_, rng)
     batch_seed, *module_seeds = rng.randint(_SEED_HIGH, size=meta_steps + 1)
 
     dtype = X_train.dtype if X_train.is_floating_point() else torch.get_default_dtype()
     cs = torch.tensor(start_values, dtype=dtype, device=device, requires_grad=True)
     initial = cs.detach().cpu().double().numpy()  # as rounded to the working precision
     meta_losses, n_nan = [], 0
-    if n_edges:
+    if len(start_values):
         generator = torch.Generator().manual_seed(int(batch_seed))
         train_idx = _batches(len(X_train), batch_size, meta_steps * unroll, generator, device).unbind()
         valid_idx = _batches(len(X_valid), batch_size, meta_steps, generator, device).unbind()
@@ -468,6 +457,21 @@ def _fastest_adam(device):
 
 def _rng_devices(device):
     return [device.index] if device.type == "cuda" else []
+
+
+def _check_coefficients(coefficients, program, rng):
+    n_edges = len(program) - 1
+    if coefficients is None:
+        return initial_coefficients(program, rng)
+    values = np.asarray(coefficients, dtype=float).reshape(-1)
+    if values.size != n_edges:
+        raise ValueError(
+            f"coefficients has {values.size} values; the program {program} has "
+            f"{n_edges} edges (one per node but the root)."
+        )
+    if not np.isfinite(values).all():
+        raise ValueError("coefficients must be finite.")
+    return values
 
 
 def _check_int(name, value):

@@ -16,7 +16,7 @@ from sklearn.datasets import load_diabetes, load_iris
 from sklearn.preprocessing import StandardScaler
 from skorch import NeuralNetClassifier, NeuralNetRegressor
 
-import metaloss_sk.search as search_module
+import metaloss_sk.evaluator as evaluator_module
 from metaloss_sk import LossSearchCV
 from metaloss_sk.datasets import MLP
 from metaloss_sk.filters import Probe
@@ -111,7 +111,7 @@ def test_a_search_killed_mid_generation_resumes_to_the_same_result(tmp_path):
 def test_ctrl_c_stops_with_the_results_so_far(monkeypatch):
     X, y = iris()
     calls = {"n": 0}
-    real = search_module.evaluate_candidates
+    real = evaluator_module.evaluate_candidates
 
     def interrupt_in_generation_two(*args, **kwargs):
         calls["n"] += 1
@@ -119,7 +119,7 @@ def test_ctrl_c_stops_with_the_results_so_far(monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(search_module, "evaluate_candidates", interrupt_in_generation_two)
+    monkeypatch.setattr(evaluator_module, "evaluate_candidates", interrupt_in_generation_two)
     with pytest.warns(UserWarning, match="interrupted after 2 generation"):
         search = LossSearchCV(net(), generations=10, n_jobs=1, **{**KW, "refit": True}).fit(X, y)
     assert len(search.history_) == 2
