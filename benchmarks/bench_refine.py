@@ -103,6 +103,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     data = digits()
+    load_before = os.getloadavg()[0]
     default_threads = torch.get_num_threads()
     rows = []
     for threads in sorted({1, default_threads}):
@@ -127,7 +128,9 @@ def main(argv=None):
         "- Task: digits (X / 16, float32, 1,437 training rows), 64-128-10 MLP, batch 128, "
         "SGD lr 0.01 momentum 0.9 Nesterov weight decay 5e-4; local search with unroll 1, "
         "meta Adam lr 1e-3 on cross-entropy's 4 coefficients",
-        f"- Medians of {args.repeats} alternating runs after one warm-up run of each.",
+        f"- Medians of {args.repeats} alternating runs after one warm-up run of each. "
+        f"1-minute load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after "
+        f"(a shared machine: other jobs inflate the default-threads row most).",
         "",
         "| torch threads | plain steps, CrossEntropyLoss (s) | plain steps, SymbolicLoss (s) "
         "| local search (s) | ms per meta step | search / plain CE | search / plain SymbolicLoss |",

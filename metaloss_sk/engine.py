@@ -30,6 +30,7 @@ from sklearn.base import clone
 from skorch import NeuralNet, NeuralNetBinaryClassifier, NeuralNetClassifier, NeuralNetRegressor
 from torch.func import functional_call, vmap
 
+from .loss import SymbolicLoss
 from .refine import learn_coefficients
 
 __all__ = ["Budget", "FoldResult", "LocalSearch", "evaluate_candidates", "fast_path_blockers", "refine_loss"]
@@ -167,16 +168,21 @@ def _train_together(net_, losses, Xt, yt, budget, seed):
         return functional_call(skeleton, {**params, **buffers}, (x,))
 
     batched = vmap(forward, in_dims=(0, None), randomness="same")
+    shared = _shared_terminals(losses)
     failure = [None] * len(losses)
     for idx in _batches(net_, len(Xt), budget, seed):
         optimizer.zero_grad(set_to_none=True)
         out, yb = batched(stacked, Xt[idx]), yt[idx]
+        if shared:
+            # One softmax (or sigmoid) and one target encoding for the whole group.
+            y, yhat = losses[0].terminals(out.flatten(0, 1), yb.repeat(len(losses), *([1] * (yb.dim() - 1))))
+            y, yhat = y.unflatten(0, out.shape[:2]), yhat.unflatten(0, out.shape[:2])
         total = 0.0
         for k, loss in enumerate(losses):
             if failure[k] is not None:
                 continue
             try:
-                value = loss(out[k], yb)
+                value = loss.from_terminals(y[k], yhat[k]) if shared else loss(out[k], yb)
             except Exception as exc:
                 failure[k] = f"{type(exc).__name__}: {exc}"
                 continue
@@ -189,6 +195,13 @@ def _train_together(net_, losses, Xt, yt, budget, seed):
         total.backward()
         optimizer.step()
     return stacked, failure
+
+
+def _shared_terminals(losses):
+    """True when every loss turns outputs into terminals the same way (as in one search)."""
+    first = losses[0]
+    return all(isinstance(loss, SymbolicLoss) and (loss.task, loss.link_) == (first.task, first.link_)
+               for loss in losses)
 
 
 def refine_loss(net, loss, X, y, seed, local_search):

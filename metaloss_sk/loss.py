@@ -185,7 +185,10 @@ class SymbolicLoss(nn.Module):
 
     def forward(self, y_pred, y_true):
         """Loss of raw outputs ``y_pred`` against targets ``y_true``."""
-        y, yhat = self.terminals(y_pred, y_true)
+        return self.from_terminals(*self.terminals(y_pred, y_true))
+
+    def from_terminals(self, y, yhat):
+        """The loss given the program's terminals (see :meth:`terminals`)."""
         return self.reduce(self.program_.evaluate(y, yhat, self.coefficients), y)
 
     def reduce(self, elementwise, y):

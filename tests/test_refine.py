@@ -51,6 +51,16 @@ def data():
     return blobs()
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    # These networks are tiny: on a busy machine, spinning OpenMP workers make
+    # multi-threaded tiny kernels many times slower, never faster.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_initial_coefficients_are_near_one_one_per_edge_and_seeded():
     c = initial_coefficients(CROSS_ENTROPY, random_state=0)
     assert c.shape == (4,)
