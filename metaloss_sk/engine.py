@@ -76,6 +76,7 @@ class FoldResult:
     status: str  # "ok", "nan" (loss went non-finite) or "error"
     message: str = ""
     coefficients: list | None = None  # learned by the local search, if it ran
+    meta_nan_steps: int = 0  # local search steps skipped because the meta objective was not finite
 
 
 def fast_path_blockers(net):
@@ -205,7 +206,7 @@ def _shared_terminals(losses):
 
 
 def refine_loss(net, loss, X, y, seed, local_search):
-    """Coefficients learned for ``loss`` on a seeded split of ``(X, y)``."""
+    """EvoMAL's local search for ``loss`` on a seeded split of ``(X, y)``: a :class:`RefineResult`."""
     rng = np.random.RandomState(seed)
     order = rng.permutation(len(X))
     n_valid = max(1, int(round(local_search.valid_fraction * len(X))))
@@ -227,7 +228,7 @@ def refine_loss(net, loss, X, y, seed, local_search):
         meta_steps=local_search.meta_steps, meta_lr=local_search.meta_lr, unroll=local_search.unroll,
         batch_size=batch, random_state=rng, device=device,
     )
-    return result.loss
+    return result
 
 
 def evaluate_candidates(net, losses, X, y, train, test, budget, seed, scorer, train_loop="fast",
@@ -264,11 +265,14 @@ def _evaluate(net, losses, X, y, train, test, budget, seed, scorer, train_loop, 
     start = time.perf_counter()
     failed = _failure(error_score, start)
     results = [None] * len(losses)
+    nan_steps = [0] * len(losses)
     if local_search is not None:
         refined = []
         for k, loss in enumerate(losses):
             try:
-                refined.append(refine_loss(net, loss, X[train], y[train], seed, local_search))
+                result = refine_loss(net, loss, X[train], y[train], seed, local_search)
+                refined.append(result.loss)
+                nan_steps[k] = result.n_nan_steps
             except Exception as exc:
                 if error_score == "raise":
                     raise
@@ -301,6 +305,7 @@ def _evaluate(net, losses, X, y, train, test, budget, seed, scorer, train_loop, 
     elapsed = (time.perf_counter() - start) / len(losses)
     for k, result in enumerate(results):
         result.fit_time = elapsed
+        result.meta_nan_steps = nan_steps[k]
         if local_search is not None and losses[k].coefficients is not None:
             result.coefficients = [float(c) for c in losses[k].coefficients]
     return results

@@ -42,7 +42,7 @@ class Evaluator:
         self.keys = {}  # symbolic key or gradient fingerprint -> representative program string
         self._probe = None
         self.totals = dict.fromkeys(("cache_hits", "equivalent", "rejected", "trained", "failures",
-                                     "filter_time", "train_time"), 0)
+                                     "meta_nan_steps", "filter_time", "train_time"), 0)
 
     def cross_validate(self, losses, local_search=None):
         """FoldResults per loss and fold, in groups of ``candidates_per_task``."""
@@ -98,6 +98,7 @@ class Evaluator:
         train_time = time.perf_counter() - start - filter_time
         for p, results in zip(to_train, folds):
             self._record(p, generation, losses[str(p)], results)
+            self.totals["meta_nan_steps"] += sum(r.meta_nan_steps for r in results)
             stats["failures"] += not np.isfinite(self.rows[str(p)]["mean_test_score"])
         for p in new:
             key = str(p)

@@ -216,7 +216,8 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
     search_stats_ : dict
         Totals: generations, programs proposed, evaluations (programs trained),
         fold fits (networks trained), cache hits, equivalent, rejected,
-        failures, and time (all, filtering, training).
+        failures, local search steps skipped for a non-finite meta objective,
+        and time (all, filtering, training).
     refine_results_ : list of dict
         Set by a local search after the GP (``local_search="winners"`` or
         :meth:`fit_refine`): per refined program its CV score before and
@@ -488,6 +489,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
                 "score_after": after, "kept": kept,
                 "coefficients": None if refined is None else refined.get_params()["coefficients"],
                 "fold_coefficients": [r.coefficients for r in results], "time": per_program,
+                "meta_nan_steps": sum(r.meta_nan_steps for r in results),
             })
             if kept:
                 entry.update(refined_score=after, coefficients=refined.get_params()["coefficients"],
@@ -502,7 +504,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
 
     def _final_coefficients(self, X, y, loss):
         """The loss with coefficients learned on all of ``X`` (20 % held out for the meta objective)."""
-        return refine_loss(self.estimator, loss, X, y, self._refit_seed, self._local_search_settings())
+        return refine_loss(self.estimator, loss, X, y, self._refit_seed, self._local_search_settings()).loss
 
     def _set_best(self, loss, score):
         self.best_loss_ = loss
@@ -717,6 +719,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
             "equivalent": totals["equivalent"],
             "rejected": totals["rejected"],
             "failures": totals["failures"],
+            "meta_nan_steps": totals["meta_nan_steps"],
             "filter_time": totals["filter_time"],
             "train_time": totals["train_time"],
             "time": elapsed,
