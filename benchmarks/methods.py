@@ -22,12 +22,12 @@ import torch
 import torch.nn.functional as F
 from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.utils.parallel import Parallel, delayed
+from tasks import BATCH_SIZE, OPTIMIZER, cv_score, load_task
 from torch import nn
 from torch.func import functional_call
 
 from metaloss_sk import LossSearchCV, SymbolicLoss
 from metaloss_sk.loss import CROSS_ENTROPY
-from tasks import BATCH_SIZE, OPTIMIZER, cv_score, load_task
 
 SQUARED_ERROR = "square(sub(y, yhat))"
 

@@ -267,13 +267,16 @@ def train(task, criterion, X, y, steps, seed, X_eval=None, y_eval=None, n_evals=
 
 
 def score(task, module, X, y):
-    """Higher is better: accuracy, or minus the MSE."""
+    """Higher is better: accuracy, or R^2 for regression (the skorch nets' own ``score``)."""
     err = task.error(predict(module, X), y)
-    return -err if task.kind == "regression" else 1.0 - err
+    if task.kind == "regression":
+        return 1.0 - err / float(np.var(y))
+    return 1.0 - err
 
 
 def worst_score(task):
-    return -10.0 if task.kind == "regression" else 0.0
+    """What a diverged or failed training scores: chance-free zero accuracy, or R^2 of -1."""
+    return -1.0 if task.kind == "regression" else 0.0
 
 
 def cv_score(task, make_criterion, steps, fold_seed=1000, folds=None):
@@ -283,5 +286,5 @@ def cv_score(task, make_criterion, steps, fold_seed=1000, folds=None):
     for k, (tr, va) in enumerate(folds):
         module, status, _ = train(task, make_criterion(), task.X_train[tr], task.y_train[tr], steps, fold_seed + k)
         s = score(task, module, task.X_train[va], task.y_train[va]) if status == "ok" else worst_score(task)
-        scores.append(s if math.isfinite(s) else worst_score(task))
+        scores.append(max(s, worst_score(task)) if math.isfinite(s) else worst_score(task))
     return float(np.mean(scores))

@@ -5,18 +5,18 @@ candidates are trained by a tight loop over in-memory tensors that honours the
 module (and ``module__*``), optimizer (``lr``, ``optimizer__*``),
 ``batch_size``, epochs, ``iterator_train__shuffle`` and ``device``, because
 skorch initialises all of those itself; skorch's per-batch machinery
-(callbacks, history, data loaders) is skipped. The candidates of a group are
-trained together as one vectorised model (``torch.func.vmap`` over stacked
-copies of the module): they share the forward and backward pass of the
-network and differ only in their loss. A module that ``vmap`` cannot run
-(batch norm in training mode, for instance) is trained one candidate at a
-time, and a net with callbacks or overridden training hooks falls back to a
-real ``net.fit``.
+(callbacks, history, data loaders) is skipped. The candidates of a group
+step in lockstep, one copy of the module each: per batch they share the
+batch, one output nonlinearity and target encoding, one backward call, and
+the Python loop around them, and differ only in their loss program. A net
+with callbacks or overridden training hooks falls back to a real ``net.fit``.
 
 Every candidate on a fold starts from the same seeded initialisation and sees
-the same batch order (common random numbers), so scores differ by the loss
-alone. A candidate's result does not depend on which other candidates share
-its group.
+the same batch order and, for stochastic layers such as dropout, the same
+random draws (common random numbers), so scores differ by the loss alone. Each
+copy runs exactly the operations a lone candidate would, so a candidate's
+result does not depend on which others share its group, and equals that of
+``net.fit`` with the same seed where the batch order agrees.
 """
 
 import copy
@@ -28,7 +28,6 @@ import numpy as np
 import torch
 from sklearn.base import clone
 from skorch import NeuralNet, NeuralNetBinaryClassifier, NeuralNetClassifier, NeuralNetRegressor
-from torch.func import functional_call, vmap
 
 from .loss import SymbolicLoss
 from .refine import learn_coefficients
@@ -134,56 +133,39 @@ def _batches(net_, n, budget, seed):
             step += 1
 
 
-def _train_one(net_, Xt, yt, budget, seed):
-    """Train ``net_``'s module with its criterion; False if the loss went non-finite."""
-    module, optimizer, criterion = net_.module_, net_.optimizer_, net_.criterion_
-    module.train()
-    for idx in _batches(net_, len(Xt), budget, seed):
-        optimizer.zero_grad(set_to_none=True)
-        loss = criterion(net_.infer(Xt[idx]), yt[idx])
-        if not torch.isfinite(loss):
-            return False
-        loss.backward()
-        optimizer.step()
-    return True
-
-
 def _train_together(net_, losses, Xt, yt, budget, seed):
-    """Train one copy of ``net_``'s module per loss as a single vectorised model.
+    """Train one copy of ``net_``'s module per loss, in lockstep.
 
-    Returns the trained parameters of every copy (stacked) and, per loss,
-    None or the reason it failed. Copies are independent: the gradient of a
-    sum of losses reaches each copy's parameters from its own loss only, and
-    the optimizers skorch builds act element-wise.
+    Returns the trained modules and, per loss, None or the reason it failed.
     """
-    module = net_.module_
-    module.train()
-    stacked = {name: p.detach().unsqueeze(0).repeat(len(losses), *([1] * p.dim())).requires_grad_()
-               for name, p in module.named_parameters()}
-    buffers = dict(module.named_buffers())
-    args, kwargs = net_.get_params_for_optimizer("optimizer", stacked.items())
-    optimizer = net_.optimizer(*args, **kwargs)
-    skeleton = copy.deepcopy(module).to("meta")
-
-    def forward(params, x):
-        return functional_call(skeleton, {**params, **buffers}, (x,))
-
-    batched = vmap(forward, in_dims=(0, None), randomness="same")
+    modules = [copy.deepcopy(net_.module_) for _ in losses]
+    optimizers = []
+    for module in modules:
+        module.train()
+        args, kwargs = net_.get_params_for_optimizer("optimizer", module.named_parameters())
+        optimizers.append(net_.optimizer(*args, **kwargs))
     shared = _shared_terminals(losses)
     failure = [None] * len(losses)
     for idx in _batches(net_, len(Xt), budget, seed):
-        optimizer.zero_grad(set_to_none=True)
-        out, yb = batched(stacked, Xt[idx]), yt[idx]
+        alive = [k for k, f in enumerate(failure) if f is None]
+        if not alive:
+            break
+        xb, yb = Xt[idx], yt[idx]
+        rng = torch.get_rng_state()
+        outputs = []
+        for k in alive:
+            torch.set_rng_state(rng)  # the same dropout draws for every candidate
+            optimizers[k].zero_grad(set_to_none=True)
+            outputs.append(modules[k](xb))
         if shared:
             # One softmax (or sigmoid) and one target encoding for the whole group.
-            y, yhat = losses[0].terminals(out.flatten(0, 1), yb.repeat(len(losses), *([1] * (yb.dim() - 1))))
+            out = torch.stack(outputs)
+            y, yhat = losses[0].terminals(out.flatten(0, 1), yb.repeat(len(alive), *([1] * (yb.dim() - 1))))
             y, yhat = y.unflatten(0, out.shape[:2]), yhat.unflatten(0, out.shape[:2])
-        total = 0.0
-        for k, loss in enumerate(losses):
-            if failure[k] is not None:
-                continue
+        total, stepping = 0.0, []
+        for j, k in enumerate(alive):
             try:
-                value = loss.from_terminals(y[k], yhat[k]) if shared else loss(out[k], yb)
+                value = losses[k].from_terminals(y[j], yhat[j]) if shared else losses[k](outputs[j], yb)
             except Exception as exc:
                 failure[k] = f"{type(exc).__name__}: {exc}"
                 continue
@@ -191,11 +173,12 @@ def _train_together(net_, losses, Xt, yt, budget, seed):
                 failure[k] = "the training loss became NaN or infinite"
                 continue
             total = total + value
-        if all(f is not None for f in failure):
-            break
-        total.backward()
-        optimizer.step()
-    return stacked, failure
+            stepping.append(k)
+        if stepping:
+            total.backward()
+            for k in stepping:
+                optimizers[k].step()
+    return modules, failure
 
 
 def _shared_terminals(losses):
@@ -335,31 +318,14 @@ def _fit_fast(net, losses, X, y, budget, seed):
     net_.initialize()
     device = net_.device
     Xt, yt = torch.as_tensor(X, device=device), torch.as_tensor(y, device=device)
-    losses = [loss.to(device) for loss in losses]
-    initial = copy.deepcopy(net_.module_.state_dict())
     try:
-        stacked, failures = _train_together(net_, losses, Xt, yt, budget, seed)
-    except Exception:
-        # vmap cannot run every module (batch norm in training mode, for one);
-        # train those one candidate at a time.
-        return [_fit_one(net, loss, initial, Xt, yt, budget, seed) for loss in losses]
+        modules, failures = _train_together(net_, [loss.to(device) for loss in losses], Xt, yt, budget, seed)
+    except Exception as exc:  # the module itself failed: every candidate fails alike
+        return [(net_, f"{type(exc).__name__}: {exc}")] * len(losses)
     out = []
-    for k, failure in enumerate(failures):
-        trained = candidate_net(net, losses[k], budget, len(X))
+    for loss, module, failure in zip(losses, modules, failures):
+        trained = candidate_net(net, loss, budget, len(X))
         trained.initialize()
-        with torch.no_grad():
-            state = {**initial, **{name: p[k] for name, p in stacked.items()}}
-            trained.module_.load_state_dict(state)
+        trained.module_.load_state_dict(module.state_dict())
         out.append((trained, failure))
     return out
-
-
-def _fit_one(net, loss, initial, Xt, yt, budget, seed):
-    net_ = candidate_net(net, loss, budget, len(Xt))
-    net_.initialize()
-    net_.module_.load_state_dict(initial)
-    try:
-        finite = _train_one(net_, Xt, yt, budget, seed)
-    except Exception as exc:
-        return net_, f"{type(exc).__name__}: {exc}"
-    return net_, None if finite else "the training loss became NaN or infinite"

@@ -38,6 +38,7 @@ class Evaluator:
         self.budget = search._budget()
         self.parallel = None
         self.progress = None  # a tqdm bar over proposed candidates, when verbose
+        self._advanced = 0.0
         self.rows = {}  # program string -> row dict
         self.keys = {}  # symbolic key or gradient fingerprint -> representative program string
         self._probe = None
@@ -123,8 +124,11 @@ class Evaluator:
         return fitness, stats
 
     def advance(self, n):
+        """Move the progress bar by ``n`` candidates (fractions accumulate; the bar shows whole ones)."""
         if self.progress is not None:
-            self.progress.update(n)
+            self._advanced += n
+            whole = min(int(round(self._advanced, 6)), self.progress.total)
+            self.progress.update(whole - self.progress.n)
 
     def state(self):
         """JSON-able state: every row, the cache keys and the totals."""

@@ -341,6 +341,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         start -= state.get("elapsed", 0.0)
         with Parallel(n_jobs=self.n_jobs, return_as="generator") as parallel, self._progress(state) as bar:
             evaluate.parallel, evaluate.progress = parallel, bar
+            evaluate._advanced = 0.0 if bar is None else float(bar.n)
             if not state["done"]:
                 self._evolve(evaluate, space, variation, state, start)
             evaluate.progress = None
@@ -390,7 +391,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         total = self.population_size * self.generations
         return tqdm(total=total, initial=self.population_size * state["generation"], unit="candidate",
                     desc="LossSearchCV", dynamic_ncols=True, leave=True,
-                    bar_format="{l_bar}{bar}| {n:.0f}/{total} [{elapsed}<{remaining}]")
+                    bar_format="{l_bar}{bar}| {n}/{total} [{elapsed}<{remaining}]")
 
     def _search_settings(self):
         """The parameters that decide a search's result (a checkpoint must match them)."""
