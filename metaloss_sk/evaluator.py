@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import torch
+from joblib import effective_n_jobs
 from sklearn.utils.parallel import delayed
 
 from .engine import candidate_net, evaluate_candidates
@@ -45,11 +46,25 @@ class Evaluator:
         self.totals = dict.fromkeys(("cache_hits", "equivalent", "rejected", "trained", "failures",
                                      "meta_nan_steps", "filter_time", "train_time"), 0)
 
+    def _groups(self, items, per_fold=True):
+        """``items`` split evenly into as few groups as keep every worker busy.
+
+        Groups hold at most ``candidates_per_task`` items. A candidate's result
+        does not depend on its group, so the grouping may follow the number of
+        workers without changing any result.
+        """
+        if not items:
+            return []
+        workers = effective_n_jobs(self.search.n_jobs)
+        tasks_per_group = len(self.splits) if per_fold else 1
+        n = max(-(-len(items) // self.search.candidates_per_task), -(-workers // tasks_per_group))
+        return [list(chunk) for chunk in np.array_split(np.arange(len(items)), min(n, len(items)))]
+
     def cross_validate(self, losses, local_search=None):
-        """FoldResults per loss and fold, in groups of ``candidates_per_task``."""
+        """FoldResults per loss and fold, dispatched in groups through joblib."""
         search = self.search
-        size = search.candidates_per_task
-        groups = [losses[i:i + size] for i in range(0, len(losses), size)]
+        groups = [[losses[i] for i in group] for group in self._groups(losses)]
+        offsets = np.cumsum([0] + [len(g) for g in groups])
         tasks = [(g, k) for g in range(len(groups)) for k in range(len(self.splits))]
         results = []
         try:
@@ -75,7 +90,7 @@ class Evaluator:
         per_loss = [[None] * len(self.splits) for _ in losses]
         for (g, k), group_results in zip(tasks, results):
             for j, result in enumerate(group_results):
-                per_loss[g * size + j][k] = result
+                per_loss[offsets[g] + j][k] = result
         return per_loss
 
     def __call__(self, population, generation):
@@ -181,8 +196,13 @@ class Evaluator:
                 self.keys.setdefault(fingerprint, str(p))
                 kept.append(p)
         if search.rejection_steps and kept:
-            verdicts = probe.reject([losses[str(p)] for p in kept], steps=search.rejection_steps)
-            for p, reject in zip(kept, verdicts):
+            groups = self._groups(kept, per_fold=False)
+            verdicts = [v for chunk in self.parallel(
+                delayed(probe.reject)([losses[str(kept[i])] for i in group], steps=search.rejection_steps)
+                for group in groups) for v in chunk]
+            order = [i for group in groups for i in group]
+            for i, reject in zip(order, verdicts):
+                p = kept[i]
                 if reject:
                     rejected[str(p)] = "rejection protocol: the task error did not improve"
         return alias, rejected

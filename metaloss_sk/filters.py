@@ -53,10 +53,17 @@ class Probe:
 
     def _values(self, losses, outputs):
         """Per-loss values on a stacked (K, ...) output tensor; non-finite where a loss fails."""
+        first = losses[0]
+        shared = all((loss.task, loss.link_) == (first.task, first.link_) for loss in losses)
+        if shared:
+            # One softmax (or sigmoid) and one target encoding for all the losses.
+            targets = self.targets.repeat(len(losses), *([1] * (self.targets.dim() - 1)))
+            y, yhat = first.terminals(outputs.flatten(0, 1), targets)
+            y, yhat = y.unflatten(0, outputs.shape[:2]), yhat.unflatten(0, outputs.shape[:2])
         values = []
         for k, loss in enumerate(losses):
             try:
-                values.append(loss(outputs[k], self.targets))
+                values.append(loss.from_terminals(y[k], yhat[k]) if shared else loss(outputs[k], self.targets))
             except Exception:
                 values.append(outputs[k].sum() * float("nan"))
         return torch.stack(values)
