@@ -47,17 +47,18 @@ class Evaluator:
                                      "meta_nan_steps", "filter_time", "train_time"), 0)
 
     def _groups(self, items, per_fold=True):
-        """``items`` split evenly into as few groups as keep every worker busy.
+        """``items`` split evenly into groups of at most ``candidates_per_task``.
 
-        Groups hold at most ``candidates_per_task`` items. A candidate's result
-        does not depend on its group, so the grouping may follow the number of
-        workers without changing any result.
+        There are enough groups for about four tasks per worker, as candidates
+        differ in cost and a worker left without a task waits for the others.
+        A candidate's result does not depend on its group, so the grouping may
+        follow the number of workers without changing any result.
         """
         if not items:
             return []
         workers = effective_n_jobs(self.search.n_jobs)
         tasks_per_group = len(self.splits) if per_fold else 1
-        n = max(-(-len(items) // self.search.candidates_per_task), -(-workers // tasks_per_group))
+        n = max(-(-len(items) // self.search.candidates_per_task), -(-4 * workers // tasks_per_group))
         return [list(chunk) for chunk in np.array_split(np.arange(len(items)), min(n, len(items)))]
 
     def cross_validate(self, losses, local_search=None):
