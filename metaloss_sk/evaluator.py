@@ -46,7 +46,7 @@ class Evaluator:
         self.totals = dict.fromkeys(("cache_hits", "equivalent", "rejected", "trained", "failures",
                                      "meta_nan_steps", "filter_time", "train_time"), 0)
 
-    def _groups(self, items, per_fold=True):
+    def _groups(self, items):
         """``items`` split evenly into groups of at most ``candidates_per_task``.
 
         There are enough groups for about four tasks per worker, as candidates
@@ -57,8 +57,7 @@ class Evaluator:
         if not items:
             return []
         workers = effective_n_jobs(self.search.n_jobs)
-        tasks_per_group = len(self.splits) if per_fold else 1
-        n = max(-(-len(items) // self.search.candidates_per_task), -(-4 * workers // tasks_per_group))
+        n = max(-(-len(items) // self.search.candidates_per_task), -(-4 * workers // len(self.splits)))
         return [list(chunk) for chunk in np.array_split(np.arange(len(items)), min(n, len(items)))]
 
     def cross_validate(self, losses, local_search=None):
@@ -197,7 +196,8 @@ class Evaluator:
                 self.keys.setdefault(fingerprint, str(p))
                 kept.append(p)
         if search.rejection_steps and kept:
-            groups = self._groups(kept, per_fold=False)
+            # One chunk per worker: the protocol's cost is mostly per step, not per loss.
+            groups = np.array_split(np.arange(len(kept)), min(effective_n_jobs(search.n_jobs), len(kept)))
             verdicts = [v for chunk in self.parallel(
                 delayed(probe.reject)([losses[str(kept[i])] for i in group], steps=search.rejection_steps)
                 for group in groups) for v in chunk]
