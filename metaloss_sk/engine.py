@@ -272,7 +272,10 @@ def _evaluate(net, losses, X, y, train, test, budget, seed, scorer, train_loop, 
     for k in todo:
         try:
             if k in trained:
-                net_, message = trained[k]
+                net_, module, message = trained[k]
+                if module is not None:
+                    # Every candidate of the group is scored through the one initialised net.
+                    net_.module_.load_state_dict(module.state_dict())
             else:
                 net_, message = _fit_skorch(net, losses[k], X[train], y[train], budget, seed)
             if message is not None:
@@ -312,7 +315,11 @@ def _fit_skorch(net, loss, X, y, budget, seed):
 
 
 def _fit_fast(net, losses, X, y, budget, seed):
-    """[(trained net, failure message or None)] per loss, by the fast loop."""
+    """[(net, trained module, failure message or None)] per loss, by the fast loop.
+
+    The net is the group's one initialised skorch net; scoring a candidate
+    loads its module into it.
+    """
     net_ = candidate_net(net, losses[0], budget, len(X))
     torch.manual_seed(seed)
     net_.initialize()
@@ -321,11 +328,5 @@ def _fit_fast(net, losses, X, y, budget, seed):
     try:
         modules, failures = _train_together(net_, [loss.to(device) for loss in losses], Xt, yt, budget, seed)
     except Exception as exc:  # the module itself failed: every candidate fails alike
-        return [(net_, f"{type(exc).__name__}: {exc}")] * len(losses)
-    out = []
-    for loss, module, failure in zip(losses, modules, failures):
-        trained = candidate_net(net, loss, budget, len(X))
-        trained.initialize()
-        trained.module_.load_state_dict(module.state_dict())
-        out.append((trained, failure))
-    return out
+        return [(net_, None, f"{type(exc).__name__}: {exc}")] * len(losses)
+    return [(net_, module, failure) for module, failure in zip(modules, failures)]
