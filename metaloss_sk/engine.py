@@ -30,7 +30,7 @@ from sklearn.base import clone
 from skorch import NeuralNet, NeuralNetBinaryClassifier, NeuralNetClassifier, NeuralNetRegressor
 
 from .loss import SymbolicLoss
-from .refine import learn_coefficients
+from .refine import learn_coefficients_group
 
 __all__ = ["Budget", "FoldResult", "LocalSearch", "evaluate_candidates", "fast_path_blockers", "refine_loss"]
 
@@ -133,17 +133,30 @@ def _batches(net_, n, budget, seed):
             step += 1
 
 
+#: torch optimizers whose update of a parameter depends on that parameter alone.
+_ELEMENTWISE_OPTIMIZERS = (
+    torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim.Adamax, torch.optim.NAdam,
+    torch.optim.RAdam, torch.optim.RMSprop, torch.optim.Adagrad, torch.optim.Adadelta, torch.optim.Rprop,
+)
+
+
 def _train_together(net_, losses, Xt, yt, budget, seed):
     """Train one copy of ``net_``'s module per loss, in lockstep.
 
     Returns the trained modules and, per loss, None or the reason it failed.
     """
     modules = [copy.deepcopy(net_.module_) for _ in losses]
-    optimizers = []
+    groups, optimizers = [], []
     for module in modules:
         module.train()
-        args, kwargs = net_.get_params_for_optimizer("optimizer", module.named_parameters())
-        optimizers.append(net_.optimizer(*args, **kwargs))
+        (param_groups,), kwargs = net_.get_params_for_optimizer("optimizer", module.named_parameters())
+        groups.append(param_groups)
+    if net_.optimizer in _ELEMENTWISE_OPTIMIZERS:
+        # One optimizer for every copy: its update is the same element by element,
+        # and the per-call overhead is paid once instead of once per candidate.
+        optimizers = [net_.optimizer([g for gs in groups for g in gs], **kwargs)] * len(losses)
+    else:
+        optimizers = [net_.optimizer(gs, **kwargs) for gs in groups]
     shared = _shared_terminals(losses)
     failure = [None] * len(losses)
     for idx in _batches(net_, len(Xt), budget, seed):
@@ -153,9 +166,10 @@ def _train_together(net_, losses, Xt, yt, budget, seed):
         xb, yb = Xt[idx], yt[idx]
         rng = torch.get_rng_state()
         outputs = []
+        for optimizer in {id(optimizers[k]): optimizers[k] for k in alive}.values():
+            optimizer.zero_grad(set_to_none=True)
         for k in alive:
             torch.set_rng_state(rng)  # the same dropout draws for every candidate
-            optimizers[k].zero_grad(set_to_none=True)
             outputs.append(modules[k](xb))
         if shared:
             # One softmax (or sigmoid) and one target encoding for the whole group.
@@ -175,9 +189,9 @@ def _train_together(net_, losses, Xt, yt, budget, seed):
             total = total + value
             stepping.append(k)
         if stepping:
-            total.backward()
-            for k in stepping:
-                optimizers[k].step()
+            total.backward()  # a candidate left out of it has no gradient: its optimizer skips it
+            for optimizer in {id(optimizers[k]): optimizers[k] for k in stepping}.values():
+                optimizer.step()
     return modules, failure
 
 
@@ -190,11 +204,23 @@ def _shared_terminals(losses):
 
 def refine_loss(net, loss, X, y, seed, local_search):
     """EvoMAL's local search for ``loss`` on a seeded split of ``(X, y)``: a :class:`RefineResult`."""
+    (result,) = refine_losses(net, [loss], X, y, seed, local_search)
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def refine_losses(net, losses, X, y, seed, local_search):
+    """:func:`refine_loss` for each of ``losses``, in lockstep where they share their terminals.
+
+    Each loss gets the split, batches and networks it would get alone. Returns
+    a :class:`RefineResult` or the exception raised, per loss.
+    """
     rng = np.random.RandomState(seed)
     order = rng.permutation(len(X))
     n_valid = max(1, int(round(local_search.valid_fraction * len(X))))
     valid, train = order[:n_valid], order[n_valid:]
-    probe = candidate_net(net, loss)
+    probe = candidate_net(net, losses[0])
     probe.initialize()
     device = probe.device
     module_params = probe.get_params_for("module")
@@ -204,14 +230,23 @@ def refine_loss(net, loss, X, y, seed, local_search):
 
     optimizer_params = {"lr": net.lr, **probe.get_params_for("optimizer")}
     batch = len(train) if net.batch_size == -1 else net.batch_size
-    result = learn_coefficients(
-        loss, module_factory, torch.as_tensor(X[train]), torch.as_tensor(y[train]),
-        torch.as_tensor(X[valid]), torch.as_tensor(y[valid]),
-        optimizer=net.optimizer, optimizer_params=optimizer_params,
-        meta_steps=local_search.meta_steps, meta_lr=local_search.meta_lr, unroll=local_search.unroll,
-        batch_size=batch, random_state=rng, device=device,
-    )
-    return result
+    data = [torch.as_tensor(a) for a in (X[train], y[train], X[valid], y[valid])]
+    settings = dict(optimizer=net.optimizer, optimizer_params=optimizer_params, meta_steps=local_search.meta_steps,
+                    meta_lr=local_search.meta_lr, unroll=local_search.unroll, batch_size=batch, device=device)
+    state = rng.get_state()
+    groups = [list(range(len(losses)))] if _shared_terminals(losses) else [[k] for k in range(len(losses))]
+    results = [None] * len(losses)
+    for group in groups:
+        own = np.random.RandomState()
+        own.set_state(state)  # every loss continues the same stream, as it would alone
+        try:
+            found = learn_coefficients_group([losses[k] for k in group], module_factory, *data, random_state=own,
+                                             **settings)
+        except Exception as exc:  # noqa: BLE001 - reported per loss
+            found = [exc] * len(group)
+        for k, result in zip(group, found):
+            results[k] = result
+    return results
 
 
 def evaluate_candidates(net, losses, X, y, train, test, budget, seed, scorer, train_loop="fast",
@@ -251,16 +286,15 @@ def _evaluate(net, losses, X, y, train, test, budget, seed, scorer, train_loop, 
     nan_steps = [0] * len(losses)
     if local_search is not None:
         refined = []
-        for k, loss in enumerate(losses):
-            try:
-                result = refine_loss(net, loss, X[train], y[train], seed, local_search)
+        for k, result in enumerate(refine_losses(net, losses, X[train], y[train], seed, local_search)):
+            if isinstance(result, Exception):
+                if error_score == "raise":
+                    raise result
+                results[k] = failed("error", f"local search: {type(result).__name__}: {result}")
+                refined.append(losses[k])
+            else:
                 refined.append(result.loss)
                 nan_steps[k] = result.n_nan_steps
-            except Exception as exc:
-                if error_score == "raise":
-                    raise
-                results[k] = failed("error", f"local search: {type(exc).__name__}: {exc}")
-                refined.append(loss)
         losses = refined
     todo = [k for k in range(len(losses)) if results[k] is None]
 

@@ -47,18 +47,16 @@ class Evaluator:
                                      "meta_nan_steps", "filter_time", "train_time"), 0)
 
     def _groups(self, items):
-        """``items`` split evenly into groups of at most ``candidates_per_task``.
+        """``items`` split evenly into the fewest groups of at most ``candidates_per_task``.
 
-        There are enough groups for about four tasks per worker, as candidates
-        differ in cost and a worker left without a task waits for the others.
-        A candidate's result does not depend on its group, so the grouping may
-        follow the number of workers without changing any result.
+        The grouping never follows the number of workers: candidates learned
+        together are computed in batched form, whose rounding may differ from
+        that of other groupings.
         """
         if not items:
             return []
-        workers = effective_n_jobs(self.search.n_jobs)
-        n = max(-(-len(items) // self.search.candidates_per_task), -(-4 * workers // len(self.splits)))
-        return [list(chunk) for chunk in np.array_split(np.arange(len(items)), min(n, len(items)))]
+        n = -(-len(items) // self.search.candidates_per_task)
+        return [list(chunk) for chunk in np.array_split(np.arange(len(items)), n)]
 
     def cross_validate(self, losses, local_search=None):
         """FoldResults per loss and fold, dispatched in groups through joblib."""

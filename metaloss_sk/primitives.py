@@ -47,12 +47,19 @@ class Primitive:
         return f"Primitive({self.name!r}, arity={self.arity})"
 
 
+def _abs(x):
+    # |x| with torch.abs's value and gradient, written as x * sign(x): torch.abs's
+    # second derivative goes through a Python decomposition that makes the local
+    # search's double backward over twice as slow (benchmarks/results/refine_speed.md).
+    return x * torch.sign(x)
+
+
 def _protected_log(x):
-    return torch.log(torch.clamp(torch.abs(x), min=_FLOOR))
+    return torch.log(torch.clamp_min(_abs(x), _FLOOR))
 
 
 def _protected_sqrt(x):
-    return torch.sqrt(torch.clamp(torch.abs(x), min=_FLOOR))
+    return torch.sqrt(torch.clamp_min(_abs(x), _FLOOR))
 
 
 def _analytic_quotient(a, b):
@@ -97,7 +104,7 @@ _ALL = [
     Primitive("max", 2, torch.maximum, sympy.Max),
     Primitive("sign", 1, torch.sign, sympy.sign),
     Primitive("square", 1, torch.square, lambda x: x**2, "{}^2"),
-    Primitive("abs", 1, torch.abs, sympy.Abs, "|{}|"),
+    Primitive("abs", 1, _abs, sympy.Abs, "|{}|"),
     Primitive("log", 1, _protected_log, _sym_log),
     Primitive("sqrt", 1, _protected_sqrt, _sym_sqrt),
     Primitive("tanh", 1, torch.tanh, sympy.tanh),

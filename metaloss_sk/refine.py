@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.utils import check_random_state
-from torch.func import functional_call
+from torch.func import functional_call, vmap
 
 from .loss import SymbolicLoss
 from .program import parse
@@ -164,73 +164,131 @@ def learn_coefficients(loss, module_factory, X_train, y_train, X_valid, y_valid,
     batch_size = _check_int("batch_size", batch_size)
     if isinstance(meta_lr, bool) or not isinstance(meta_lr, Real) or not meta_lr > 0:
         raise ValueError(f"meta_lr must be a positive float, got {meta_lr!r}.")
-    device = torch.device(device)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", torch.cuda.current_device())
-    X_train, y_train = _check_data("X_train", "y_train", X_train, y_train, device)
-    X_valid, y_valid = _check_data("X_valid", "y_valid", X_valid, y_valid, device)
-    inner = _inner_optimizer(optimizer, optimizer_params)
+    device = _torch_device(device)
+    _check_data("X_train", "y_train", X_train, y_train)
+    _check_data("X_valid", "y_valid", X_valid, y_valid)
+    outcome = learn_coefficients_group(
+        [loss], module_factory, X_train, y_train, X_valid, y_valid, optimizer=optimizer,
+        optimizer_params=optimizer_params, meta_steps=meta_steps,
+        meta_lr=meta_lr, unroll=unroll, batch_size=batch_size, coefficients=[coefficients],
+        random_state=check_random_state(random_state), device=device,
+    )[0]
+    if isinstance(outcome, Exception):
+        raise outcome
+    outcome.time_s = time.perf_counter() - start
+    return outcome
 
-    rng = check_random_state(random_state)
-    start_values = _check_coefficients(coefficients, loss.program_, rng)
+
+def learn_coefficients_group(losses, module_factory, X_train, y_train, X_valid, y_valid, *, optimizer,
+                             optimizer_params, meta_steps, meta_lr, unroll, batch_size, random_state, device,
+                             coefficients=None):
+    """:func:`learn_coefficients` for several losses of one task and link at once, in lockstep.
+
+    The arguments are :func:`learn_coefficients`'s, already checked
+    (``random_state`` a RandomState, the data tensors); the losses share
+    their task and link. Every loss sees the
+    same batches and, at every meta step, the same freshly initialised
+    network, as it would alone: the seeds are drawn before each loss's
+    starting coefficients, and each loss draws those from a copy of the same
+    generator state. Where the module runs under :func:`torch.func.vmap`, the
+    losses' networks run stacked, as one batched network; elsewhere one after
+    the other. Either way a loss's result is what it gets alone, up to float
+    rounding.
+
+    Returns one :class:`RefineResult` per loss, or the exception its program
+    raised (the others go on without it).
+    """
+    start = time.perf_counter()
+    device = _torch_device(device)
+    X_train, y_train, X_valid, y_valid = (t.to(device) for t in (X_train, y_train, X_valid, y_valid))
+    inner = _inner_optimizer(optimizer, optimizer_params)
+    rng = random_state
     batch_seed, *module_seeds = rng.randint(_SEED_HIGH, size=meta_steps + 1)
+    state = rng.get_state()
+    coefficients = coefficients or [None] * len(losses)
+    starts = []
+    for loss, given in zip(losses, coefficients):
+        own = np.random.RandomState()
+        own.set_state(state)
+        starts.append(_check_coefficients(given, loss.program_, own))
 
     dtype = X_train.dtype if X_train.is_floating_point() else torch.get_default_dtype()
-    cs = torch.tensor(start_values, dtype=dtype, device=device, requires_grad=True)
-    initial = cs.detach().cpu().double().numpy()  # as rounded to the working precision
-    meta_losses, n_nan = [], 0
-    if len(start_values):
+    css = [torch.tensor(s, dtype=dtype, device=device, requires_grad=True) for s in starts]
+    initial = [cs.detach().cpu().double().numpy() for cs in css]  # as rounded to the working precision
+    meta_losses = [[] for _ in losses]
+    n_nan = [0] * len(losses)
+    errors = [None] * len(losses)
+    alive = [k for k, s in enumerate(starts) if len(s)]  # a one-node program has no coefficient
+    if alive:
         generator = torch.Generator().manual_seed(int(batch_seed))
         train_idx = _batches(len(X_train), batch_size, meta_steps * unroll, generator, device).unbind()
         valid_idx = _batches(len(X_valid), batch_size, meta_steps, generator, device).unbind()
-        meta_optimizer = torch.optim.Adam([cs], lr=meta_lr, **_fastest_adam(device))
-        task_loss = _task_loss(loss)
-        last_finite = cs.detach().clone()
-        tied = None
+        meta_optimizers = {k: torch.optim.Adam([css[k]], lr=meta_lr, **_fastest_adam(device)) for k in alive}
+        last_finite = {k: css[k].detach().clone() for k in alive}
+        task_loss = _task_loss(losses[alive[0]])
         with torch.random.fork_rng(devices=_rng_devices(device)):
-            for k, seed in enumerate(module_seeds):
-                _manual_seed(int(seed), device)
-                module, params = _fresh_module(module_factory, device)
-                if tied is None:  # every module from the factory has the same structure
-                    tied = _has_tied_parameters(module)
+            # Every module from the factory has the same structure: look at one.
+            module, params = _fresh_module(module_factory, device)
+            tied = _has_tied_parameters(module)
+            batched = len(alive) > 1 and _runs_under_vmap(module, params, X_train[:2], tied)
+            for step, seed in enumerate(module_seeds):
                 train_batches = [(X_train.index_select(0, i), y_train.index_select(0, i))
-                                 for i in train_idx[k * unroll:(k + 1) * unroll]]
-                valid_batch = (X_valid.index_select(0, valid_idx[k]), y_valid.index_select(0, valid_idx[k]))
-                objective = _unrolled_objective(loss, cs.unbind(), module, params, train_batches,
-                                                valid_batch, inner, task_loss, tied)
-                meta_losses.append(objective.item())
-                if not _meta_update(meta_optimizer, cs, objective, meta_losses[-1], last_finite):
-                    n_nan += 1
-    return RefineResult(
-        coefficients=cs.detach().cpu().double().numpy(),
-        initial_coefficients=initial,
-        meta_losses=meta_losses,
-        n_nan_steps=n_nan,
-        time_s=time.perf_counter() - start,
-        base_loss=loss,
-    )
+                                 for i in train_idx[step * unroll:(step + 1) * unroll]]
+                valid_batch = (X_valid.index_select(0, valid_idx[step]), y_valid.index_select(0, valid_idx[step]))
+                for group in [alive] if batched else [[k] for k in alive]:
+                    _manual_seed(int(seed), device)  # the same network for every loss
+                    module, params = _fresh_module(module_factory, device)
+                    objectives = _unrolled_objectives([losses[k] for k in group], [css[k].unbind() for k in group],
+                                                      module, params, train_batches, valid_batch, inner, task_loss,
+                                                      tied, batched)
+                    for k, objective in zip(group, objectives):
+                        if isinstance(objective, Exception):
+                            errors[k] = objective
+                    _meta_updates([(meta_optimizers[k], css[k], objective, meta_losses[k], last_finite[k], k)
+                                   for k, objective in zip(group, objectives)
+                                   if not isinstance(objective, Exception)], n_nan)
+                alive = [k for k in alive if errors[k] is None]
+                if not alive:
+                    break
+    elapsed = time.perf_counter() - start
+    return [errors[k] if errors[k] is not None else RefineResult(
+        coefficients=css[k].detach().cpu().double().numpy(), initial_coefficients=initial[k],
+        meta_losses=meta_losses[k], n_nan_steps=n_nan[k], time_s=elapsed, base_loss=loss)
+        for k, loss in enumerate(losses)]
 
 
-def _meta_update(meta_optimizer, cs, objective, value, last_finite):
-    """One Adam step on the coefficients; False when the step was not finite (and undone)."""
-    if not math.isfinite(value):
-        return False
-    if not objective.requires_grad:  # the coefficients do not reach the objective
-        return True
-    (grad,) = torch.autograd.grad(objective, cs, allow_unused=True)
-    if grad is None:
-        return True
-    if not torch.isfinite(grad).all():
-        return False
-    cs.grad = grad
-    meta_optimizer.step()
-    if torch.isfinite(cs).all():
-        last_finite.copy_(cs.detach())
-        return True
-    with torch.no_grad():
-        cs.copy_(last_finite)
-    meta_optimizer.state.clear()
-    return False
+def _meta_updates(items, n_nan):
+    """One Adam step on each loss's coefficients, from one backward pass over all their objectives.
+
+    ``items`` holds ``(meta_optimizer, cs, objective, meta_losses, last_finite, k)``;
+    ``n_nan[k]`` counts the steps that were not finite (and were skipped or undone).
+    """
+    differentiable = []
+    for meta_optimizer, cs, objective, meta_losses, last_finite, k in items:
+        meta_losses.append(objective.item())
+        if not math.isfinite(meta_losses[-1]):
+            n_nan[k] += 1
+        elif objective.requires_grad:  # else the coefficients do not reach the objective
+            differentiable.append((meta_optimizer, cs, objective, last_finite, k))
+    if not differentiable:
+        return
+    total = sum(item[2] for item in differentiable)
+    grads = torch.autograd.grad(total, [item[1] for item in differentiable], allow_unused=True)
+    for (meta_optimizer, cs, _, last_finite, k), grad in zip(differentiable, grads):
+        if grad is None:
+            continue
+        if not torch.isfinite(grad).all():
+            n_nan[k] += 1
+            continue
+        cs.grad = grad
+        meta_optimizer.step()
+        if torch.isfinite(cs).all():
+            last_finite.copy_(cs.detach())
+            continue
+        with torch.no_grad():
+            cs.copy_(last_finite)
+        meta_optimizer.state.clear()
+        n_nan[k] += 1
 
 
 def meta_objective(loss, coefficients, module, train_batches, valid_batch, *,
@@ -267,31 +325,82 @@ def meta_objective(loss, coefficients, module, train_batches, valid_batch, *,
     inner = _inner_optimizer(optimizer, optimizer_params)
     params = dict(module.named_parameters()) if params is None else dict(params)
     cs = coefficients.unbind() if torch.is_tensor(coefficients) else coefficients
-    return _unrolled_objective(loss, cs, module, params, train_batches, valid_batch, inner,
-                               _task_loss(loss), _has_tied_parameters(module))
+    (objective,) = _unrolled_objectives([loss], [cs], module, params, train_batches, valid_batch, inner,
+                                        _task_loss(loss), _has_tied_parameters(module), batched=False)
+    if isinstance(objective, Exception):
+        raise objective
+    return objective
 
 
-def _unrolled_objective(loss, cs, module, params, train_batches, valid_batch, inner, task_loss, tied):
-    def forward(values, x):
+def _unrolled_objectives(losses, css, module, params, train_batches, valid_batch, inner, task_loss, tied,
+                         batched):
+    """Each loss's meta objective, or the exception its program raised.
+
+    ``batched``: the losses' networks, all starting from ``params``, run
+    stacked under :func:`torch.func.vmap` (slice ``j`` is loss ``j``'s);
+    otherwise there is one loss and the network runs plainly.
+    """
+    def call(values, x):
         # Buffers stay the module's own. Untying weights costs a fifth of a small
         # network's forward pass, so it is done only for modules that tie any.
         return functional_call(module, dict(zip(names, values)), (x,), tie_weights=tied)
 
-    names, values = list(params), list(params.values())
+    names, n = list(params), len(losses)
+    if batched:
+        forward = vmap(call, in_dims=(0, None), randomness="same")
+        values = [p.detach().unsqueeze(0).expand(n, *p.shape).clone().requires_grad_(p.requires_grad)
+                  for p in params.values()]
+    else:
+        forward, values = call, list(params.values())
+    failures = [None] * n
     state = [None] * len(values)
     for t, (xb, yb) in enumerate(train_batches, 1):
         out = forward(values, xb)
-        y, yhat = loss.terminals(out, yb)
-        inner_loss = loss.reduce(loss.program_.evaluate(y, yhat, cs), y)
+        terminals = _terminals(losses[0], out, yb, batched)
+        total = None
+        for j, (loss, (y, yhat)) in enumerate(zip(losses, terminals)):
+            if failures[j] is not None:
+                continue
+            try:
+                inner_loss = loss.reduce(loss.program_.evaluate(y, yhat, css[j]), y)
+            except Exception as exc:  # noqa: BLE001 - the program's own failure, reported per loss
+                failures[j] = exc
+                continue
+            if inner_loss.requires_grad:
+                total = inner_loss if total is None else total + inner_loss
         grads = [None] * len(values)  # what torch.optim sees for frozen or unused parameters
         trainable = [i for i, v in enumerate(values) if v.requires_grad]
-        if inner_loss.requires_grad and trainable:
-            found = torch.autograd.grad(inner_loss, [values[i] for i in trainable],
-                                        create_graph=True, allow_unused=True)
+        if total is not None and trainable:
+            # Slices do not mix: the gradient of the sum holds each loss's own in its slice.
+            found = torch.autograd.grad(total, [values[i] for i in trainable], create_graph=True, allow_unused=True)
             for i, g in zip(trainable, found):
                 grads[i] = g
         values, state = inner.step(values, grads, state, t)
-    return task_loss(forward(values, valid_batch[0]), valid_batch[1])
+    out = forward(values, valid_batch[0])
+    return [failures[j] if failures[j] is not None else task_loss(out[j] if batched else out, valid_batch[1])
+            for j in range(n)]
+
+
+def _terminals(loss, out, target, batched):
+    """``(y, yhat)`` per slice of batched outputs (one softmax for them all), or of the one output."""
+    if not batched:
+        return [loss.terminals(out, target)]
+    n = len(out)
+    y, yhat = loss.terminals(out.flatten(0, 1), target.repeat(n, *([1] * (target.dim() - 1))))
+    return list(zip(y.unflatten(0, out.shape[:2]), yhat.unflatten(0, out.shape[:2])))
+
+
+def _runs_under_vmap(module, params, x, tied):
+    """Whether the network runs stacked under vmap (not, for one, if its forward updates buffers in place)."""
+    names = list(params)
+    values = [p.detach().unsqueeze(0).expand(2, *p.shape) for p in params.values()]
+    try:
+        with torch.no_grad():
+            vmap(lambda v, x: functional_call(module, dict(zip(names, v)), (x,), tie_weights=tied),
+                 in_dims=(0, None), randomness="same")(values, x)
+    except Exception:  # noqa: BLE001 - any failure means: run the losses one after the other
+        return False
+    return True
 
 
 def _fresh_module(module_factory, device):
@@ -440,6 +549,13 @@ def _inner_optimizer(optimizer, optimizer_params):
     return _SGD(lr=settings["lr"])
 
 
+def _torch_device(device):
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:  # fork_rng and seeding need the index
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
 def _manual_seed(seed, device):
     # torch.manual_seed for CPU and CUDA, where it would also visit every other
     # backend, at a cost above that of a small network's training step.
@@ -480,7 +596,7 @@ def _check_int(name, value):
     return int(value)
 
 
-def _check_data(x_name, y_name, X, y, device):
+def _check_data(x_name, y_name, X, y):
     if not torch.is_tensor(X) or not torch.is_tensor(y):
         raise ValueError(
             f"{x_name} and {y_name} must be torch tensors, got {type(X).__name__} and {type(y).__name__}."
@@ -490,7 +606,6 @@ def _check_data(x_name, y_name, X, y, device):
             f"{x_name} and {y_name} must have the same, non-zero number of rows; "
             f"got {len(X)} and {len(y)}."
         )
-    return X.to(device), y.to(device)
 
 
 def _batches(n_rows, batch_size, n_batches, generator, device):

@@ -162,9 +162,14 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         the net's configuration, "skorch" calls ``net.fit``; "auto" uses the
         fast loop unless the net has callbacks or overrides it cannot honour.
     candidates_per_task : int, default=8
-        Candidates one parallel task trains together on a fold, as a single
-        vectorised model in the fast loop. A candidate's result does not
-        depend on it; larger groups share more of the network's cost.
+        Candidates one parallel task trains together on a fold, in lockstep
+        (the local search runs their networks stacked, as one batched
+        network, where the module runs under ``torch.func.vmap``). Larger
+        groups share more of the networks' cost; the candidates of a
+        generation are split into groups of at most this many whatever
+        ``n_jobs`` is, so results do not depend on ``n_jobs``, and there are
+        about ``cv splits x candidates / candidates_per_task`` tasks per
+        generation: lower it when there are more workers than that.
     checkpoint : str, path or None, default=None
         A JSON file the search writes atomically after every generation. If
         it exists when ``fit`` starts, the search resumes from it, and ends
