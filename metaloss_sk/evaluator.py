@@ -15,7 +15,7 @@ from joblib import effective_n_jobs
 from sklearn.utils.parallel import delayed
 
 from .engine import candidate_net, evaluate_candidates
-from .filters import Probe, symbolic_key
+from .filters import Probe, commutative_key, symbolic_key
 from .loss import CROSS_ENTROPY, SymbolicLoss
 from .program import parse
 
@@ -172,9 +172,15 @@ class Evaluator:
         """
         search = self.search
         alias, rejected, candidates = {}, {}, []
-        symbolic = search.equivalence in ("symbolic", "gradient") and self.local_search is None
+        if search.equivalence == "exact":
+            def key_of(loss):
+                return str(loss.program_)
+        elif self.local_search is None:
+            key_of = symbolic_key
+        else:  # equal functions of different shapes learn different coefficients
+            key_of = commutative_key
         for p in programs:
-            key = symbolic_key(losses[str(p)]) if symbolic else str(p)
+            key = key_of(losses[str(p)])
             if key in self.keys:
                 alias[str(p)] = self.keys[key]
             else:

@@ -3,6 +3,10 @@
 - :func:`symbolic_key`: programs that are the same function up to sympy's
   canonical form (commutativity, constant folding, identities such as
   ``x - x = 0``) share one key, so one evaluation.
+- :func:`commutative_key`: programs that differ only by swapped arguments of
+  commutative primitives share one key. With one learned coefficient per
+  edge, such programs are also the same family of parameterised losses, so
+  the key serves searches that run the local search on every candidate.
 - :class:`Probe`: a fixed set of training rows pushed through the fold's
   freshly initialised network. On it, :meth:`Probe.fingerprints` gives each
   loss's gradient with respect to the network's outputs: a loss whose gradient
@@ -18,7 +22,7 @@ import hashlib
 import numpy as np
 import torch
 
-__all__ = ["Probe", "symbolic_key"]
+__all__ = ["Probe", "commutative_key", "symbolic_key"]
 
 #: A gradient this small everywhere on the probe is round-off, not a signal
 #: (``sub(yhat, y)`` on softmax outputs has an exact gradient of zero).
@@ -31,6 +35,13 @@ def symbolic_key(loss):
         return f"{loss.task}|{loss.link_}|" + str(loss.sympy())
     except Exception:  # sympy can fail on exotic constants; fall back to the exact text
         return f"{loss.task}|{loss.link_}|{loss.program_}|{loss.get_params()['coefficients']}"
+
+
+def commutative_key(loss):
+    """A string shared by losses whose programs differ only in the order of commutative arguments."""
+    if loss.coefficients is not None:  # coefficients belong to positions: keep the exact text
+        return f"{loss.task}|{loss.link_}|{loss.program_}|{loss.get_params()['coefficients']}"
+    return f"{loss.task}|{loss.link_}|{loss.program_.canonical()}"
 
 
 class Probe:

@@ -35,6 +35,9 @@ class Primitive:
         readability where they only matter at the singular point).
     infix : str or None
         A format string for readable infix printing, or None for ``name(args)``.
+    commutative : bool, default=False
+        Whether swapping the two arguments never changes the value: programs
+        that differ only by such swaps share one evaluation.
     """
 
     name: str
@@ -42,6 +45,7 @@ class Primitive:
     torch_fn: Callable = None
     sympy_fn: Callable = None
     infix: str = None
+    commutative: bool = False
 
     def __repr__(self):
         return f"Primitive({self.name!r}, arity={self.arity})"
@@ -96,12 +100,12 @@ def _sym_inv(x):
 
 
 _ALL = [
-    Primitive("add", 2, torch.add, lambda a, b: a + b, "({} + {})"),
+    Primitive("add", 2, torch.add, lambda a, b: a + b, "({} + {})", commutative=True),
     Primitive("sub", 2, torch.sub, lambda a, b: a - b, "({} - {})"),
-    Primitive("mul", 2, torch.mul, lambda a, b: a * b, "({} * {})"),
+    Primitive("mul", 2, torch.mul, lambda a, b: a * b, "({} * {})", commutative=True),
     Primitive("div", 2, _analytic_quotient, _sym_div, "aq({}, {})"),
-    Primitive("min", 2, torch.minimum, sympy.Min),
-    Primitive("max", 2, torch.maximum, sympy.Max),
+    Primitive("min", 2, torch.minimum, sympy.Min, commutative=True),
+    Primitive("max", 2, torch.maximum, sympy.Max, commutative=True),
     Primitive("sign", 1, torch.sign, sympy.sign),
     Primitive("square", 1, torch.square, lambda x: x**2, "{}^2"),
     Primitive("abs", 1, _abs, sympy.Abs, "|{}|"),

@@ -155,6 +155,23 @@ class Program:
             ([sympy.Float(c, 6) for c in coefficients], lambda v, c: c * v),
         )
 
+    def canonical(self):
+        """The program with the arguments of every commutative primitive in sorted order.
+
+        Two programs with the same canonical form differ only by swapped
+        arguments of ``add``, ``mul``, ``min`` or ``max``: they are the same
+        function, and with one coefficient per edge the same family of
+        parameterised functions.
+
+        >>> str(parse("mul(log(yhat), add(yhat, y))").canonical())
+        'mul(add(y, yhat), log(yhat))'
+        """
+        def node(p, args):
+            args = sorted(args, key=lambda arg: str(Program(arg))) if p.commutative else args
+            return (p, *(n for arg in args for n in arg))
+
+        return Program(_fold(self.nodes, lambda n: (n,), node))
+
     def evaluate(self, y, yhat, coefficients=None):
         """Evaluate element-wise on tensors; constants become tensors like ``yhat``."""
         return _fold(

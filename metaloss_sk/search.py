@@ -146,9 +146,12 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         to the network's outputs on 100 probe rows of the first fold
         ("gradient": losses that differ by a constant, for instance).
         Whatever the setting, a loss whose gradient there is zero or not
-        finite is rejected without training. With ``local_search="all"``
-        only exact repeats are shared, as equal programs of different shape
-        learn different coefficients.
+        finite is rejected without training. With ``local_search="all"``,
+        where equal functions of different shapes learn different
+        coefficients, "symbolic" and "gradient" share only programs that
+        differ by swapped arguments of commutative primitives (``add``,
+        ``mul``, ``min``, ``max``): with one coefficient per edge they are
+        the same family of losses.
     rejection_steps : int, default=250
         EvoMAL's rejection protocol, run before any training: the probe
         rows' outputs are optimised directly for up to this many Adam steps

@@ -9,7 +9,7 @@ from skorch import NeuralNetClassifier
 
 from metaloss_sk import LossSearchCV, SymbolicLoss
 from metaloss_sk.datasets import MLP
-from metaloss_sk.filters import Probe, symbolic_key
+from metaloss_sk.filters import Probe, commutative_key, symbolic_key
 
 
 @pytest.fixture
@@ -34,6 +34,19 @@ def test_constant_folding_and_identities_share_a_symbolic_key():
 def test_different_functions_have_different_symbolic_keys():
     assert symbolic_key(loss("mul(y, yhat)")) != symbolic_key(loss("mul(y, square(yhat))"))
     assert symbolic_key(loss("mul(y, yhat)")) != symbolic_key(loss("mul(y, yhat)", task="binary"))
+
+
+def test_commutative_key_joins_only_commuted_programs():
+    assert commutative_key(loss("mul(y, log(yhat))")) == commutative_key(loss("mul(log(yhat), y)"))
+    # The same function, but another family once every edge has a coefficient.
+    assert commutative_key(loss("mul(y, yhat)")) != commutative_key(loss("mul(mul(y, yhat), 1.0)"))
+    assert commutative_key(loss("mul(y, yhat)")) != commutative_key(loss("mul(y, yhat)", task="binary"))
+
+
+def test_commutative_key_of_a_loss_with_coefficients_keeps_their_positions():
+    a = SymbolicLoss("add(y, yhat)", coefficients=[1.0, 2.0])
+    b = SymbolicLoss("add(yhat, y)", coefficients=[1.0, 2.0])
+    assert commutative_key(a) != commutative_key(b)
 
 
 def test_losses_differing_by_a_constant_share_a_fingerprint(probe):
@@ -99,3 +112,16 @@ def test_search_stats_account_for_every_proposed_program():
     assert rejected.sum() == stats["rejected"]
     equivalent = search.cv_results_["equivalent_to"] != ""
     assert equivalent.sum() == stats["equivalent"]
+
+
+def test_with_local_search_on_every_candidate_only_commuted_programs_share_an_evaluation():
+    X, y = iris()
+    seeds = ["neg(mul(y, log(yhat)))", "neg(mul(log(yhat), y))", "neg(mul(mul(y, log(yhat)), 1.0))"]
+    kw = dict(population_size=3, tournament_size=2, generations=1, cv=2, random_state=0, refit=False,
+              local_search="all", meta_steps=2, seed_programs=seeds, rejection_steps=0)
+    search = LossSearchCV(net(), **kw).fit(X, y)
+    rows = dict(zip(search.cv_results_["program"], search.cv_results_["equivalent_to"]))
+    assert rows == {seeds[0]: "", seeds[1]: seeds[0], seeds[2]: ""}
+    assert search.search_stats_["evaluations"] == 2
+    exact = LossSearchCV(net(), equivalence="exact", **kw).fit(X, y)
+    assert exact.search_stats_["evaluations"] == 3

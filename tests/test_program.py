@@ -233,6 +233,28 @@ def test_depth_and_length_agree_with_gplearn(seed):
 
 
 @pytest.mark.parametrize(
+    "a, b",
+    [("add(yhat, y)", "add(y, yhat)"),
+     ("mul(log(yhat), min(yhat, y))", "mul(min(y, yhat), log(yhat))"),
+     ("max(sub(yhat, y), tanh(add(1.0, y)))", "max(tanh(add(y, 1.0)), sub(yhat, y))")],
+)
+def test_programs_differing_by_commuted_arguments_share_a_canonical_form(a, b):
+    assert parse(a).canonical() == parse(b).canonical()
+
+
+@pytest.mark.parametrize("a, b", [("sub(yhat, y)", "sub(y, yhat)"), ("div(yhat, y)", "div(y, yhat)"),
+                                  ("add(y, mul(y, yhat))", "add(yhat, mul(y, y))")])
+def test_non_commutative_arguments_keep_their_order_in_the_canonical_form(a, b):
+    assert parse(a).canonical() != parse(b).canonical()
+
+
+def test_a_user_primitive_is_not_commutative_unless_declared():
+    twice = Primitive("twice", 2, lambda a, b: a + 2 * b, lambda a, b: a + 2 * b)
+    program = Program([twice, 1, 0])
+    assert program.canonical() == program
+
+
+@pytest.mark.parametrize(
     "text, used, valid",
     [
         (CE, {"y", "yhat"}, True),
