@@ -46,23 +46,33 @@ class Evaluator:
         self.totals = dict.fromkeys(("cache_hits", "equivalent", "rejected", "trained", "failures",
                                      "meta_nan_steps", "filter_time", "train_time"), 0)
 
-    def _groups(self, items):
-        """``items`` split evenly into the fewest groups of at most ``candidates_per_task``.
+    def _groups(self, losses):
+        """Indices of ``losses`` in the fewest groups of at most ``candidates_per_task``, of even cost.
 
-        The grouping never follows the number of workers: candidates learned
-        together are computed in batched form, whose rounding may differ from
-        that of other groupings.
+        Groups differ in size by one at most, and a candidate's cost beyond
+        the network's grows with its program's length (every node is a few
+        tensor operations per step), so the longest programs are dealt first,
+        each to the group with room and the fewest nodes so far. The grouping
+        never follows the number of workers: candidates learned together are
+        computed in batched form, whose rounding may differ from that of
+        other groupings.
         """
-        if not items:
+        if not losses:
             return []
-        n = -(-len(items) // self.search.candidates_per_task)
-        return [list(chunk) for chunk in np.array_split(np.arange(len(items)), n)]
+        n = -(-len(losses) // self.search.candidates_per_task)
+        capacity = -(-len(losses) // n)
+        groups, cost = [[] for _ in range(n)], [0] * n
+        for i in sorted(range(len(losses)), key=lambda i: -len(losses[i].program_)):
+            g = min((g for g in range(n) if len(groups[g]) < capacity), key=lambda g: cost[g])
+            groups[g].append(i)
+            cost[g] += len(losses[i].program_)
+        return [sorted(group) for group in groups]
 
     def cross_validate(self, losses, local_search=None):
         """FoldResults per loss and fold, dispatched in groups through joblib."""
         search = self.search
-        groups = [[losses[i] for i in group] for group in self._groups(losses)]
-        offsets = np.cumsum([0] + [len(g) for g in groups])
+        indices = self._groups(losses)
+        groups = [[losses[i] for i in group] for group in indices]
         tasks = [(g, k) for g in range(len(groups)) for k in range(len(self.splits))]
         results = []
         try:
@@ -87,8 +97,8 @@ class Evaluator:
             ) from exc
         per_loss = [[None] * len(self.splits) for _ in losses]
         for (g, k), group_results in zip(tasks, results):
-            for j, result in enumerate(group_results):
-                per_loss[offsets[g] + j][k] = result
+            for i, result in zip(indices[g], group_results):
+                per_loss[i][k] = result
         return per_loss
 
     def __call__(self, population, generation):

@@ -125,3 +125,19 @@ def test_with_local_search_on_every_candidate_only_commuted_programs_share_an_ev
     assert search.search_stats_["evaluations"] == 2
     exact = LossSearchCV(net(), equivalence="exact", **kw).fit(X, y)
     assert exact.search_stats_["evaluations"] == 3
+
+
+def test_candidates_are_grouped_by_program_length_into_groups_of_even_cost():
+    from types import SimpleNamespace
+
+    from metaloss_sk.evaluator import Evaluator
+
+    programs = ["y", "neg(yhat)", "neg(mul(y, log(yhat)))", "square(sub(y, yhat))",
+                "add(mul(y, log(yhat)), mul(sub(y, yhat), tanh(add(yhat, y))))"] * 3
+    losses = [loss(p) for p in programs]
+    search = SimpleNamespace(candidates_per_task=8, _budget=lambda: None)
+    groups = Evaluator(search, None, None, [], True, None)._groups(losses)
+    assert sorted(i for g in groups for i in g) == list(range(len(losses)))
+    assert sorted(len(g) for g in groups) == [7, 8]
+    nodes = [sum(len(losses[i].program_) for i in g) for g in groups]
+    assert max(nodes) - min(nodes) <= max(len(x.program_) for x in losses)
