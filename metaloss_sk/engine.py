@@ -76,6 +76,7 @@ class FoldResult:
     message: str = ""
     coefficients: list | None = None  # learned by the local search, if it ran
     meta_nan_steps: int = 0  # local search steps skipped because the meta objective was not finite
+    local_search_time: float = 0.0  # the part of fit_time spent in the local search
 
 
 def fast_path_blockers(net):
@@ -256,8 +257,7 @@ def evaluate_candidates(net, losses, X, y, train, test, budget, seed, scorer, tr
     Parameters
     ----------
     train_loop : {"fast", "skorch"}
-        The vectorised fast loop (falling back to one candidate at a time when
-        ``vmap`` cannot run the module) or ``net.fit``.
+        The fast loop (the group's candidates in lockstep) or ``net.fit``.
     local_search : LocalSearch or None
         Learn each loss's coefficients on the training part first (EvoMAL).
 
@@ -284,6 +284,7 @@ def _evaluate(net, losses, X, y, train, test, budget, seed, scorer, train_loop, 
     failed = _failure(error_score, start)
     results = [None] * len(losses)
     nan_steps = [0] * len(losses)
+    local_search_time = 0.0
     if local_search is not None:
         refined = []
         for k, result in enumerate(refine_losses(net, losses, X[train], y[train], seed, local_search)):
@@ -296,6 +297,7 @@ def _evaluate(net, losses, X, y, train, test, budget, seed, scorer, train_loop, 
                 refined.append(result.loss)
                 nan_steps[k] = result.n_nan_steps
         losses = refined
+        local_search_time = (time.perf_counter() - start) / len(losses)
     todo = [k for k in range(len(losses)) if results[k] is None]
 
     if train_loop == "skorch" or not todo:
@@ -325,6 +327,7 @@ def _evaluate(net, losses, X, y, train, test, budget, seed, scorer, train_loop, 
     elapsed = (time.perf_counter() - start) / len(losses)
     for k, result in enumerate(results):
         result.fit_time = elapsed
+        result.local_search_time = local_search_time
         result.meta_nan_steps = nan_steps[k]
         if local_search is not None and losses[k].coefficients is not None:
             result.coefficients = [float(c) for c in losses[k].coefficients]

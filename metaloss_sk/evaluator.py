@@ -23,6 +23,8 @@ __all__ = ["Evaluator", "mean_score"]
 
 SQUARED_ERROR = "square(sub(y, yhat))"
 _PROBE_ROWS = 100
+_TOTALS = ("cache_hits", "equivalent", "rejected", "trained", "failures", "meta_nan_steps", "filter_time",
+           "train_time", "local_search_time")
 
 
 def mean_score(results):
@@ -43,8 +45,7 @@ class Evaluator:
         self.rows = {}  # program string -> row dict
         self.keys = {}  # symbolic key or gradient fingerprint -> representative program string
         self._probe = None
-        self.totals = dict.fromkeys(("cache_hits", "equivalent", "rejected", "trained", "failures",
-                                     "meta_nan_steps", "filter_time", "train_time"), 0)
+        self.totals = dict.fromkeys(_TOTALS, 0)
 
     def _groups(self, losses):
         """Indices of ``losses`` in the fewest groups of at most ``candidates_per_task``, of even cost.
@@ -106,7 +107,7 @@ class Evaluator:
         search = self.search
         new = list(dict.fromkeys(p for p in population if str(p) not in self.rows))
         stats = {"proposed": len(population), "cache_hits": len(population) - len(new),
-                 "equivalent": 0, "rejected": 0, "trained": 0, "failures": 0}
+                 "equivalent": 0, "rejected": 0, "trained": 0, "failures": 0, "local_search_time": 0.0}
         start = time.perf_counter()
         losses = {str(p): search._criterion(p) for p in new}
         alias, rejected = self._filter(new, losses)
@@ -123,6 +124,7 @@ class Evaluator:
         for p, results in zip(to_train, folds):
             self._record(p, generation, losses[str(p)], results)
             self.totals["meta_nan_steps"] += sum(r.meta_nan_steps for r in results)
+            stats["local_search_time"] += sum(r.local_search_time for r in results)
             stats["failures"] += not np.isfinite(self.rows[str(p)]["mean_test_score"])
         for p in new:
             key = str(p)
@@ -132,7 +134,7 @@ class Evaluator:
                 self._record(p, generation, losses[key], None, equivalent_to=self.rows[alias[key]])
         stats.update(equivalent=sum(k in self.rows for k in alias), rejected=len(rejected),
                      trained=len(to_train), filter_time=filter_time, train_time=train_time)
-        for key in ("cache_hits", "equivalent", "rejected", "trained", "failures"):
+        for key in ("cache_hits", "equivalent", "rejected", "trained", "failures", "local_search_time"):
             self.totals[key] += stats[key]
         self.totals["filter_time"] += filter_time
         self.totals["train_time"] += train_time
@@ -168,7 +170,7 @@ class Evaluator:
                    "scores": np.array([np.nan if v is None else v for v in row["scores"]], dtype=float)}
             self.rows[row["program"]] = row
         self.keys = dict(state["keys"])
-        self.totals = dict(state["totals"])
+        self.totals = {**dict.fromkeys(_TOTALS, 0), **state["totals"]}  # a total added since it was written
 
     @property
     def n_trained(self):

@@ -315,6 +315,15 @@ def test_local_search_all_refines_every_candidate_and_the_winner():
     assert len(search.best_loss_.coefficients) == len(search.best_loss_.program_) - 1
 
 
+def test_search_stats_time_the_local_search_apart():
+    X, y = iris()
+    kw = dict(population_size=3, tournament_size=2, generations=1, cv=2, random_state=0, refit=False)
+    evomal = LossSearchCV(classifier(), local_search="all", meta_steps=3, **kw).fit(X, y)
+    stats = evomal.search_stats_
+    assert 0 < stats["local_search_time"] == pytest.approx(sum(h["local_search_time"] for h in evomal.history_))
+    assert LossSearchCV(classifier(), **kw).fit(X, y).search_stats_["local_search_time"] == 0
+
+
 def test_local_search_results_do_not_depend_on_n_jobs():
     X, y = iris()
     kw = dict(local_search="all", population_size=3, tournament_size=2, generations=1, cv=2,
