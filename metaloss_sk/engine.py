@@ -317,7 +317,8 @@ def _evaluate(net, losses, X, y, train, test, budget, seed, scorer, train_loop, 
             if message is not None:
                 results[k] = failed("nan" if "NaN" in message else "error", message)
                 continue
-            score = float(scorer(net_, X[test], y[test]))
+            with np.errstate(over="ignore", invalid="ignore"):  # a diverged net: recorded below, not warned
+                score = float(scorer(net_, X[test], y[test]))
             results[k] = (FoldResult(score, 0.0, "ok") if math.isfinite(score)
                           else failed("nan", "the score is not finite"))
         except Exception as exc:

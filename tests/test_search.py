@@ -129,6 +129,24 @@ def test_a_diverging_candidate_is_recorded_and_the_search_goes_on():
     assert np.isfinite(search.best_score_)
 
 
+def test_a_score_that_overflows_is_recorded_without_a_warning():
+    import warnings
+
+    from metaloss_sk.engine import Budget, evaluate_candidates
+
+    X, y = iris()
+    train, test = np.arange(0, 150, 2), np.arange(1, 150, 2)
+
+    def overflowing(net, X, y):  # what r2_score does with a diverged regressor's outputs
+        return np.float32(1e30) * np.float32(1e30)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (result,) = evaluate_candidates(classifier(), [SymbolicLoss("neg(mul(y, log(yhat)))")], X, y, train, test,
+                                        Budget(max_epochs=1), 0, overflowing)
+    assert result.status == "nan" and result.message == "the score is not finite"
+
+
 def test_string_labels_map_back():
     X, y = iris()
     labels = np.array(["setosa", "versicolor", "virginica"])[y]
