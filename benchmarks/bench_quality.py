@@ -517,7 +517,8 @@ def main(argv=None):
         "initialisation and batch order for every method), scored on the fixed test split. Classification: "
         "test error rate in %; regression: test MSE of the target standardised on the training part. "
         "Δ is the mean paired difference (method − usual loss; negative is better), with a paired t-test and a "
-        "Wilcoxon signed-rank p-value (with 3 seeds Wilcoxon cannot go below 0.25). *CV score*: the method's "
+        f"Wilcoxon signed-rank p-value (with {len(seeds)} seeds the exact Wilcoxon test cannot go below "
+        f"{2 / 2 ** len(seeds):.3g}). *CV score*: the method's "
         "own cross-validated estimate (accuracy or R²) of its chosen loss on the training part. *nets trained*: "
         "networks trained to the fitness budget by the search (`search_stats_['fold_fits']` for LossSearchCV); "
         "*meta steps*: unrolled differentiation steps (ML3, EvoMAL's local search, fit_refine). Best mean in bold.",
