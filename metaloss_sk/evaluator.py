@@ -48,19 +48,20 @@ class Evaluator:
         self.totals = dict.fromkeys(_TOTALS, 0)
 
     def _groups(self, losses):
-        """Indices of ``losses`` in the fewest groups of at most ``candidates_per_task``, of even cost.
+        """Indices of ``losses`` in groups of at most ``candidates_per_task``, of even cost.
 
-        Groups differ in size by one at most, and a candidate's cost beyond
-        the network's grows with its program's length (every node is a few
-        tensor operations per step), so the longest programs are dealt first,
-        each to the group with room and the fewest nodes so far. The grouping
-        never follows the number of workers: candidates learned together are
-        computed in batched form, whose rounding may differ from that of
-        other groupings.
+        There are as few groups as leave every worker a task. A candidate's
+        cost beyond the network's grows with its program's length (every
+        node is a few tensor operations per step), so the longest programs are
+        dealt first, each to the group with room and the fewest nodes so far.
+        A candidate's result does not depend on its group, so the grouping
+        may follow the number of workers without changing any result.
         """
         if not losses:
             return []
-        n = -(-len(losses) // self.search.candidates_per_task)
+        workers = effective_n_jobs(self.search.n_jobs)
+        n = min(len(losses), max(-(-len(losses) // self.search.candidates_per_task),
+                                 -(-workers // len(self.splits))))
         capacity = -(-len(losses) // n)
         groups, cost = [[] for _ in range(n)], [0] * n
         for i in sorted(range(len(losses)), key=lambda i: -len(losses[i].program_)):

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.utils import check_random_state
-from torch.func import functional_call, vmap
+from torch.func import functional_call
 
 from .loss import SymbolicLoss
 from .program import parse
@@ -186,14 +186,13 @@ def learn_coefficients_group(losses, module_factory, X_train, y_train, X_valid, 
 
     The arguments are :func:`learn_coefficients`'s, already checked
     (``random_state`` a RandomState, the data tensors); the losses share
-    their task and link. Every loss sees the
-    same batches and, at every meta step, the same freshly initialised
-    network, as it would alone: the seeds are drawn before each loss's
-    starting coefficients, and each loss draws those from a copy of the same
-    generator state. Where the module runs under :func:`torch.func.vmap`, the
-    losses' networks run stacked, as one batched network; elsewhere one after
-    the other. Either way a loss's result is what it gets alone, up to float
-    rounding.
+    their task and link. Every loss sees the same batches and, at every meta
+    step, the same freshly initialised network, as it would alone: the seeds
+    are drawn before each loss's starting coefficients, and each loss draws
+    those from a copy of the same generator state. The losses' networks step
+    in lockstep (see :func:`_unrolled_objectives`), each running the
+    operations it would run alone, so a loss's result does not depend on the
+    others learned with it.
 
     Returns one :class:`RefineResult` per loss, or the exception its program
     raised (the others go on without it).
@@ -228,25 +227,21 @@ def learn_coefficients_group(losses, module_factory, X_train, y_train, X_valid, 
         task_loss = _task_loss(losses[alive[0]])
         with torch.random.fork_rng(devices=_rng_devices(device)):
             # Every module from the factory has the same structure: look at one.
-            module, params = _fresh_module(module_factory, device)
-            tied = _has_tied_parameters(module)
-            batched = len(alive) > 1 and _runs_under_vmap(module, params, X_train[:2], tied)
+            tied = _has_tied_parameters(_fresh_module(module_factory, device)[0])
             for step, seed in enumerate(module_seeds):
                 train_batches = [(X_train.index_select(0, i), y_train.index_select(0, i))
                                  for i in train_idx[step * unroll:(step + 1) * unroll]]
                 valid_batch = (X_valid.index_select(0, valid_idx[step]), y_valid.index_select(0, valid_idx[step]))
-                for group in [alive] if batched else [[k] for k in alive]:
-                    _manual_seed(int(seed), device)  # the same network for every loss
-                    module, params = _fresh_module(module_factory, device)
-                    objectives = _unrolled_objectives([losses[k] for k in group], [css[k].unbind() for k in group],
-                                                      module, params, train_batches, valid_batch, inner, task_loss,
-                                                      tied, batched)
-                    for k, objective in zip(group, objectives):
-                        if isinstance(objective, Exception):
-                            errors[k] = objective
-                    _meta_updates([(meta_optimizers[k], css[k], objective, meta_losses[k], last_finite[k], k)
-                                   for k, objective in zip(group, objectives)
-                                   if not isinstance(objective, Exception)], n_nan)
+                _manual_seed(int(seed), device)
+                module, params = _fresh_module(module_factory, device)
+                objectives = _unrolled_objectives([losses[k] for k in alive], [css[k].unbind() for k in alive],
+                                                  module, params, train_batches, valid_batch, inner, task_loss, tied)
+                for k, objective in zip(alive, objectives):
+                    if isinstance(objective, Exception):
+                        errors[k] = objective
+                _meta_updates([(meta_optimizers[k], css[k], objective, meta_losses[k], last_finite[k], k)
+                               for k, objective in zip(alive, objectives)
+                               if not isinstance(objective, Exception)], n_nan)
                 alive = [k for k in alive if errors[k] is None]
                 if not alive:
                     break
@@ -326,81 +321,72 @@ def meta_objective(loss, coefficients, module, train_batches, valid_batch, *,
     params = dict(module.named_parameters()) if params is None else dict(params)
     cs = coefficients.unbind() if torch.is_tensor(coefficients) else coefficients
     (objective,) = _unrolled_objectives([loss], [cs], module, params, train_batches, valid_batch, inner,
-                                        _task_loss(loss), _has_tied_parameters(module), batched=False)
+                                        _task_loss(loss), _has_tied_parameters(module))
     if isinstance(objective, Exception):
         raise objective
     return objective
 
 
-def _unrolled_objectives(losses, css, module, params, train_batches, valid_batch, inner, task_loss, tied,
-                         batched):
+def _unrolled_objectives(losses, css, module, params, train_batches, valid_batch, inner, task_loss, tied):
     """Each loss's meta objective, or the exception its program raised.
 
-    ``batched``: the losses' networks, all starting from ``params``, run
-    stacked under :func:`torch.func.vmap` (slice ``j`` is loss ``j``'s);
-    otherwise there is one loss and the network runs plainly.
+    Every loss's network starts from ``params`` and steps with its own loss.
+    The networks step in lockstep, each running the operations it would run
+    alone: networks that still hold the same parameters (all of them, before
+    the first inner step) share one forward pass and its terminals, and every
+    forward pass starts from the random state a lone network would see there
+    (the same dropout draws).
     """
     def call(values, x):
         # Buffers stay the module's own. Untying weights costs a fifth of a small
         # network's forward pass, so it is done only for modules that tie any.
         return functional_call(module, dict(zip(names, values)), (x,), tie_weights=tied)
 
+    def forward(x, alive, target=None):
+        """Per alive loss, its output and, given ``target``, its terminals: one pass per distinct parameter list."""
+        rng = _rng_state(device)
+        done = {}
+        for j in alive:
+            if id(values[j]) not in done:
+                _set_rng_state(rng, device)
+                out = call(values[j], x)
+                done[id(values[j])] = out, None if target is None else losses[j].terminals(out, target)
+        return {j: done[id(values[j])] for j in alive}
+
     names, n = list(params), len(losses)
-    if batched:
-        forward = vmap(call, in_dims=(0, None), randomness="same")
-        values = [p.detach().unsqueeze(0).expand(n, *p.shape).clone().requires_grad_(p.requires_grad)
-                  for p in params.values()]
-    else:
-        forward, values = call, list(params.values())
+    device = next(iter(params.values())).device if params else torch.device("cpu")
+    values = [list(params.values())] * n
+    states = [[None] * len(params)] * n
+    trainable = [i for i, v in enumerate(values[0]) if v.requires_grad]
     failures = [None] * n
-    state = [None] * len(values)
     for t, (xb, yb) in enumerate(train_batches, 1):
-        out = forward(values, xb)
-        terminals = _terminals(losses[0], out, yb, batched)
-        total = None
-        for j, (loss, (y, yhat)) in enumerate(zip(losses, terminals)):
-            if failures[j] is not None:
-                continue
+        alive = [j for j in range(n) if failures[j] is None]
+        for j, (_, (y, yhat)) in forward(xb, alive, yb).items():
             try:
-                inner_loss = loss.reduce(loss.program_.evaluate(y, yhat, css[j]), y)
+                inner_loss = losses[j].reduce(losses[j].program_.evaluate(y, yhat, css[j]), y)
             except Exception as exc:  # noqa: BLE001 - the program's own failure, reported per loss
                 failures[j] = exc
                 continue
-            if inner_loss.requires_grad:
-                total = inner_loss if total is None else total + inner_loss
-        grads = [None] * len(values)  # what torch.optim sees for frozen or unused parameters
-        trainable = [i for i, v in enumerate(values) if v.requires_grad]
-        if total is not None and trainable:
-            # Slices do not mix: the gradient of the sum holds each loss's own in its slice.
-            found = torch.autograd.grad(total, [values[i] for i in trainable], create_graph=True, allow_unused=True)
-            for i, g in zip(trainable, found):
-                grads[i] = g
-        values, state = inner.step(values, grads, state, t)
-    out = forward(values, valid_batch[0])
-    return [failures[j] if failures[j] is not None else task_loss(out[j] if batched else out, valid_batch[1])
-            for j in range(n)]
+            grads = [None] * len(values[j])  # what torch.optim sees for frozen or unused parameters
+            if inner_loss.requires_grad and trainable:
+                found = torch.autograd.grad(inner_loss, [values[j][i] for i in trainable], create_graph=True,
+                                            allow_unused=True)
+                for i, g in zip(trainable, found):
+                    grads[i] = g
+            values[j], states[j] = inner.step(values[j], grads, states[j], t)
+    alive = [j for j in range(n) if failures[j] is None]
+    outputs = forward(valid_batch[0], alive)
+    return [failures[j] if failures[j] is not None else task_loss(outputs[j][0], valid_batch[1]) for j in range(n)]
 
 
-def _terminals(loss, out, target, batched):
-    """``(y, yhat)`` per slice of batched outputs (one softmax for them all), or of the one output."""
-    if not batched:
-        return [loss.terminals(out, target)]
-    n = len(out)
-    y, yhat = loss.terminals(out.flatten(0, 1), target.repeat(n, *([1] * (target.dim() - 1))))
-    return list(zip(y.unflatten(0, out.shape[:2]), yhat.unflatten(0, out.shape[:2])))
+def _rng_state(device):
+    return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
 
 
-def _runs_under_vmap(module, params, x, tied):
-    """Whether the network runs stacked under vmap (not, for one, if its forward updates buffers in place)."""
-    names = list(params)
-    values = [p.detach().unsqueeze(0).expand(2, *p.shape) for p in params.values()]
-    try:
-        with torch.no_grad():
-            vmap(lambda v, x: functional_call(module, dict(zip(names, v)), (x,), tie_weights=tied),
-                 in_dims=(0, None), randomness="same")(values, x)
-    except Exception:  # noqa: BLE001 - any failure means: run the losses one after the other
-        return False
-    return True
+def _set_rng_state(state, device):
+    torch.set_rng_state(state[0])
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(state[1], device)
 
 
 def _fresh_module(module_factory, device):

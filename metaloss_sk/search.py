@@ -166,13 +166,11 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         fast loop unless the net has callbacks or overrides it cannot honour.
     candidates_per_task : int, default=8
         Candidates one parallel task trains together on a fold, in lockstep
-        (the local search runs their networks stacked, as one batched
-        network, where the module runs under ``torch.func.vmap``). Larger
-        groups share more of the networks' cost; the candidates of a
-        generation are split into groups of at most this many whatever
-        ``n_jobs`` is, so results do not depend on ``n_jobs``, and there are
-        about ``cv splits x candidates / candidates_per_task`` tasks per
-        generation: lower it when there are more workers than that.
+        (their local searches too). Larger groups share more of the
+        networks' cost; a generation's candidates are split into as few
+        groups as leave every worker a task, of even program length. A
+        candidate's result does not depend on its group, so results do not
+        depend on ``n_jobs``.
     checkpoint : str, path or None, default=None
         A JSON file the search writes atomically after every generation. If
         it exists when ``fit`` starts, the search resumes from it, and ends

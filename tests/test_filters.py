@@ -135,9 +135,13 @@ def test_candidates_are_grouped_by_program_length_into_groups_of_even_cost():
     programs = ["y", "neg(yhat)", "neg(mul(y, log(yhat)))", "square(sub(y, yhat))",
                 "add(mul(y, log(yhat)), mul(sub(y, yhat), tanh(add(yhat, y))))"] * 3
     losses = [loss(p) for p in programs]
-    search = SimpleNamespace(candidates_per_task=8, _budget=lambda: None)
-    groups = Evaluator(search, None, None, [], True, None)._groups(losses)
-    assert sorted(i for g in groups for i in g) == list(range(len(losses)))
-    assert sorted(len(g) for g in groups) == [7, 8]
-    nodes = [sum(len(losses[i].program_) for i in g) for g in groups]
-    assert max(nodes) - min(nodes) <= max(len(x.program_) for x in losses)
+    def groups(n_jobs):
+        search = SimpleNamespace(candidates_per_task=8, n_jobs=n_jobs, _budget=lambda: None)
+        return Evaluator(search, None, None, [("train", "test")], True, None)._groups(losses)
+
+    for n_jobs, sizes in [(1, [7, 8]), (4, [3, 4, 4, 4])]:  # as few groups as leave every worker a task
+        found = groups(n_jobs)
+        assert sorted(i for g in found for i in g) == list(range(len(losses)))
+        assert sorted(len(g) for g in found) == sizes
+        nodes = [sum(len(losses[i].program_) for i in g) for g in found]
+        assert max(nodes) - min(nodes) <= max(len(x.program_) for x in losses)

@@ -290,10 +290,12 @@ def test_dask_backend_gives_the_same_results_as_n_jobs_1():
     np.testing.assert_array_equal(local["split1_test_score"], remote["split1_test_score"])
 
 
-def test_results_do_not_depend_on_how_candidates_are_grouped():
+@pytest.mark.parametrize("local_search", [None, "all"])
+def test_results_do_not_depend_on_how_candidates_are_grouped(local_search):
     X, y = iris()
-    alone = LossSearchCV(classifier(), candidates_per_task=1, refit=False, **SMALL).fit(X, y).cv_results_
-    together = LossSearchCV(classifier(), candidates_per_task=8, refit=False, **SMALL).fit(X, y).cv_results_
+    kw = dict(refit=False, local_search=local_search, meta_steps=3, **SMALL)
+    alone = LossSearchCV(classifier(), candidates_per_task=1, **kw).fit(X, y).cv_results_
+    together = LossSearchCV(classifier(), candidates_per_task=8, **kw).fit(X, y).cv_results_
     assert list(alone["program"]) == list(together["program"])
     np.testing.assert_array_equal(alone["split0_test_score"], together["split0_test_score"])
     np.testing.assert_array_equal(alone["split1_test_score"], together["split1_test_score"])
