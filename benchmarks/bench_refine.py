@@ -154,8 +154,9 @@ def main(argv=None):
         "",
         "Target (BENCHMARKS.md): local search at most 3x the plain CrossEntropyLoss steps. "
         "The reference implementation takes about 13 ms per meta step (FIELD_NOTES.md). *8 together*: eight "
-        "local searches learned in lockstep, their networks stacked under vmap, as a search's group of "
-        "candidates learns them (`candidates_per_task=8`).",
+        "local searches learned in lockstep, as a search's group of candidates learns them "
+        "(`candidates_per_task=8`): one forward pass of the shared starting network before the "
+        "first inner step, then each loss's own steps, bitwise the same as learning it alone.",
         "",
     ])
     print(table)
