@@ -4,16 +4,22 @@ EvoMAL's reference settings: digits, an MLP 64-128-10, population 25, local
 search of 250 meta steps on every candidate, 500-step fitness, one validation
 split (25 % of the data), SGD with Nesterov momentum. The optimised search runs
 for ``--minutes``; the naive one (exact-string cache only, no rejection
-protocol, one candidate per task) then runs the same number of generations
-with the same seed. Both use ``--n-jobs`` workers. A third run measures
-``n_jobs=1`` against ``n_jobs=2`` for the optimised search on ``--scaling``
-generations.
+protocol, one candidate per task) then evaluates the same search: by default
+it replays the optimised search's populations, generation by generation
+(``--naive replay``), so both pay for exactly the same programs; with
+``--naive search`` it breeds its own, which drifts away from the optimised
+search as soon as a rejected program would have scored differently, and then
+measures the two trajectories (how long their programs grow) as much as the
+filters. Both use ``--n-jobs`` workers. A third run measures ``n_jobs=1``
+against ``n_jobs=2`` for the optimised search on ``--scaling`` generations.
 
-    python benchmarks/bench_search.py [--minutes 15] [--local-search all] [--n-jobs 2] [--scaling 2]
+    python benchmarks/bench_search.py [--minutes 15] [--local-search all] [--naive replay] [--n-jobs 2] [--scaling 2]
 """
 
 import argparse
+import contextlib
 import datetime
+import itertools
 import json
 import os
 import time
@@ -25,10 +31,32 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import ShuffleSplit
 from skorch import NeuralNetClassifier
 
+import metaloss_sk.search
 from metaloss_sk import LossSearchCV
 from metaloss_sk.datasets import MLP
 
 RESULTS = Path(__file__).parent / "results"
+
+
+@contextlib.contextmanager
+def populations(record=None, replay=None):
+    """Record the populations a search evaluates, or make a search evaluate recorded ones."""
+    originals = metaloss_sk.search.initial_population, metaloss_sk.search.next_generation
+    count = itertools.count()
+
+    def wrap(make):
+        def wrapped(*args, **kwargs):
+            population = make(*args, **kwargs) if replay is None else replay[next(count)]
+            if record is not None:
+                record.append(population)
+            return population
+        return wrapped
+
+    metaloss_sk.search.initial_population, metaloss_sk.search.next_generation = map(wrap, originals)
+    try:
+        yield
+    finally:
+        metaloss_sk.search.initial_population, metaloss_sk.search.next_generation = originals
 
 
 def search(args, generations=50, max_time=None, optimised=True, n_jobs=None):
@@ -73,16 +101,21 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=15.0)
     parser.add_argument("--local-search", choices=["all", "none"], default="all")
+    parser.add_argument("--naive", choices=["replay", "search"], default="replay",
+                        help="the naive run replays the optimised search's populations, or breeds its own")
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--scaling", type=int, default=2, help="generations for the n_jobs comparison")
     args = parser.parse_args()
     torch.set_num_threads(1)
     started, load = datetime.datetime.now(), os.getloadavg()[0]
 
-    fast, fast_wall = search(args, max_time=args.minutes * 60)
+    recorded = []
+    with populations(record=recorded):
+        fast, fast_wall = search(args, max_time=args.minutes * 60)
     rows = {"optimised": summary(fast, fast_wall)}
     print(json.dumps(rows, indent=1), flush=True)
-    naive, naive_wall = search(args, generations=fast.search_stats_["generations"], optimised=False)
+    with populations(replay=recorded) if args.naive == "replay" else contextlib.nullcontext():
+        naive, naive_wall = search(args, generations=fast.search_stats_["generations"], optimised=False)
     rows["naive"] = summary(naive, naive_wall)
     print(json.dumps(rows["naive"], indent=1), flush=True)
     scaling = {}
@@ -93,12 +126,16 @@ def main():
         "# End-to-end search cost",
         "",
         f"`python benchmarks/bench_search.py --minutes {args.minutes} --local-search {args.local_search} "
-        f"--n-jobs {args.n_jobs} --scaling {args.scaling}` on {started:%Y-%m-%d %H:%M}, "
+        f"--naive {args.naive} --n-jobs {args.n_jobs} --scaling {args.scaling}` on {started:%Y-%m-%d %H:%M}, "
         f"{os.cpu_count()}-core CPU, torch {torch.__version__}; 1-minute load average {load:.2f} before the run.",
         "Digits, MLP 64-128-10, population 25, 500-step fitness, one 25 % validation split, "
         f"local search: {args.local_search} (250 meta steps), seed 0. The naive run has only the exact-text "
-        "cache (the reference's), no rejection protocol and one candidate per task, and runs the same "
-        "generations. Time shares are of the search's wall time; the local search's share is of the "
+        "cache (the reference's), no rejection protocol and one candidate per task, and "
+        + ("evaluates the optimised search's own populations, generation by generation (a replay: both "
+           "pay for the same programs)" if args.naive == "replay" else
+           "breeds its own populations for as many generations (its programs drift from the optimised "
+           "search's)")
+        + ". Time shares are of the search's wall time; the local search's share is of the "
         "workers' training time.",
         "",
         "| | " + " | ".join(rows) + " |",
@@ -117,7 +154,8 @@ def main():
     text = "\n".join(lines) + "\n"
     print(text)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"search_{args.local_search}.md").write_text(text)
+    suffix = "" if args.naive == "replay" else "_naive_search"
+    (RESULTS / f"search_{args.local_search}{suffix}.md").write_text(text)
 
 
 if __name__ == "__main__":
