@@ -355,6 +355,8 @@ def _unrolled_objectives(losses, css, module, params, train_batches, valid_batch
 
     names, n = list(params), len(losses)
     device = next(iter(params.values())).device if params else torch.device("cpu")
+    # One list shared by every loss until its first inner step replaces it
+    # (steps are out of place): forward() runs each distinct list once.
     values = [list(params.values())] * n
     states = [[None] * len(params)] * n
     trainable = [i for i, v in enumerate(values[0]) if v.requires_grad]
