@@ -106,7 +106,10 @@ class Evaluator:
     def __call__(self, population, generation):
         """Fitness of every program of ``population`` and this generation's statistics."""
         search = self.search
-        new = list(dict.fromkeys(p for p in population if str(p) not in self.rows))
+        if search.equivalence == "none":  # no cache: every program is trained, repeats too
+            new = list(population)
+        else:
+            new = list(dict.fromkeys(p for p in population if str(p) not in self.rows))
         stats = {"proposed": len(population), "cache_hits": len(population) - len(new),
                  "equivalent": 0, "rejected": 0, "trained": 0, "failures": 0, "local_search_time": 0.0}
         start = time.perf_counter()
@@ -185,7 +188,10 @@ class Evaluator:
         """
         search = self.search
         alias, rejected, candidates = {}, {}, []
-        if search.equivalence == "exact":
+        if search.equivalence == "none":
+            def key_of(loss):
+                return None
+        elif search.equivalence == "exact":
             def key_of(loss):
                 return str(loss.program_)
         elif self.local_search is None:
@@ -194,7 +200,9 @@ class Evaluator:
             key_of = commutative_key
         for p in programs:
             key = key_of(losses[str(p)])
-            if key in self.keys:
+            if key is None:
+                candidates.append(p)
+            elif key in self.keys:
                 alias[str(p)] = self.keys[key]
             else:
                 self.keys[key] = str(p)
@@ -258,6 +266,8 @@ class Evaluator:
                    "status": next((r.status for r in folds if r.status != "ok"), "ok"),
                    "message": next((r.message for r in folds if r.status != "ok"), ""),
                    "equivalent_to": ""}
+        # A program trained again (no cache) keeps the generation that first proposed it.
+        generation = self.rows.get(str(program), {}).get("generation", generation)
         row.update(program=str(program), infix=program.infix(), length=program.length, depth=program.depth,
                    generation=generation, criterion=loss)
         self.rows[str(program)] = row

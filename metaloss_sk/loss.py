@@ -116,7 +116,7 @@ class SymbolicLoss(nn.Module):
     def __reduce_ex__(self, protocol):
         # Rebuild through the constructor: robust across versions and classes.
         state = {k: v for k, v in self.__dict__.items()
-                 if k not in ("program_", "_buffers", "_parameters", "_modules")}
+                 if k not in ("program_", "_buffers", "_parameters", "_modules", "_evaluator_cache")}
         return (_rebuild, (self.get_params(),), state)
 
     def __setstate__(self, state):
@@ -189,7 +189,19 @@ class SymbolicLoss(nn.Module):
 
     def from_terminals(self, y, yhat):
         """The loss given the program's terminals (see :meth:`terminals`)."""
-        return self.reduce(self.program_.evaluate(y, yhat, self.coefficients), y)
+        return self.reduce(self._evaluator()(y, yhat), y)
+
+    def _evaluator(self):
+        # The program's evaluator for the current coefficients, rebuilt when the
+        # buffer is replaced (``.to``) or changed in place (``load_state_dict``);
+        # holding the tensor keeps its id from being reused.
+        cs = self.coefficients
+        key = self.program_, None if cs is None else (cs._version, cs.requires_grad)
+        cached = self.__dict__.get("_evaluator_cache")
+        if cached is None or cached[0] is not cs or cached[1] != key:
+            cached = (cs, key, self.program_.evaluator(cs))
+            self.__dict__["_evaluator_cache"] = cached
+        return cached[2]
 
     def reduce(self, elementwise, y):
         """Sum over classes and mean over the batch (mean over all for regression)."""

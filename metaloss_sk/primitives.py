@@ -38,6 +38,9 @@ class Primitive:
     commutative : bool, default=False
         Whether swapping the two arguments never changes the value: programs
         that differ only by such swaps share one evaluation.
+    zero_gradient : bool, default=False
+        Whether the derivative is zero wherever it exists (``sign``): the
+        argument's graph is then not recorded (see ``Program.evaluator``).
     """
 
     name: str
@@ -46,6 +49,7 @@ class Primitive:
     sympy_fn: Callable = None
     infix: str = None
     commutative: bool = False
+    zero_gradient: bool = False
 
     def __repr__(self):
         return f"Primitive({self.name!r}, arity={self.arity})"
@@ -106,7 +110,7 @@ _ALL = [
     Primitive("div", 2, _analytic_quotient, _sym_div, "aq({}, {})"),
     Primitive("min", 2, torch.minimum, sympy.Min, commutative=True),
     Primitive("max", 2, torch.maximum, sympy.Max, commutative=True),
-    Primitive("sign", 1, torch.sign, sympy.sign),
+    Primitive("sign", 1, torch.sign, sympy.sign, zero_gradient=True),
     Primitive("square", 1, torch.square, lambda x: x**2, "{}^2"),
     Primitive("abs", 1, _abs, sympy.Abs, "|{}|"),
     Primitive("log", 1, _protected_log, _sym_log),

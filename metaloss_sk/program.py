@@ -8,10 +8,12 @@ reuse gplearn's variation operators. This is the only module that touches
 gplearn's private names.
 """
 
+import contextlib
 import re
 
 import numpy as np
 import sympy
+import torch
 from gplearn._program import _Program
 from gplearn.functions import _Function
 
@@ -63,13 +65,14 @@ class Program:
     gplearn's prefix syntax, which :func:`parse` reads back.
     """
 
-    __slots__ = ("nodes", "_text")
+    __slots__ = ("nodes", "_text", "_compiled")
 
     def __init__(self, nodes):
         nodes = tuple(nodes)
         _check_nodes(nodes)
         object.__setattr__(self, "nodes", nodes)
         object.__setattr__(self, "_text", None)
+        object.__setattr__(self, "_compiled", None)
 
     def __setattr__(self, name, value):
         raise AttributeError("Program is immutable")
@@ -174,12 +177,103 @@ class Program:
 
     def evaluate(self, y, yhat, coefficients=None):
         """Evaluate element-wise on tensors; constants become tensors like ``yhat``."""
-        return _fold(
-            self.nodes,
-            lambda n: (y, yhat)[n] if isinstance(n, int) else yhat.new_tensor(n),
-            lambda p, args: p.torch_fn(*args),
-            None if coefficients is None else (coefficients, lambda v, c: v * c),
-        )
+        return self.evaluator(coefficients)(y, yhat)
+
+    def evaluator(self, coefficients=None):
+        """:meth:`evaluate` for fixed ``coefficients``, as a function ``(y, yhat) -> values``.
+
+        It runs the operations :meth:`evaluate` runs and gives the same values
+        and gradients, with less work:
+
+        - a subtree without terminals (constants and their coefficients) is
+          computed at the first call, once per dtype and device, when the
+          coefficients do not require grad (at every call when they do);
+        - a subtree whose gradient cannot reach the root, the argument of a
+          primitive with ``zero_gradient`` (``sign``), is computed without
+          recording its graph, as long as the root depends on ``yhat``
+          through another path (then the gradient it would have added is
+          zero; otherwise nothing changes, so that the gradient stays a
+          tensor of zeros rather than none).
+
+        The function holds ``coefficients``: it is valid while they are not
+        changed in place.
+        """
+        if self._compiled is None:
+            object.__setattr__(self, "_compiled", self._plan())
+        steps, runs, constants = self._compiled
+        cs = coefficients
+        cacheable = cs is None or not (torch.is_tensor(cs) and cs.requires_grad)
+        if cacheable and torch.is_tensor(cs):
+            cs = cs.unbind()  # once, not one indexing per node and call
+        cache = {}
+
+        def folded(like):
+            key = (like.dtype, like.device)
+            if key not in cache or not cacheable:
+                values = {}
+                for i in constants:
+                    n = self.nodes[i]
+                    value = (n.torch_fn(*(values[k] for k in steps[i][1])) if isinstance(n, Primitive)
+                             else like.new_tensor(n))
+                    values[i] = value if cs is None or i == 0 else value * cs[i - 1]
+                cache[key] = values
+            return cache[key]
+
+        def run(y, yhat):
+            values = dict(folded(yhat))
+            for start, stop, no_grad in runs:
+                with torch.no_grad() if no_grad else contextlib.nullcontext():
+                    for i in range(stop - 1, start - 1, -1):
+                        if i in values:
+                            continue
+                        n, children = steps[i]
+                        if children is None:
+                            value = (y, yhat)[n].detach() if no_grad else (y, yhat)[n]
+                        else:
+                            value = n.torch_fn(*(values[k] for k in children))
+                        values[i] = value if cs is None or i == 0 else value * cs[i - 1]
+            return values[0]
+
+        return run
+
+    def _plan(self):
+        """How :meth:`evaluator` runs the program.
+
+        Returns ``steps`` (per node: the node, and its children's positions or
+        None for a leaf), ``runs``: the prefix positions cut into contiguous
+        ``(start, stop, no_grad)`` ranges, from the last to the first, so that
+        running each range backwards visits every node after its children
+        (``no_grad`` marks the arguments of zero-gradient primitives), and
+        ``constants``: the positions of the subtrees without terminals, in
+        that order.
+        """
+        nodes = self.nodes
+        steps, stack = [None] * len(nodes), []
+        for i in range(len(nodes) - 1, -1, -1):
+            n = nodes[i]
+            steps[i] = (n, [stack.pop() for _ in range(n.arity)]) if isinstance(n, Primitive) else (n, None)
+            stack.append(i)
+        # live[i]: node i's value depends on yhat through primitives that pass a gradient.
+        live, constant = [False] * len(nodes), [False] * len(nodes)
+        for i in range(len(nodes) - 1, -1, -1):
+            n, children = steps[i]
+            if children is None:
+                live[i], constant[i] = isinstance(n, int) and n == 1, not isinstance(n, int)
+            else:
+                live[i] = not n.zero_gradient and any(live[k] for k in children)
+                constant[i] = all(constant[k] for k in children)
+        no_grad = [False] * len(nodes)
+        if live[0]:
+            for i, (n, children) in enumerate(steps):  # prefix order: parents first
+                if children is not None and (no_grad[i] or n.zero_gradient):
+                    for k in children:
+                        no_grad[k] = True
+        runs, start = [], len(nodes)
+        for i in range(len(nodes) - 1, -1, -1):
+            if i == 0 or no_grad[i - 1] != no_grad[i]:
+                runs.append((i, start, no_grad[i]))
+                start = i
+        return steps, runs, [i for i in range(len(nodes) - 1, -1, -1) if constant[i]]
 
 
 # Texts that bind tighter than a postfix operator: a name or unsigned number, a

@@ -32,7 +32,7 @@ __all__ = ["LossSearchCV"]
 
 _TRAIN_LOOPS = ("auto", "fast", "skorch")
 _LOCAL_SEARCH = (None, "winners", "all")
-_EQUIVALENCE = ("exact", "symbolic", "gradient")
+_EQUIVALENCE = ("none", "exact", "symbolic", "gradient")
 
 
 def _task_of(net):
@@ -139,9 +139,11 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         Differentiable training steps per meta step.
     refine_top_k : int, default=3
         Programs refined by ``local_search="winners"`` and :meth:`fit_refine`.
-    equivalence : {"exact", "symbolic", "gradient"}, default="gradient"
-        Which programs share one evaluation: identical text only ("exact",
-        the reference's cache); also programs with the same sympy canonical
+    equivalence : {"none", "exact", "symbolic", "gradient"}, default="gradient"
+        Which programs share one evaluation: none ("none": every proposed
+        program is trained, a repeat again, with the same seeds and so the
+        same scores; a baseline for what the cache saves); identical text
+        only ("exact", the reference's cache); also programs with the same sympy canonical
         form ("symbolic"); also programs with the same gradient with respect
         to the network's outputs on 100 probe rows of the first fold
         ("gradient": losses that differ by a constant, for instance).

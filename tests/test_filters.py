@@ -100,6 +100,21 @@ def test_filters_do_not_change_the_winner():
     assert filtered.search_stats_["evaluations"] <= plain.search_stats_["evaluations"]
 
 
+def test_without_a_cache_every_proposed_program_is_trained_and_the_winner_is_the_same():
+    X, y = iris()
+    kw = dict(population_size=8, generations=3, cv=2, random_state=1, refit=False, rejection_steps=0)
+    exact = LossSearchCV(net(), equivalence="exact", **kw).fit(X, y)
+    none = LossSearchCV(net(), equivalence="none", **kw).fit(X, y)
+    stats = none.search_stats_
+    assert stats["cache_hits"] == 0 and stats["evaluations"] == stats["proposed"] == 24
+    assert exact.search_stats_["cache_hits"] > 0
+    assert str(none.best_loss_.program_) == str(exact.best_loss_.program_)
+    assert none.best_score_ == exact.best_score_
+    np.testing.assert_array_equal(none.cv_results_["program"], exact.cv_results_["program"])
+    np.testing.assert_array_equal(none.cv_results_["generation"], exact.cv_results_["generation"])
+    np.testing.assert_array_equal(none.cv_results_["mean_test_score"], exact.cv_results_["mean_test_score"])
+
+
 def test_search_stats_account_for_every_proposed_program():
     X, y = iris()
     search = LossSearchCV(net(), population_size=8, generations=3, cv=2, random_state=1, refit=False,

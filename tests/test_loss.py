@@ -304,6 +304,20 @@ def test_coefficient_scales_its_edge():
     assert doubled.item() == pytest.approx(2 * SymbolicLoss(CE)(logits, target).item(), rel=1e-6)
 
 
+def test_changing_the_coefficients_in_place_changes_the_loss():
+    # The loss keeps its program's evaluator (constant subtrees computed once) until the
+    # coefficients change, in place (load_state_dict) or by a new buffer (.to).
+    text = "add(neg(mul(y, log(yhat))), tanh(1.0))"
+    loss = SymbolicLoss(text, coefficients=[1.0] * 7)
+    logits, target = torch.randn(4, 3), torch.tensor([0, 1, 2, 0])
+    before = loss(logits, target)
+    loss.load_state_dict({"coefficients": torch.full((7,), 2.0)})
+    torch.testing.assert_close(loss(logits, target), SymbolicLoss(text, coefficients=[2.0] * 7)(logits, target))
+    loss.coefficients = torch.ones(7)
+    torch.testing.assert_close(loss(logits, target), before)
+    assert pickle.loads(pickle.dumps(loss))(logits, target) == before
+
+
 def test_with_coefficients_gives_a_copy_with_other_coefficients():
     loss = SymbolicLoss(MSE, task="regression")
     scaled = loss.with_coefficients([0.5, 1.0, 1.0])

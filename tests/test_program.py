@@ -1,5 +1,6 @@
 """Loss programs: parsing, printing, structure, evaluation, and gplearn's variation operators."""
 
+import functools
 import pickle
 import re
 
@@ -352,6 +353,90 @@ def test_evaluate_handles_subtrees_made_of_constants_only(text, expected):
     out = parse(text).evaluate(y, yhat)
     torch.testing.assert_close(out, torch.as_tensor(expected(y.numpy(), yhat.numpy())))
     assert out.dtype == torch.float64
+
+
+def _plain_evaluate(program, y, yhat, cs):
+    # The interpreter evaluate() replaced: every node, every call, graph and all.
+    stack = []
+    for i in range(len(program.nodes) - 1, -1, -1):
+        n = program.nodes[i]
+        if isinstance(n, Primitive):
+            value = n.torch_fn(*[stack.pop() for _ in range(n.arity)])
+        else:
+            value = (y, yhat)[n] if isinstance(n, int) else yhat.new_tensor(n)
+        stack.append(value if cs is None or i == 0 else value * cs[i - 1])
+    return stack[0]
+
+
+@pytest.mark.parametrize("coefficients", ["none", "fixed", "learned"])
+def test_evaluator_gives_the_values_and_gradients_of_evaluating_every_node(coefficients):
+    space, rng = SearchSpace(EVOMAL_FUNCTION_SET), np.random.RandomState(0)
+    z0 = torch.randn(16, 5, generator=torch.Generator().manual_seed(0))
+    y = torch.nn.functional.one_hot(torch.arange(16) % 5, 5).float()
+    for _ in range(60):
+        program = space.repair(space.random_program(rng, init_depth=(2, 6)), rng)
+        cs = None if coefficients == "none" else torch.tensor(
+            1 + 0.1 * rng.standard_normal(len(program) - 1), dtype=torch.float32,
+            requires_grad=coefficients == "learned")
+        evaluate = program.evaluator(cs)
+        for _ in range(2):  # the second call reuses what the first computed once
+            got = []
+            for f in (evaluate, functools.partial(_plain_evaluate, program, cs=cs)):
+                z = z0.clone().requires_grad_()
+                value = torch.broadcast_to(f(y, torch.softmax(z, -1)), y.shape)
+                wrt = [z] + ([cs] if coefficients == "learned" else [])
+                grads = (torch.autograd.grad(value.sum(), wrt, materialize_grads=True, allow_unused=True)
+                         if value.requires_grad else None)
+                got.append((value.detach(), grads))
+            (value, grads), (expected, expected_grads) = got
+            assert torch.equal(value.nan_to_num(), expected.nan_to_num()), program
+            assert (grads is None) == (expected_grads is None), program
+            for g, e in zip(grads or (), expected_grads or ()):
+                assert torch.equal(g.nan_to_num(), e.nan_to_num()), program
+
+
+def test_evaluator_does_not_record_the_graph_under_a_zero_gradient_primitive():
+    yhat = torch.tensor([0.2, 0.7], requires_grad=True)
+    y = torch.tensor([0.0, 1.0])
+    out = parse("add(mul(yhat, y), sign(log(yhat)))").evaluate(y, yhat)
+    names = set()
+    stack = [out.grad_fn]
+    while stack:
+        fn = stack.pop()
+        if fn is not None:
+            names.add(type(fn).__name__)
+            stack.extend(f for f, _ in fn.next_functions)
+    assert "LogBackward0" not in names and "SignBackward0" not in names
+    (grad,) = torch.autograd.grad(out.sum(), yhat)
+    torch.testing.assert_close(grad, y)
+
+
+def test_a_program_whose_only_path_to_yhat_has_zero_gradient_keeps_a_zero_gradient():
+    yhat = torch.tensor([0.2, 0.7], requires_grad=True)
+    out = parse("add(y, sign(yhat))").evaluate(torch.tensor([0.0, 1.0]), yhat)
+    (grad,) = torch.autograd.grad(out.sum(), yhat)  # a tensor of zeros, as torch gives, not None
+    assert torch.equal(grad, torch.zeros(2))
+
+
+def test_evaluator_computes_constant_subtrees_once_per_dtype():
+    calls = []
+
+    def counted_tanh(x):
+        calls.append(x.dtype)
+        return torch.tanh(x)
+
+    program = parse("add(mul(y, yhat), tanh(add(1.0, 1.0)))")
+    nodes = [Primitive("tanh", 1, counted_tanh) if getattr(n, "name", None) == "tanh" else n for n in program.nodes]
+    evaluate = Program(nodes).evaluator(torch.tensor([2.0, 1.0, 1.0, 3.0, 1.0, 1.0, 1.0]))
+    y, yhat = torch.tensor([1.0, 0.0]), torch.tensor([0.5, 0.25])
+    for _ in range(3):
+        torch.testing.assert_close(evaluate(y, yhat), 2 * y * yhat + 3 * np.tanh(2.0))
+    assert evaluate(y.double(), yhat.double()).dtype == torch.float64
+    assert calls == [torch.float32, torch.float64]
+    learned = torch.ones(7, requires_grad=True)  # then the subtree depends on them: every call
+    evaluate = Program(nodes).evaluator(learned)
+    evaluate(y, yhat), evaluate(y, yhat)
+    assert len(calls) == 4
 
 
 # ---------------------------------------------------------------- search space and gplearn operators
