@@ -80,7 +80,6 @@ def search(args, generations=50, max_time=None, naive_cache=None, n_jobs=None):
 def summary(s, wall):
     st = s.search_stats_
     trained = (s.cv_results_["status"] != "rejected") & (s.cv_results_["equivalent_to"] == "")
-    n_splits = sum(key.startswith("split") for key in s.cv_results_)
     return {
         "wall_s": round(wall, 1), "generations": st["generations"], "proposed": st["proposed"],
         "trained": st["evaluations"], "cache_hits": st["cache_hits"], "equivalent": st["equivalent"],
@@ -90,8 +89,7 @@ def summary(s, wall):
         "train_time_share": round(st["train_time"] / st["time"], 3),
         "other_time_share": round(1 - (st["filter_time"] + st["train_time"]) / st["time"], 3),
         # Worker time, summed over the parallel tasks: the local search's part of the training.
-        "local_search_share_of_training": round(st["local_search_time"] / max(
-            float(np.sum(s.cv_results_["mean_fit_time"])) * n_splits, 1e-9), 3),
+        "local_search_share_of_training": round(st["local_search_time"] / max(st["fit_time"], 1e-9), 3),
         "mean_length_trained": round(float(np.mean(s.cv_results_["length"][trained])), 1),
         "train_s_per_trained": round(st["train_time"] / max(st["evaluations"], 1), 3),
         "s_per_generation": round(wall / st["generations"], 2),

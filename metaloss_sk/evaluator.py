@@ -24,7 +24,7 @@ __all__ = ["Evaluator", "mean_score"]
 SQUARED_ERROR = "square(sub(y, yhat))"
 _PROBE_ROWS = 100
 _TOTALS = ("cache_hits", "equivalent", "rejected", "trained", "failures", "meta_nan_steps", "filter_time",
-           "train_time", "local_search_time")
+           "train_time", "fit_time", "local_search_time")
 
 
 def mean_score(results):
@@ -111,7 +111,8 @@ class Evaluator:
         else:
             new = list(dict.fromkeys(p for p in population if str(p) not in self.rows))
         stats = {"proposed": len(population), "cache_hits": len(population) - len(new),
-                 "equivalent": 0, "rejected": 0, "trained": 0, "failures": 0, "local_search_time": 0.0}
+                 "equivalent": 0, "rejected": 0, "trained": 0, "failures": 0, "fit_time": 0.0,
+                 "local_search_time": 0.0}
         start = time.perf_counter()
         losses = {str(p): search._criterion(p) for p in new}
         alias, rejected = self._filter(new, losses)
@@ -128,6 +129,7 @@ class Evaluator:
         for p, results in zip(to_train, folds):
             self._record(p, generation, losses[str(p)], results)
             self.totals["meta_nan_steps"] += sum(r.meta_nan_steps for r in results)
+            stats["fit_time"] += sum(r.fit_time for r in results)
             stats["local_search_time"] += sum(r.local_search_time for r in results)
             stats["failures"] += not np.isfinite(self.rows[str(p)]["mean_test_score"])
         for p in new:
@@ -138,7 +140,7 @@ class Evaluator:
                 self._record(p, generation, losses[key], None, equivalent_to=self.rows[alias[key]])
         stats.update(equivalent=sum(k in self.rows for k in alias), rejected=len(rejected),
                      trained=len(to_train), filter_time=filter_time, train_time=train_time)
-        for key in ("cache_hits", "equivalent", "rejected", "trained", "failures", "local_search_time"):
+        for key in ("cache_hits", "equivalent", "rejected", "trained", "failures", "fit_time", "local_search_time"):
             self.totals[key] += stats[key]
         self.totals["filter_time"] += filter_time
         self.totals["train_time"] += train_time

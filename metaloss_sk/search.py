@@ -223,15 +223,15 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
     history_ : list of dict
         One entry per generation: best and median score, programs proposed,
         cache hits, equivalent, rejected, trained and failed, filter and
-        training time, the part of the training spent in the local search
-        (``local_search_time``: worker time, summed over the parallel tasks),
-        and elapsed time.
+        training time, the workers' time training candidates (``fit_time``:
+        summed over the parallel tasks) and the part of it spent in the local
+        search (``local_search_time``), and elapsed time.
     search_stats_ : dict
         Totals: generations, programs proposed, evaluations (programs trained),
         fold fits (networks trained), cache hits, equivalent, rejected,
         failures, local search meta steps (and those skipped for a non-finite
         meta objective), and time (all, filtering, training, and the
-        workers' summed ``local_search_time``). A local search
+        workers' summed ``fit_time`` and ``local_search_time``). A local search
         after the GP adds ``refined``, its fold fits and meta steps, and
         ``refine_time``.
     refine_results_ : list of dict
@@ -750,6 +750,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
             "meta_nan_steps": totals["meta_nan_steps"],
             "filter_time": totals["filter_time"],
             "train_time": totals["train_time"],
+            "fit_time": totals["fit_time"],
             "local_search_time": totals["local_search_time"],
             "time": elapsed,
         }

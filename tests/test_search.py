@@ -341,6 +341,7 @@ def test_search_stats_time_the_local_search_apart():
     evomal = LossSearchCV(classifier(), local_search="all", meta_steps=3, **kw).fit(X, y)
     stats = evomal.search_stats_
     assert 0 < stats["local_search_time"] == pytest.approx(sum(h["local_search_time"] for h in evomal.history_))
+    assert stats["local_search_time"] < stats["fit_time"] == pytest.approx(sum(h["fit_time"] for h in evomal.history_))
     assert LossSearchCV(classifier(), **kw).fit(X, y).search_stats_["local_search_time"] == 0
 
 
