@@ -140,10 +140,9 @@ class Evaluator:
                 self._record(p, generation, losses[key], None, equivalent_to=self.rows[alias[key]])
         stats.update(equivalent=sum(k in self.rows for k in alias), rejected=len(rejected),
                      trained=len(to_train), filter_time=filter_time, train_time=train_time)
-        for key in ("cache_hits", "equivalent", "rejected", "trained", "failures", "fit_time", "local_search_time"):
-            self.totals[key] += stats[key]
-        self.totals["filter_time"] += filter_time
-        self.totals["train_time"] += train_time
+        for key in _TOTALS:
+            if key != "meta_nan_steps":  # counted per fold result above
+                self.totals[key] += stats[key]
         # Programs beyond max_evaluations were never trained: they cannot be selected.
         fitness = np.array([np.nan if str(p) in skipped or str(p) not in self.rows
                             else self.rows[str(p)]["mean_test_score"] for p in population])
