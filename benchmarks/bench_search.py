@@ -12,10 +12,12 @@ replay the optimised search's populations, generation by generation
 search as soon as a rejected program would have scored differently, and then
 measure the trajectories (how long their programs grow) as much as the
 filters. All use ``--n-jobs`` workers. A last run measures ``n_jobs=1``
-against ``n_jobs=2`` for the optimised search on ``--scaling`` generations.
+against ``n_jobs=2`` for the optimised search on ``--scaling`` generations
+(the worker pool's start-up, about 5 s once per search on the development
+machine, is part of it: half of a 2-generation parallel run).
 
     python benchmarks/bench_search.py [--minutes 15] [--local-search all] [--naive replay]
-        [--naive-cache none exact] [--n-jobs 2] [--scaling 2]
+        [--naive-cache none exact] [--n-jobs 2] [--scaling 10]
 """
 
 import argparse
@@ -106,7 +108,7 @@ def main():
     parser.add_argument("--naive-cache", nargs="+", choices=["none", "exact"], default=["none", "exact"],
                         help="the naive runs: without a cache (the issue's baseline), with the reference's")
     parser.add_argument("--n-jobs", type=int, default=2)
-    parser.add_argument("--scaling", type=int, default=2, help="generations for the n_jobs comparison")
+    parser.add_argument("--scaling", type=int, default=10, help="generations for the n_jobs comparison")
     args = parser.parse_args()
     torch.set_num_threads(1)
     started, load = datetime.datetime.now(), os.getloadavg()[0]
