@@ -1,113 +1,38 @@
-"""Export a learned loss: standalone PyTorch source, sympy and LaTeX.
+"""Export a learned loss as standalone PyTorch source.
 
-:func:`to_torch_source` writes a self-contained Python function that needs only
+:func:`to_torch_source` writes a self-contained Python module that needs only
 ``torch``, so a loss found by :class:`~metaloss_sk.LossSearchCV` can be pasted
-into a training script that does not depend on this library. The function is
-generated from the parsed program's nodes (primitive names from the registry,
-terminal names and ``repr`` of float constants and coefficients), never from
-user text, and reproduces :class:`~metaloss_sk.SymbolicLoss` exactly: the same
-torch operations in the same order, with the same protected forms.
+into a training script that does not depend on this library. Nothing in it is
+written twice: the module copies the source of the very functions
+:class:`~metaloss_sk.SymbolicLoss` runs (the task's terminal function from
+:mod:`metaloss_sk.terminals`, the protected primitives from
+:mod:`metaloss_sk.primitives`), calls torch's own operation for the other
+primitives, and evaluates the program node by node in the order
+:meth:`Program.evaluate <metaloss_sk.Program.evaluate>` does. The code is
+generated from the parsed program's nodes (primitive names, terminal names and
+``repr`` of float constants and coefficients), never from user text.
 """
 
+import builtins
+import inspect
 import keyword
+import textwrap
 
+import torch
+
+from . import terminals
 from .loss import SymbolicLoss
-from .primitives import _EXP_CAP, _FLOOR, PRIMITIVES, Primitive
+from .program import _fold
 
-__all__ = ["to_torch_source", "to_sympy", "to_latex"]
+__all__ = ["to_torch_source"]
 
-# Primitives that are a single torch call.
-_INLINE = {
-    "add": "torch.add({}, {})",
-    "sub": "torch.sub({}, {})",
-    "mul": "torch.mul({}, {})",
-    "min": "torch.minimum({}, {})",
-    "max": "torch.maximum({}, {})",
-    "sign": "torch.sign({})",
-    "square": "torch.square({})",
-    "abs": "torch.abs({})",
-    "tanh": "torch.tanh({})",
-    "neg": "torch.neg({})",
-    "sin": "torch.sin({})",
-    "cos": "torch.cos({})",
-    "sigmoid": "torch.sigmoid({})",
+_TERMINAL_CALL = {
+    ("multiclass", "softmax"): (terminals.multiclass_terminals, "y_pred, y_true, True"),
+    ("multiclass", "probabilities"): (terminals.multiclass_terminals, "y_pred, y_true, False"),
+    ("binary", "sigmoid"): (terminals.binary_terminals, "y_pred, y_true, True"),
+    ("binary", "probabilities"): (terminals.binary_terminals, "y_pred, y_true, False"),
+    ("regression", "identity"): (terminals.regression_terminals, "y_pred, y_true"),
 }
-
-# Protected primitives: a helper function each, emitted only when used.
-_HELPERS = {
-    "div": ("_aq", '''\
-def _aq(a, b):
-    """Analytic quotient a / sqrt(1 + b**2) (protected division)."""
-    return a / torch.hypot(torch.ones_like(b), b)
-'''),
-    "log": ("_plog", f'''\
-def _plog(x):
-    """Protected log: log(max(|x|, {_FLOOR!r}))."""
-    return torch.log(torch.clamp(torch.abs(x), min={_FLOOR!r}))
-'''),
-    "sqrt": ("_psqrt", f'''\
-def _psqrt(x):
-    """Protected square root: sqrt(max(|x|, {_FLOOR!r}))."""
-    return torch.sqrt(torch.clamp(torch.abs(x), min={_FLOOR!r}))
-'''),
-    "inv": ("_pinv", '''\
-def _pinv(x):
-    """Protected inverse: 1/x where |x| > 0.001, else 0 (double where: finite gradients)."""
-    mask = torch.abs(x) > 1e-3
-    safe = torch.where(mask, x, torch.ones_like(x))
-    return torch.where(mask, 1.0 / safe, torch.zeros_like(x))
-'''),
-    "exp": ("_pexp", f'''\
-def _pexp(x):
-    """Protected exp: exp(min(x, {_EXP_CAP!r}))."""
-    return torch.exp(torch.clamp(x, max={_EXP_CAP!r}))
-'''),
-}
-
-_RESERVED = {"torch", "y_pred", "y_true", "y", "yhat"} | {name for name, _ in _HELPERS.values()}
-
-_TERMINALS = {
-    ("multiclass", "softmax"): '''\
-    if y_pred.dim() != 2:
-        raise ValueError(f"expected predictions of shape (n_samples, n_classes), got {tuple(y_pred.shape)}")
-    yhat = torch.softmax(y_pred, dim=-1)
-''',
-    ("multiclass", "probabilities"): '''\
-    if y_pred.dim() != 2:
-        raise ValueError(f"expected predictions of shape (n_samples, n_classes), got {tuple(y_pred.shape)}")
-    yhat = y_pred
-''',
-    ("binary", "sigmoid"): '''\
-    z = y_pred.reshape(-1)
-    t = y_true.reshape(-1).to(y_pred.dtype)
-    # [sigmoid(-z), sigmoid(z)] keeps 1 - p accurate near p = 1.
-    yhat = torch.sigmoid(torch.stack([-z, z], dim=-1))
-    y = torch.stack([1 - t, t], dim=-1)
-''',
-    ("binary", "probabilities"): '''\
-    z = y_pred.reshape(-1)
-    t = y_true.reshape(-1).to(y_pred.dtype)
-    yhat = torch.stack([1 - z, z], dim=-1)
-    y = torch.stack([1 - t, t], dim=-1)
-''',
-    ("regression", "identity"): '''\
-    if y_true.shape != y_pred.shape:
-        if y_pred.dim() == 2 and y_pred.shape[1] == 1 and y_true.shape == y_pred.shape[:1]:
-            y_true = y_true.unsqueeze(1)
-        elif y_true.dim() == 2 and y_true.shape[1] == 1 and y_pred.shape == y_true.shape[:1]:
-            y_pred = y_pred.unsqueeze(1)
-        else:
-            raise ValueError(f"targets {tuple(y_true.shape)} do not match predictions {tuple(y_pred.shape)}")
-    y, yhat = y_true.to(y_pred.dtype), y_pred
-''',
-}
-
-_ONE_HOT = '''\
-    if y_true.shape == y_pred.shape and torch.is_floating_point(y_true):
-        y = y_true.to(y_pred.dtype)  # class probabilities
-    else:
-        y = torch.zeros_like(y_pred).scatter_(1, y_true.long().unsqueeze(1), 1.0)  # class indices
-'''
 
 _INPUTS = {
     "multiclass": "y_pred: (n_samples, n_classes) {what}; y_true: (n_samples,) class indices\n"
@@ -119,51 +44,31 @@ _INPUTS = {
 _WHAT = {"softmax": "logits", "sigmoid": "logits", "probabilities": "probabilities", "identity": "outputs"}
 
 
-def _check_loss(loss):
-    if not isinstance(loss, SymbolicLoss):
-        raise TypeError(f"expected a SymbolicLoss, got {type(loss).__name__}; for a fitted "
-                        "LossSearchCV pass search.best_loss_.")
-    return loss
+def _source(function):
+    """A function's own source, dedented, if it is self-contained (it uses no global but ``torch``)."""
+    if not inspect.isfunction(function) or function.__name__ == "<lambda>":
+        return None
+    if {name for name in function.__code__.co_names if name in function.__globals__} - {"torch"}:
+        return None
+    try:
+        return textwrap.dedent(inspect.getsource(function))
+    except (OSError, TypeError):
+        return None
 
 
-def _check_primitive(p):
-    if PRIMITIVES.get(p.name) != p:
-        raise ValueError(f"the program uses the custom primitive {p.name!r}, which has no torch source to "
-                         f"export; only the built-in primitives {sorted(PRIMITIVES)} can be exported.")
-
-
-def _program_lines(program, coefficients):
-    """Straight-line code evaluating the prefix program, one assignment per node.
-
-    Mirrors :func:`metaloss_sk.program._fold`: nodes are evaluated from the
-    last to the first, every non-root node's value is multiplied by its
-    coefficient, constants are tensors like ``yhat``. Returns the lines, the
-    name holding the result and the primitives used.
-    """
-    nodes = program.nodes
-    lines, stack, used = [], [], set()
-    for i in range(len(nodes) - 1, -1, -1):
-        n = nodes[i]
-        if isinstance(n, Primitive):
-            _check_primitive(n)
-            used.add(n.name)
-            args = [stack.pop() for _ in range(n.arity)]
-            if n.name in _HELPERS:
-                expr = f"{_HELPERS[n.name][0]}({', '.join(args)})"
-            else:
-                expr = _INLINE[n.name].format(*args)
-        elif isinstance(n, int):
-            expr = ("y", "yhat")[n]
-        else:
-            expr = f"yhat.new_tensor({float(n)!r})"
-        if coefficients is not None and i > 0:
-            expr = f"{expr} * {coefficients[i - 1]!r}"
-        if expr in ("y", "yhat"):
-            stack.append(expr)
-        else:
-            lines.append(f"    v{i} = {expr}")
-            stack.append(f"v{i}")
-    return lines, stack[0], used
+def _call(primitive):
+    """``(name to call, helper source or None)`` for a primitive; ValueError if it cannot be exported."""
+    fn = primitive.torch_fn
+    name = getattr(fn, "__name__", "")
+    if getattr(torch, name, None) is fn:  # one of torch's own operations
+        return f"torch.{name}", None
+    source = _source(fn) if callable(fn) else None
+    if source is None:
+        raise ValueError(
+            f"the primitive {primitive.name!r} cannot be exported: its torch function must be a named "
+            "function that uses nothing but torch (no lambda, no other globals)."
+        )
+    return name, source
 
 
 def _docstring_safe(text):
@@ -190,15 +95,14 @@ def to_torch_source(loss, name="learned_loss"):
     Returns
     -------
     str
-        A module's source: ``import torch``, helpers for the protected
-        primitives the program uses, then the function, whose docstring gives
-        the formula.
+        A module's source: ``import torch``, the helpers the loss needs, then
+        the function, whose docstring gives the formula.
 
     Raises
     ------
     ValueError
         If ``name`` is not a usable identifier, or the program uses a custom
-        primitive (one not in ``metaloss_sk.PRIMITIVES``).
+        primitive whose torch function is not a self-contained named function.
 
     Examples
     --------
@@ -213,50 +117,52 @@ def to_torch_source(loss, name="learned_loss"):
     Save the source as a module and import it where the loss is needed;
     ``tests/test_export.py`` runs such modules against :class:`SymbolicLoss`.
     """
-    loss = _check_loss(loss)
-    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name) or name in _RESERVED:
-        raise ValueError(f"name must be a Python identifier other than {sorted(_RESERVED)}, got {name!r}.")
-    coefficients = loss.get_params()["coefficients"]
-    body, result, used = _program_lines(loss.program_, coefficients)
-    task, link = loss.task, loss.link_
-    helpers = [_HELPERS[p][1] for p in sorted(used) if p in _HELPERS]
+    if not isinstance(loss, SymbolicLoss):
+        raise TypeError(f"expected a SymbolicLoss, got {type(loss).__name__}; for a fitted "
+                        "LossSearchCV pass search.best_loss_.")
+    terminal_fn, terminal_args = _TERMINAL_CALL[loss.task, loss.link_]
+    helpers = {fn.__name__: _source(fn) for fn in (terminal_fn, terminals.reduce_loss)}
+    lines = []
 
+    def emit(expr):
+        lines.append(f"    v{len(lines)} = {expr}")
+        return f"v{len(lines) - 1}"
+
+    def node(primitive, args):
+        call, source = _call(primitive)
+        if source is not None:
+            helpers[call] = source
+        return emit(f"{call}({', '.join(args)})")
+
+    coefficients = loss.get_params()["coefficients"]
+    result = _fold(
+        loss.program_.nodes,
+        lambda n: ("y", "yhat")[n] if isinstance(n, int) else emit(f"yhat.new_tensor({float(n)!r})"),
+        node,
+        None if coefficients is None else (coefficients, lambda value, c: emit(f"{value} * {c!r}")),
+    )
+    reserved = {"torch", "y_pred", "y_true", "y", "yhat", *helpers, *dir(builtins)}
+    if (not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name) or name in reserved
+            or (name[0] == "v" and name[1:].isdigit())):
+        raise ValueError(f"name must be a Python identifier other than the generated code's own names "
+                         f"{sorted(set(reserved) - set(dir(builtins)))} and v0, v1, ..., got {name!r}.")
     doc = [
         f"Learned loss: {_docstring_safe(loss.infix(precision=6))}",
         "",
         f"Program: {_docstring_safe(str(loss.program_))}",
-        f"Task: {task}, link: {link}. Standalone: needs only torch.",
+        f"Task: {loss.task}, link: {loss.link_}. Standalone: needs only torch.",
         "",
-        _INPUTS[task].format(what=_WHAT[link]),
+        _INPUTS[loss.task].format(what=_WHAT[loss.link_]),
     ]
     if coefficients is not None:
         doc.append("Each non-root node's value is scaled by its learned coefficient.")
     parts = ["import torch", "", ""]
-    for h in helpers:
-        parts += [h, ""]
+    for source in helpers.values():
+        parts += [source.rstrip("\n"), "", ""]
     parts.append(f"def {name}(y_pred, y_true):")
-    doc = "\n".join(doc).split("\n")
     parts.append('    """' + "\n".join(f"    {line}" if line else "" for line in doc)[4:] + '\n    """')
     parts.append("    y_true = torch.as_tensor(y_true, device=y_pred.device)")
-    parts.append(_TERMINALS[task, link].rstrip("\n"))
-    if task == "multiclass":
-        parts.append(_ONE_HOT.rstrip("\n"))
-    parts += body
-    parts.append(f"    loss = {result}")
-    parts.append("    if loss.shape != y.shape:")
-    parts.append("        loss = torch.broadcast_to(loss, y.shape)")
-    parts.append("    return loss.mean()" if task == "regression" else "    return loss.sum(-1).mean()")
+    parts.append(f"    y, yhat = {terminal_fn.__name__}({terminal_args})")
+    parts += lines
+    parts.append(f"    return reduce_loss({result}, y, {loss.task == 'regression'})")
     return "\n".join(parts) + "\n"
-
-
-def to_sympy(loss):
-    """The loss as a sympy expression in ``y`` and ``yhat`` (coefficients included).
-
-    Same as :meth:`SymbolicLoss.sympy`; the protective floors are omitted.
-    """
-    return _check_loss(loss).sympy()
-
-
-def to_latex(loss):
-    """The loss in LaTeX; same as :meth:`SymbolicLoss.latex`."""
-    return _check_loss(loss).latex()

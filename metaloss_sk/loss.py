@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from .program import parse
+from .terminals import binary_terminals, multiclass_terminals, reduce_loss, regression_terminals
 
 __all__ = ["SymbolicLoss", "TASKS", "LINKS"]
 
@@ -175,11 +176,6 @@ class SymbolicLoss(nn.Module):
         """The loss in LaTeX."""
         return sympy.latex(self.sympy())
 
-    def to_torch_source(self, name="learned_loss"):
-        """Source of a standalone PyTorch function computing this loss (see :mod:`metaloss_sk.export`)."""
-        from .export import to_torch_source
-        return to_torch_source(self, name)
-
     def _coefficient_list(self):
         return None if self.coefficients is None else self.get_params()["coefficients"]
 
@@ -205,11 +201,7 @@ class SymbolicLoss(nn.Module):
 
     def reduce(self, elementwise, y):
         """Sum over classes and mean over the batch (mean over all for regression)."""
-        if elementwise.shape != y.shape:
-            elementwise = torch.broadcast_to(elementwise, y.shape)
-        if self.task == "regression":
-            return elementwise.mean()
-        return elementwise.sum(-1).mean()
+        return reduce_loss(elementwise, y, self.task == "regression")
 
     def terminals(self, y_pred, y_true):
         """The program's terminals ``(y, yhat)`` for a batch, as float tensors."""
@@ -220,62 +212,10 @@ class SymbolicLoss(nn.Module):
             )
         y_true = torch.as_tensor(y_true, device=y_pred.device)
         if self.task == "multiclass":
-            return self._multiclass(y_pred, y_true)
+            return multiclass_terminals(y_pred, y_true, self.link_ == "softmax")
         if self.task == "binary":
-            return self._binary(y_pred, y_true)
-        return self._regression(y_pred, y_true)
-
-    def _multiclass(self, y_pred, y_true):
-        if y_pred.dim() != 2:
-            raise ValueError(
-                f"task='multiclass' expects predictions of shape (n_samples, n_classes), "
-                f"got {tuple(y_pred.shape)}; for one output use task='binary'."
-            )
-        yhat = torch.softmax(y_pred, dim=-1) if self.link_ == "softmax" else y_pred
-        if y_true.shape == y_pred.shape and torch.is_floating_point(y_true):
-            return y_true.to(y_pred.dtype), yhat
-        if y_true.dim() != 1 or len(y_true) != len(y_pred):
-            raise ValueError(
-                f"task='multiclass' expects targets of shape ({len(y_pred)},) with class "
-                f"indices, or {tuple(y_pred.shape)} with probabilities; got {tuple(y_true.shape)}."
-            )
-        if torch.is_floating_point(y_true) or y_true.dtype == torch.bool:
-            raise TypeError(f"task='multiclass' expects integer class indices, got {y_true.dtype}.")
-        y = torch.zeros_like(y_pred).scatter_(1, y_true.long().unsqueeze(1), 1.0)
-        return y, yhat
-
-    def _binary(self, y_pred, y_true):
-        if not (y_pred.dim() == 1 or (y_pred.dim() == 2 and y_pred.shape[1] == 1)):
-            raise ValueError(
-                f"task='binary' expects one output per sample, (n_samples,) or (n_samples, 1); "
-                f"got {tuple(y_pred.shape)}; for several classes use task='multiclass'."
-            )
-        z = y_pred.reshape(-1)
-        if y_true.numel() != z.numel():
-            raise ValueError(
-                f"task='binary' expects {z.numel()} targets, got shape {tuple(y_true.shape)}."
-            )
-        t = y_true.reshape(-1).to(y_pred.dtype)
-        if self.link_ == "sigmoid":
-            # [sigmoid(-z), sigmoid(z)] keeps 1 - p accurate near p = 1.
-            yhat = torch.sigmoid(torch.stack([-z, z], dim=-1))
-        else:
-            yhat = torch.stack([1 - z, z], dim=-1)
-        return torch.stack([1 - t, t], dim=-1), yhat
-
-    def _regression(self, y_pred, y_true):
-        if y_true.shape != y_pred.shape:
-            if y_pred.dim() == 2 and y_pred.shape[1] == 1 and y_true.shape == y_pred.shape[:1]:
-                y_true = y_true.unsqueeze(1)
-            elif y_true.dim() == 2 and y_true.shape[1] == 1 and y_pred.shape == y_true.shape[:1]:
-                y_pred = y_pred.unsqueeze(1)
-            else:
-                raise ValueError(
-                    f"task='regression' expects targets shaped like the predictions "
-                    f"{tuple(y_pred.shape)} (or (n_samples,) for one output), "
-                    f"got {tuple(y_true.shape)}."
-                )
-        return y_true.to(y_pred.dtype), y_pred
+            return binary_terminals(y_pred, y_true, self.link_ == "sigmoid")
+        return regression_terminals(y_pred, y_true)
 
 
 def _rebuild(params):

@@ -14,10 +14,6 @@ import torch
 
 __all__ = ["Primitive", "PRIMITIVES", "EVOMAL_FUNCTION_SET", "resolve_function_set"]
 
-_FLOOR = 1e-7
-_EXP_CAP = 30.0
-
-
 @dataclass(frozen=True)
 class Primitive:
     """One function a loss program may call.
@@ -55,6 +51,10 @@ class Primitive:
         return f"Primitive({self.name!r}, arity={self.arity})"
 
 
+# The protected forms are self-contained (torch only, constants written out):
+# metaloss_sk.export copies their source into standalone code.
+
+
 def _abs(x):
     # |x| with torch.abs's value and gradient, written as x * sign(x): torch.abs's
     # second derivative goes through a Python decomposition that makes the local
@@ -63,28 +63,30 @@ def _abs(x):
 
 
 def _protected_log(x):
-    return torch.log(torch.clamp_min(_abs(x), _FLOOR))
+    """log(max(|x|, 1e-7))."""
+    return torch.log(torch.clamp_min(x * torch.sign(x), 1e-7))
 
 
 def _protected_sqrt(x):
-    return torch.sqrt(torch.clamp_min(_abs(x), _FLOOR))
+    """sqrt(max(|x|, 1e-7))."""
+    return torch.sqrt(torch.clamp_min(x * torch.sign(x), 1e-7))
 
 
 def _analytic_quotient(a, b):
-    # hypot(1, b) = sqrt(1 + b^2) without overflowing for large |b|.
+    """a / sqrt(1 + b^2), with hypot(1, b) so that a large |b| cannot overflow."""
     return a / torch.hypot(torch.ones_like(b), b)
 
 
 def _protected_inv(x):
-    # gplearn's protected inverse, in the double-where form so the masked
-    # branch cannot leak an infinite gradient (FIELD_NOTES.md).
+    """1 / x where |x| > 1e-3, else 0 (gplearn's), in the double-where form (finite gradients)."""
     mask = torch.abs(x) > 1e-3
     safe = torch.where(mask, x, torch.ones_like(x))
     return torch.where(mask, 1.0 / safe, torch.zeros_like(x))
 
 
 def _protected_exp(x):
-    return torch.exp(torch.clamp(x, max=_EXP_CAP))
+    """exp(min(x, 30))."""
+    return torch.exp(torch.clamp(x, max=30.0))
 
 
 def _sym_log(x):

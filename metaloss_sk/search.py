@@ -24,6 +24,7 @@ from .checkpoint import load_checkpoint, rng_from_json, rng_to_json, save_checkp
 from .engine import Budget, LocalSearch, fast_path_blockers, refine_loss
 from .evaluator import SQUARED_ERROR, Evaluator, mean_score
 from .evolution import Variation, initial_population, next_generation
+from .export import to_torch_source
 from .loss import CROSS_ENTROPY, SymbolicLoss
 from .primitives import EVOMAL_FUNCTION_SET
 from .program import SearchSpace, parse
@@ -781,7 +782,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
     def export_torch(self, name="learned_loss"):
         """Source of a standalone PyTorch function computing ``best_loss_`` (no metaloss_sk needed)."""
         check_is_fitted(self, "best_loss_")
-        return self.best_loss_.to_torch_source(name)
+        return to_torch_source(self.best_loss_, name)
 
     # ----------------------------------------------------------- delegation
     def _check_X(self, X):

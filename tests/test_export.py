@@ -8,7 +8,7 @@ import sympy
 import torch
 
 from metaloss_sk import SymbolicLoss
-from metaloss_sk.export import to_latex, to_sympy, to_torch_source
+from metaloss_sk.export import to_torch_source
 from metaloss_sk.primitives import PRIMITIVES, Primitive
 from metaloss_sk.program import SearchSpace
 
@@ -114,8 +114,10 @@ def test_source_is_a_clean_standalone_module():
     imports = [node for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))]
     assert [alias.name for node in imports for alias in node.names] == ["torch"]
     functions = [node.name for node in tree.body if isinstance(node, ast.FunctionDef)]
-    # Helpers only for the protected primitives used, then the loss.
-    assert functions == ["_aq", "_pexp", "_plog", "my_loss"]
+    # The task's terminal function and the reduction, helpers only for the protected
+    # primitives used, then the loss.
+    assert functions == ["binary_terminals", "reduce_loss", "_protected_exp", "_protected_log",
+                         "_analytic_quotient", "my_loss"]
     doc = ast.get_docstring(tree.body[-1])
     assert loss.infix(precision=6) in doc and str(loss.program_) in doc
     for c in loss.get_params()["coefficients"]:
@@ -158,7 +160,7 @@ def test_long_programs_do_not_recurse():
 def test_bad_arguments():
     with pytest.raises(TypeError, match="SymbolicLoss"):
         to_torch_source("neg(mul(y, log(yhat)))")
-    for name in ("1abc", "class", "my loss", "torch", "_plog", ""):
+    for name in ("1abc", "class", "my loss", "torch", "reduce_loss", "v0", "len", ""):
         with pytest.raises(ValueError, match="identifier"):
             to_torch_source(SymbolicLoss(), name=name)
 
@@ -169,12 +171,12 @@ def test_custom_primitive_is_refused():
     custom = Primitive("add", 2, lambda a, b: a + 2 * b, lambda a, b: a + 2 * b)
     loss = SymbolicLoss()
     loss.program_ = Program([custom, 0, 1])
-    with pytest.raises(ValueError, match="custom primitive"):
+    with pytest.raises(ValueError, match="cannot be exported"):
         to_torch_source(loss)
 
 
 def test_sympy_and_latex():
     loss = SymbolicLoss("neg(mul(y, log(yhat)))")
     y, yhat = sympy.Symbol("y", real=True), sympy.Symbol("yhat", positive=True)
-    assert sympy.simplify(to_sympy(loss) + y * sympy.log(yhat)) == 0
-    assert to_latex(loss) == loss.latex() and "log" in to_latex(loss)
+    assert sympy.simplify(loss.sympy() + y * sympy.log(yhat)) == 0
+    assert "log" in loss.latex()
