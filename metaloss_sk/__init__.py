@@ -1,5 +1,6 @@
 """metaloss_sk: learn symbolic loss functions for skorch networks (EvoMAL)."""
 
+from .local_search import LocalSearch
 from .loss import SymbolicLoss
 from .primitives import EVOMAL_FUNCTION_SET, PRIMITIVES
 from .program import Program, parse
@@ -7,4 +8,5 @@ from .search import LossSearchCV
 
 __version__ = "0.1.0"
 
-__all__ = ["LossSearchCV", "SymbolicLoss", "Program", "parse", "PRIMITIVES", "EVOMAL_FUNCTION_SET", "__version__"]
+__all__ = ["LossSearchCV", "LocalSearch", "SymbolicLoss", "Program", "parse", "PRIMITIVES", "EVOMAL_FUNCTION_SET",
+           "__version__"]

@@ -1,24 +1,69 @@
-"""Checkpoints of a running search: plain JSON, written atomically after every generation.
+"""The state of a running search, and its checkpoint: plain JSON, written atomically after every generation.
 
-A checkpoint holds everything the search needs to continue exactly where it
-stopped (population, random state, every evaluated program and the cache
-keys, history) plus a signature of the configuration and the data, so a
-checkpoint is never resumed by a different search. Loading parses JSON and
-programs; nothing is evaluated.
+:class:`SearchState` holds everything the search needs to continue exactly
+where it stopped (population, random state, every evaluated program and the
+cache keys, history). A checkpoint file holds one state plus a signature of
+the configuration and the data, so it is never resumed by a different search.
+Loading parses JSON and programs (through :mod:`metaloss_sk._json`'s bounded,
+strict reader); nothing is evaluated.
 """
 
 import hashlib
-import json
+import math
 import os
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from .io import _atomic_write
+from . import _json
+from .program import parse
 
-__all__ = ["signature", "save_checkpoint", "load_checkpoint", "rng_to_json", "rng_from_json"]
+__all__ = ["SearchState", "signature", "save_checkpoint", "load_checkpoint"]
 
 FORMAT = "metaloss_sk.checkpoint"
-VERSION = 1
+VERSION = 2
+#: Checkpoints hold every evaluated program: allow more than a loss document.
+MAX_CHECKPOINT_SIZE = 256 * 2**20
+
+
+@dataclass
+class SearchState:
+    """Where a search stands between two generations.
+
+    Attributes
+    ----------
+    population : list of Program
+        The programs of the next generation to evaluate.
+    rng : numpy.random.RandomState
+        The evolution's random state, as it is before breeding from ``population``.
+    generation : int
+        The index of the next generation.
+    best : float
+        The best fitness so far (``-inf`` before any).
+    stale : int
+        Generations since ``best`` last improved.
+    elapsed : float
+        Seconds of search so far.
+    history : list of dict
+        One entry per evaluated generation.
+    fold_seeds : list of int
+        The seed of each CV fold (initialisation and batch order).
+    refit_seed : int
+        The seed of the final refit and local search.
+    evaluator : dict
+        :meth:`Evaluator.state <metaloss_sk.evaluator.Evaluator.state>`.
+    """
+
+    population: list
+    rng: np.random.RandomState
+    generation: int = 0
+    best: float = -math.inf
+    stale: int = 0
+    elapsed: float = 0.0
+    history: list = field(default_factory=list)
+    fold_seeds: list = field(default_factory=list)
+    refit_seed: int = 0
+    evaluator: dict = field(default_factory=dict)
 
 
 def signature(params, X, y):
@@ -32,39 +77,22 @@ def signature(params, X, y):
     return h.hexdigest()
 
 
-def rng_to_json(rng):
-    name, keys, pos, has_gauss, cached = rng.get_state()
-    return [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]
-
-
-def rng_from_json(state):
-    name, keys, pos, has_gauss, cached = state
-    rng = np.random.RandomState()
-    rng.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-    return rng
-
-
-def _plain(value):
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        return float(value)
-    if isinstance(value, (np.integer, int)) and not isinstance(value, bool):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
-
-
-def save_checkpoint(path, state):
-    """Write ``state`` (JSON-able, NaN allowed) to ``path`` atomically."""
-    _atomic_write(os.fspath(path), json.dumps({"format": FORMAT, "version": VERSION, **_plain(state)}))
+def save_checkpoint(path, state, signature):
+    """Write ``state`` (a :class:`SearchState`) to ``path`` atomically, as strict JSON."""
+    name, keys, pos, has_gauss, cached = state.rng.get_state()
+    _json.write(path, {
+        "format": FORMAT, "version": VERSION, "signature": signature,
+        "population": [str(p) for p in state.population],
+        "rng": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+        "generation": state.generation, "best": state.best if math.isfinite(state.best) else None,
+        "stale": state.stale, "elapsed": state.elapsed,
+        "history": state.history, "fold_seeds": state.fold_seeds, "refit_seed": state.refit_seed,
+        "evaluator": state.evaluator,
+    })
 
 
 def load_checkpoint(path, expected_signature):
-    """The state saved at ``path``, or None if there is no file.
+    """The :class:`SearchState` saved at ``path``, or None if there is no file.
 
     Raises
     ------
@@ -76,15 +104,25 @@ def load_checkpoint(path, expected_signature):
     if not os.path.exists(path):
         return None
     try:
-        with open(path, encoding="utf-8") as f:
-            state = json.load(f)
+        document = _json.read(path, "checkpoint", max_size=MAX_CHECKPOINT_SIZE)
+        if not isinstance(document, dict) or document.get("format") != FORMAT or document.get("version") != VERSION:
+            raise ValueError(f"it is not a metaloss_sk checkpoint (version {VERSION})")
     except (OSError, ValueError) as exc:
         raise ValueError(f"checkpoint {path!r} cannot be read: {exc}") from exc
-    if not isinstance(state, dict) or state.get("format") != FORMAT or state.get("version") != VERSION:
-        raise ValueError(f"{path!r} is not a metaloss_sk checkpoint (version {VERSION}).")
-    if state.get("signature") != expected_signature:
+    if document.get("signature") != expected_signature:
         raise ValueError(
             f"checkpoint {path!r} was written by a search with other settings or data; "
             "delete it or choose another checkpoint path."
         )
-    return state
+    for entry in document["history"]:  # scores written as null when there was none
+        for key in ("best_score", "median_score"):
+            entry[key] = math.nan if entry.get(key) is None else entry[key]
+    name, keys, pos, has_gauss, cached = document["rng"]
+    rng = np.random.RandomState()
+    rng.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    return SearchState(
+        population=[parse(p) for p in document["population"]], rng=rng, generation=document["generation"],
+        best=-math.inf if document["best"] is None else document["best"], stale=document["stale"],
+        elapsed=document["elapsed"], history=document["history"], fold_seeds=document["fold_seeds"],
+        refit_seed=document["refit_seed"], evaluator=document["evaluator"],
+    )

@@ -1,51 +1,299 @@
-"""Cross-validated fitness of loss programs: cache, filters, parallel dispatch.
+"""Cross-validated fitness of loss programs: cache, filters, parallel dispatch, records.
 
-The search says which programs to score; this module decides which of them
-need training at all (exact repeats, equivalent programs and degenerate losses
-do not), dispatches the rest to :mod:`~metaloss_sk.engine` in groups through
-joblib, and keeps one row per distinct program for ``cv_results_``.
+The search says which programs to score and at which budget; this module
+decides which of them need training at all (exact repeats, equivalent
+programs and degenerate losses do not), dispatches the rest to
+:func:`~metaloss_sk.engine.evaluate_candidates` in groups through joblib, and
+keeps one :class:`Row` per distinct program with its scores at every rung of
+training budget it reached. It knows nothing of the search object: it is
+built from a frozen :class:`EvaluatorConfig`, the data, the splits and a joblib
+``Parallel``, so it can be built and tested alone.
 """
 
 import math
 import time
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 from joblib import effective_n_jobs
 from sklearn.utils.parallel import delayed
 
-from .engine import candidate_net, evaluate_candidates
-from .filters import Probe, commutative_key, symbolic_key
-from .loss import CROSS_ENTROPY, SymbolicLoss
-from .program import parse
+from .engine import evaluate_candidates, standardize
+from .filters import Probe, commutative_key, gradient_violations, symbolic_key
+from .loss import SymbolicLoss
+from .training import build_net
 
-__all__ = ["Evaluator", "mean_score"]
+__all__ = ["EvaluatorConfig", "Evaluator", "Row", "Rung"]
 
-SQUARED_ERROR = "square(sub(y, yhat))"
 _PROBE_ROWS = 100
-_TOTALS = ("cache_hits", "equivalent", "rejected", "trained", "failures", "meta_nan_steps", "filter_time",
-           "train_time", "fit_time", "local_search_time")
+TOTALS = ("cache_hits", "equivalent", "rejected", "trained", "failures", "meta_nan_steps", "filter_time",
+          "train_time", "fit_time", "local_search_time", "fold_fits", "ladder_fits", "ladder_time")
 
 
-def mean_score(results):
-    """Mean CV score of one program's fold results; NaN if any fold failed."""
-    return np.nan if any(r.status != "ok" for r in results) else float(np.mean([r.score for r in results]))
+@dataclass(frozen=True)
+class EvaluatorConfig:
+    """Everything the evaluator needs besides the data.
+
+    Attributes
+    ----------
+    evaluation : Evaluation
+        What scoring a candidate on a fold means (sent to the workers).
+    fold_seeds : tuple of int
+        The seed of every fold: its initialisation and batch order.
+    budget : Budget
+        The fitness budget of the genetic search (rung 0).
+    n_jobs : int or None
+        Workers, for the grouping (results do not depend on it).
+    candidates_per_task : int
+        Most candidates trained together by one task.
+    equivalence : {"none", "exact", "symbolic", "gradient"}
+        Which programs share one evaluation (see ``LossSearchCV``).
+    rejection_steps : int
+        Steps of EvoMAL's rejection protocol; 0 turns it off.
+    gradient_bound : float or None
+        Largest gradient a loss may have on its output domain, in units of the
+        usual loss's largest; None turns the check off.
+    seed_programs : tuple of str
+        Programs never filtered out (the usual loss the search starts from).
+    """
+
+    evaluation: object
+    fold_seeds: tuple
+    budget: object
+    n_jobs: object = None
+    candidates_per_task: int = 8
+    equivalence: str = "gradient"
+    rejection_steps: int = 250
+    gradient_bound: float | None = 100.0
+    seed_programs: tuple = ()
+
+
+@dataclass
+class Rung:
+    """A program's cross-validated result at one training budget."""
+
+    n_resources: int  # optimizer steps per net (on the first fold)
+    scores: list  # per fold, the mean over the weight seeds
+    n_seeds: int = 1
+    fit_time: float = 0.0  # per fold, mean
+    status: str = "ok"
+    message: str = ""
+
+    @property
+    def mean(self):
+        """Mean score over the folds; NaN if any fold (or seed) failed."""
+        return float(np.mean(self.scores)) if self.status == "ok" else math.nan
+
+    @property
+    def std(self):
+        return float(np.std(self.scores)) if self.status == "ok" else math.nan
+
+
+@dataclass(eq=False)
+class Row:
+    """One distinct program: where it came from and its results at every rung it reached."""
+
+    program: object  # Program
+    loss: object  # SymbolicLoss, without coefficients
+    generation: int
+    rungs: list = field(default_factory=list)
+    status: str = "ok"  # "rejected" if never trained, else the status of its last rung
+    message: str = ""
+    equivalent_to: str = ""  # the program whose evaluation this one shares
+    fold_coefficients: list | None = None  # per fold, learned by the local search at rung 0
+
+    @property
+    def last(self):
+        return self.rungs[-1] if self.rungs else None
+
+    @property
+    def score(self):
+        """The mean score at the highest rung reached (NaN if it failed or never trained)."""
+        return self.last.mean if self.last is not None and self.status == "ok" else math.nan
 
 
 class Evaluator:
-    """Scores programs by cross-validation, training each distinct program once."""
+    """Scores programs by cross-validation, training each distinct program once per budget.
 
-    def __init__(self, search, X, y, splits, fast, local_search):
-        self.search, self.X, self.y = search, X, y
-        self.splits, self.fast, self.local_search = splits, fast, local_search
-        self.budget = search._budget()
-        self.parallel = None
-        self.progress = None  # a tqdm bar over proposed candidates, when verbose
-        self._advanced = 0.0
-        self.rows = {}  # program string -> row dict
+    Parameters
+    ----------
+    config : EvaluatorConfig
+    X, y : arrays
+        The search's rows (float32 features; encoded targets).
+    splits : list of (train, test) index arrays
+    parallel : joblib.Parallel
+        With ``return_as="generator"``: results arrive in submission order,
+        so they never depend on ``n_jobs``.
+    progress : callable or None
+        Called with the number of proposed candidates dealt with (fractions
+        accumulate): the search's progress bar.
+    """
+
+    def __init__(self, config, X, y, splits, parallel, progress=None):
+        self.config, self.X, self.y, self.splits = config, X, y, splits
+        self.parallel, self.progress = parallel, progress or (lambda n: None)
+        self.rows = {}  # program string -> Row
         self.keys = {}  # symbolic key or gradient fingerprint -> representative program string
+        self.totals = dict.fromkeys(TOTALS, 0)
+        self._fold_results = {}  # (loss key, fold, seed, budget, params) -> FoldResult
         self._probe = None
-        self.totals = dict.fromkeys(_TOTALS, 0)
+
+    # ------------------------------------------------------------ genetic search
+    def generation(self, population, generation, max_new=None):
+        """Fitness of every program of ``population`` at the fitness budget, and the generation's statistics.
+
+        At most ``max_new`` programs are trained; the others (beyond the
+        search's evaluation budget) get fitness ``-inf``.
+        """
+        config = self.config
+        if config.equivalence == "none":  # no cache: every program is trained, repeats too
+            new = list(population)
+        else:
+            new = list(dict.fromkeys(p for p in population if str(p) not in self.rows))
+        start = time.perf_counter()
+        losses = {str(p): SymbolicLoss(str(p), task=config.evaluation.task) for p in new}
+        alias, rejected = self._filter(new, losses)
+        to_train = [p for p in new if str(p) not in alias and str(p) not in rejected]
+        skipped = set()
+        if max_new is not None:
+            skipped = {str(p) for p in to_train[max_new:]}
+            to_train = to_train[:max_new]
+        filter_time = time.perf_counter() - start
+        self.progress(len(population) - len(to_train))
+        folds = self.cross_validate([losses[str(p)] for p in to_train], config.budget,
+                                    local_search=config.evaluation.local_search is not None, progress=True)
+        train_time = time.perf_counter() - start - filter_time
+        stats = {"proposed": len(population), "cache_hits": len(population) - len(new), "equivalent": 0,
+                 "rejected": len(rejected), "trained": len(to_train), "failures": 0, "fit_time": 0.0,
+                 "local_search_time": 0.0, "filter_time": filter_time, "train_time": train_time,
+                 "fold_fits": len(to_train) * len(self.splits), "meta_nan_steps": 0}
+        for p, results in zip(to_train, folds):
+            row = self._row(p, generation, losses[str(p)])
+            row.rungs = [self._rung(results, config.budget)]
+            row.status, row.message = row.last.status, row.last.message
+            if config.evaluation.local_search is not None:
+                row.fold_coefficients = [fold[0].coefficients for fold in results]
+            stats["meta_nan_steps"] += sum(fold[0].meta_nan_steps for fold in results)
+            stats["fit_time"] += sum(fold[0].fit_time for fold in results)
+            stats["local_search_time"] += sum(fold[0].local_search_time for fold in results)
+            stats["failures"] += row.status != "ok"
+        for p in new:
+            key = str(p)
+            if key in rejected:
+                row = self._row(p, generation, losses[key])
+                row.rungs, row.status, row.message = [], "rejected", rejected[key]
+            elif key in alias and alias[key] in self.rows:
+                source = self.rows[alias[key]]
+                row = self._row(p, generation, losses[key])
+                row.rungs, row.status, row.message = list(source.rungs), source.status, source.message
+                row.equivalent_to, row.fold_coefficients = str(source.program), source.fold_coefficients
+                stats["equivalent"] += 1
+        for key in TOTALS:
+            self.totals[key] += stats.get(key, 0)
+        fitness = np.array([-np.inf if str(p) in skipped or str(p) not in self.rows
+                            else self.rows[str(p)].score for p in population])
+        fitness = np.nan_to_num(fitness, nan=-np.inf)
+        finite = fitness[np.isfinite(fitness)]
+        stats.update(best_score=float(finite.max()) if finite.size else math.nan,
+                     median_score=float(np.median(finite)) if finite.size else math.nan,
+                     best_program=str(population[int(np.argmax(fitness))]))
+        return fitness, stats
+
+    def _row(self, program, generation, loss):
+        # A program trained again (no cache) keeps the generation that first proposed it.
+        generation = self.rows[str(program)].generation if str(program) in self.rows else generation
+        row = Row(program=program, loss=loss, generation=generation)
+        self.rows[str(program)] = row
+        return row
+
+    # ------------------------------------------------------------ rungs of budget
+    def promote(self, programs, budget, n_seeds=1):
+        """Score distinct evaluated programs at ``budget`` with ``n_seeds`` weight seeds per fold.
+
+        Adds a :class:`Rung` to each program's row and returns their mean
+        scores. Programs that learned coefficients keep each fold's own.
+        """
+        rows = [self.rows[str(p)] for p in programs]
+        candidates = [row.loss if row.fold_coefficients is None else
+                      [row.loss.with_coefficients(c) if c is not None else row.loss for c in row.fold_coefficients]
+                      for row in rows]
+        start, fits = time.perf_counter(), len(self._fold_results)
+        folds = self.cross_validate(candidates, budget, n_seeds=n_seeds)
+        self.totals["ladder_time"] += time.perf_counter() - start
+        self.totals["ladder_fits"] += len(self._fold_results) - fits
+        for row, results in zip(rows, folds):
+            row.rungs.append(self._rung(results, budget))
+            row.status, row.message = row.last.status, row.last.message
+        return [row.score for row in rows]
+
+    def _rung(self, results, budget):
+        """A :class:`Rung` from per-fold lists of per-seed FoldResults."""
+        scores = [float(np.mean([r.score for r in fold])) for fold in results]
+        failed = next((r for fold in results for r in fold if r.status != "ok"), None)
+        n_train = len(self.splits[0][0])
+        return Rung(n_resources=budget.steps(n_train, self.config.evaluation.trainer.estimator.batch_size),
+                    scores=scores, n_seeds=len(results[0]) if results else 1,
+                    fit_time=float(np.mean([r.fit_time for fold in results for r in fold])) if results else 0.0,
+                    status="ok" if failed is None else failed.status, message="" if failed is None else failed.message)
+
+    # ------------------------------------------------------------ dispatch
+    def seeds(self, n_seeds):
+        """The weight seeds of every fold: the fold's own first, then seeds derived from it."""
+        return [[int(s)] + [int(v) for v in np.random.RandomState(int(s)).randint(2**31 - 1, size=n_seeds - 1)]
+                for s in self.config.fold_seeds]
+
+    def cross_validate(self, candidates, budget, n_seeds=1, params=None, local_search=False, progress=False):
+        """Per candidate, per fold, per weight seed: the FoldResult of training it at ``budget``.
+
+        A candidate is a SymbolicLoss, or one per fold. ``params`` override
+        the net's settings; ``local_search`` learns each loss's coefficients
+        first. Results already computed are taken from the evaluator's
+        memory; the rest are dispatched in groups through joblib.
+        """
+        params = dict(params or {})
+        seeds = self.seeds(n_seeds)
+        evaluation = self.config.evaluation if local_search else _without_local_search(self.config.evaluation)
+        per_fold = [[c[k] if isinstance(c, list) else c for c in candidates] for k in range(len(self.splits))]
+        keys = {}
+        todo = {}  # (fold, seed) -> indices of candidates to train
+        for k, losses in enumerate(per_fold):
+            for s, seed in enumerate(seeds[k]):
+                for i, loss in enumerate(losses):
+                    key = (repr(loss), local_search, k, seed, budget, tuple(sorted(params.items())))
+                    keys[i, k, s] = key
+                    if key not in self._fold_results:
+                        todo.setdefault((k, s), []).append(i)
+        tasks = []
+        for (k, s), indices in todo.items():
+            for group in self._groups([per_fold[k][i] for i in indices]):
+                tasks.append((k, s, [indices[g] for g in group]))
+        try:
+            for (k, s, group), results in zip(tasks, self.parallel(
+                delayed(evaluate_candidates)(evaluation, [per_fold[k][i] for i in group], self.X, self.y,
+                                             *self.splits[k], budget, seeds[k][s], params)
+                for k, s, group in tasks
+            )):
+                for i, result in zip(group, results):
+                    self._fold_results[keys[i, k, s]] = result
+                    if local_search and result.coefficients is not None:
+                        # Training with the learned coefficients from this seed gives this same result.
+                        refined = per_fold[k][i].with_coefficients(result.coefficients)
+                        self._fold_results[(repr(refined), False) + keys[i, k, s][2:]] = result
+                if progress:
+                    self.progress(len(results) / len(self.splits))
+        except Exception as exc:
+            if type(exc).__name__ not in ("TerminatedWorkerError", "KilledWorker"):
+                raise
+            programs = ", ".join(str(c.program_ if isinstance(c, SymbolicLoss) else c[0].program_)
+                                 for c in candidates)
+            raise RuntimeError(
+                f"a parallel worker died (killed, or out of memory) while training one of these "
+                f"candidate losses: {programs}. The checkpoint, if any, holds the last completed "
+                f"generation; rerun fit to resume."
+            ) from exc
+        return [[[self._fold_results[keys[i, k, s]] for s in range(len(seeds[k]))] for k in range(len(self.splits))]
+                for i in range(len(candidates))]
 
     def _groups(self, losses):
         """Indices of ``losses`` in groups of at most ``candidates_per_task``, of even cost.
@@ -59,8 +307,8 @@ class Evaluator:
         """
         if not losses:
             return []
-        workers = effective_n_jobs(self.search.n_jobs)
-        n = min(len(losses), max(-(-len(losses) // self.search.candidates_per_task),
+        workers = effective_n_jobs(self.config.n_jobs)
+        n = min(len(losses), max(-(-len(losses) // self.config.candidates_per_task),
                                  -(-workers // len(self.splits))))
         capacity = -(-len(losses) // n)
         groups, cost = [[] for _ in range(n)], [0] * n
@@ -70,223 +318,119 @@ class Evaluator:
             cost[g] += len(losses[i].program_)
         return [sorted(group) for group in groups]
 
-    def cross_validate(self, losses, local_search=None):
-        """FoldResults per loss and fold, dispatched in groups through joblib."""
-        search = self.search
-        indices = self._groups(losses)
-        groups = [[losses[i] for i in group] for group in indices]
-        tasks = [(g, k) for g in range(len(groups)) for k in range(len(self.splits))]
-        results = []
-        try:
-            # Results arrive in submission order, so they never depend on n_jobs.
-            for group_results in self.parallel(
-                delayed(evaluate_candidates)(
-                    search.estimator, groups[g], self.X, self.y, *self.splits[k], self.budget,
-                    int(search._fold_seeds[k]), search.scorer_, "fast" if self.fast else "skorch",
-                    search.error_score, local_search)
-                for g, k in tasks
-            ):
-                results.append(group_results)
-                self.advance(len(group_results) / len(self.splits))
-        except Exception as exc:
-            if type(exc).__name__ not in ("TerminatedWorkerError", "KilledWorker"):
-                raise
-            programs = ", ".join(str(loss.program_) for loss in losses)
-            raise RuntimeError(
-                f"a parallel worker died (killed, or out of memory) while training one of these "
-                f"candidate losses: {programs}. The checkpoint, if any, holds the last completed "
-                f"generation; rerun fit to resume."
-            ) from exc
-        per_loss = [[None] * len(self.splits) for _ in losses]
-        for (g, k), group_results in zip(tasks, results):
-            for i, result in zip(indices[g], group_results):
-                per_loss[i][k] = result
-        return per_loss
-
-    def __call__(self, population, generation):
-        """Fitness of every program of ``population`` and this generation's statistics."""
-        search = self.search
-        if search.equivalence == "none":  # no cache: every program is trained, repeats too
-            new = list(population)
-        else:
-            new = list(dict.fromkeys(p for p in population if str(p) not in self.rows))
-        stats = {"proposed": len(population), "cache_hits": len(population) - len(new),
-                 "equivalent": 0, "rejected": 0, "trained": 0, "failures": 0, "fit_time": 0.0,
-                 "local_search_time": 0.0}
-        start = time.perf_counter()
-        losses = {str(p): search._criterion(p) for p in new}
-        alias, rejected = self._filter(new, losses)
-        to_train = [p for p in new if str(p) not in alias and str(p) not in rejected]
-        if search.max_evaluations is not None:
-            budget = max(search.max_evaluations - self.n_trained, 0)
-            to_train, skipped = to_train[:budget], {str(p) for p in to_train[budget:]}
-        else:
-            skipped = set()
-        filter_time = time.perf_counter() - start
-        self.advance(len(population) - len(to_train))
-        folds = self.cross_validate([losses[str(p)] for p in to_train], self.local_search)
-        train_time = time.perf_counter() - start - filter_time
-        for p, results in zip(to_train, folds):
-            self._record(p, generation, losses[str(p)], results)
-            self.totals["meta_nan_steps"] += sum(r.meta_nan_steps for r in results)
-            stats["fit_time"] += sum(r.fit_time for r in results)
-            stats["local_search_time"] += sum(r.local_search_time for r in results)
-            stats["failures"] += not np.isfinite(self.rows[str(p)]["mean_test_score"])
-        for p in new:
-            key = str(p)
-            if key in rejected:
-                self._record(p, generation, losses[key], None, status="rejected", message=rejected[key])
-            elif key in alias and alias[key] in self.rows:
-                self._record(p, generation, losses[key], None, equivalent_to=self.rows[alias[key]])
-        stats.update(equivalent=sum(k in self.rows for k in alias), rejected=len(rejected),
-                     trained=len(to_train), filter_time=filter_time, train_time=train_time)
-        for key in _TOTALS:
-            if key != "meta_nan_steps":  # counted per fold result above
-                self.totals[key] += stats[key]
-        # Programs beyond max_evaluations were never trained: they cannot be selected.
-        fitness = np.array([np.nan if str(p) in skipped or str(p) not in self.rows
-                            else self.rows[str(p)]["mean_test_score"] for p in population])
-        fitness = np.nan_to_num(fitness, nan=-np.inf)
-        finite = fitness[np.isfinite(fitness)]
-        stats.update(best_score=float(finite.max()) if finite.size else -math.inf,
-                     median_score=float(np.median(finite)) if finite.size else math.nan,
-                     best_program=str(population[int(np.argmax(fitness))]))
-        return fitness, stats
-
-    def advance(self, n):
-        """Move the progress bar by ``n`` candidates (fractions accumulate; the bar shows whole ones)."""
-        if self.progress is not None:
-            self._advanced += n
-            whole = min(int(round(self._advanced, 6)), self.progress.total)
-            self.progress.update(whole - self.progress.n)
-
-    def state(self):
-        """JSON-able state: every row, the cache keys and the totals."""
-        rows = []
-        for row in self.rows.values():
-            rows.append({k: (v.get_params() if k == "criterion" else v) for k, v in row.items()})
-        return {"rows": rows, "keys": self.keys, "totals": self.totals}
-
-    def restore(self, state):
-        """Undo :meth:`state`."""
-        self.rows = {}
-        for row in state["rows"]:
-            row = {**row, "criterion": SymbolicLoss(**row["criterion"]),
-                   "scores": np.array([np.nan if v is None else v for v in row["scores"]], dtype=float)}
-            self.rows[row["program"]] = row
-        self.keys = dict(state["keys"])
-        self.totals = {**dict.fromkeys(_TOTALS, 0), **state["totals"]}  # a total added since it was written
-
-    @property
-    def n_trained(self):
-        return self.totals["trained"]
-
+    # ------------------------------------------------------------ filters
     def _filter(self, programs, losses):
         """Split off programs equivalent to an evaluated one, and degenerate ones.
 
         Returns ``alias`` (program -> representative program) and ``rejected``
-        (program -> reason).
+        (program -> reason). Seed programs are never filtered out.
         """
-        search = self.search
+        config = self.config
         alias, rejected, candidates = {}, {}, []
-        if search.equivalence == "none":
+        if config.equivalence == "none":
             def key_of(loss):
                 return None
-        elif search.equivalence == "exact":
+        elif config.equivalence == "exact":
             def key_of(loss):
                 return str(loss.program_)
-        elif self.local_search is None:
+        elif config.evaluation.local_search is None:
             key_of = symbolic_key
         else:  # equal functions of different shapes learn different coefficients
             key_of = commutative_key
+        protected = set(config.seed_programs)
         for p in programs:
             key = key_of(losses[str(p)])
             if key is None:
                 candidates.append(p)
-            elif key in self.keys:
+            elif key in self.keys and str(p) not in protected:
                 alias[str(p)] = self.keys[key]
             else:
-                self.keys[key] = str(p)
+                self.keys.setdefault(key, str(p))
                 candidates.append(p)
-        if not candidates or (search.equivalence != "gradient" and not search.rejection_steps):
+        if config.gradient_bound is not None:
+            checked = []
+            for p, reason in zip(candidates, gradient_violations([losses[str(p)] for p in candidates],
+                                                                 config.gradient_bound)):
+                if reason is not None and str(p) not in protected:
+                    rejected[str(p)] = reason
+                else:
+                    checked.append(p)
+            candidates = checked
+        if not candidates or (config.equivalence != "gradient" and not config.rejection_steps):
             return alias, rejected
         probe = self.probe()
         fingerprints = probe.fingerprints([losses[str(p)] for p in candidates])
         kept = []
         for p, fingerprint in zip(candidates, fingerprints):
+            if str(p) in protected:
+                if fingerprint is not None:
+                    self.keys.setdefault(fingerprint, str(p))
+                continue
             if fingerprint is None:
                 rejected[str(p)] = "no gradient: zero or non-finite on the probe rows"
-            elif search.equivalence == "gradient" and self.local_search is None and fingerprint in self.keys:
+            elif (config.equivalence == "gradient" and config.evaluation.local_search is None
+                  and fingerprint in self.keys):
                 alias[str(p)] = self.keys[fingerprint]
             else:
                 self.keys.setdefault(fingerprint, str(p))
                 kept.append(p)
-        if search.rejection_steps and kept:
+        if config.rejection_steps and kept:
             # One chunk per worker: the protocol's cost is mostly per step, not per loss.
-            groups = np.array_split(np.arange(len(kept)), min(effective_n_jobs(search.n_jobs), len(kept)))
+            groups = np.array_split(np.arange(len(kept)), min(effective_n_jobs(config.n_jobs), len(kept)))
             verdicts = [v for chunk in self.parallel(
-                delayed(probe.reject)([losses[str(kept[i])] for i in group], steps=search.rejection_steps)
+                delayed(probe.reject)([losses[str(kept[i])] for i in group], steps=config.rejection_steps)
                 for group in groups) for v in chunk]
-            order = [i for group in groups for i in group]
-            for i, reject in zip(order, verdicts):
-                p = kept[i]
+            for i, reject in zip([i for group in groups for i in group], verdicts):
                 if reject:
-                    rejected[str(p)] = "rejection protocol: the task error did not improve"
+                    rejected[str(kept[i])] = "rejection protocol: the task error did not improve"
         return alias, rejected
 
     def probe(self):
         """The probe rows of fold 0 through fold 0's freshly initialised network (built once)."""
         if self._probe is None:
-            search = self.search
+            evaluation = self.config.evaluation
             train = self.splits[0][0]
-            rows = np.random.RandomState(search._fold_seeds[0]).permutation(train)[:_PROBE_ROWS]
-            loss = search._criterion(parse(CROSS_ENTROPY if search._task != "regression" else SQUARED_ERROR))
-            net = candidate_net(search.estimator, loss)
-            torch.manual_seed(int(search._fold_seeds[0]))
+            rows = np.random.RandomState(self.config.fold_seeds[0]).permutation(train)[:_PROBE_ROWS]
+            targets = self.y[rows]
+            if evaluation.standardize:
+                mean, scale = standardize(self.y[train])
+                targets = (targets - mean) / scale
+            net = build_net(evaluation.trainer.estimator, SymbolicLoss(task=evaluation.task))
+            torch.manual_seed(int(self.config.fold_seeds[0]))
             net.initialize()
             with torch.no_grad():
                 outputs = net.infer(torch.as_tensor(self.X[rows], device=net.device)).cpu()
-            self._probe = Probe(outputs, torch.as_tensor(self.y[rows]), search._task)
+            self._probe = Probe(outputs, torch.as_tensor(targets), evaluation.task)
         return self._probe
 
-    def _record(self, program, generation, loss, folds, status="ok", message="", equivalent_to=None):
-        if equivalent_to is not None:
-            row = {**equivalent_to, "equivalent_to": equivalent_to["program"], "mean_fit_time": 0.0,
-                   "std_fit_time": 0.0}
-        elif folds is None:
-            row = {"scores": np.full(len(self.splits), np.nan), "mean_test_score": np.nan,
-                   "std_test_score": np.nan, "mean_fit_time": 0.0, "std_fit_time": 0.0,
-                   "status": status, "message": message, "equivalent_to": ""}
-        else:
-            mean = mean_score(folds)
-            scores = np.array([r.score for r in folds], dtype=float)
-            times = np.array([r.fit_time for r in folds])
-            row = {"scores": scores, "mean_test_score": mean,
-                   "std_test_score": scores.std() if np.isfinite(mean) else np.nan,
-                   "mean_fit_time": times.mean(), "std_fit_time": times.std(),
-                   "status": next((r.status for r in folds if r.status != "ok"), "ok"),
-                   "message": next((r.message for r in folds if r.status != "ok"), ""),
-                   "equivalent_to": ""}
-        # A program trained again (no cache) keeps the generation that first proposed it.
-        generation = self.rows.get(str(program), {}).get("generation", generation)
-        row.update(program=str(program), infix=program.infix(), length=program.length, depth=program.depth,
-                   generation=generation, criterion=loss)
-        self.rows[str(program)] = row
+    # ------------------------------------------------------------ state
+    def state(self):
+        """JSON-able state: every row, the cache keys and the totals."""
+        rows = []
+        for row in self.rows.values():
+            rows.append({"program": str(row.program), "loss": row.loss.get_params(), "generation": row.generation,
+                         "rungs": [vars(r) for r in row.rungs], "status": row.status, "message": row.message,
+                         "equivalent_to": row.equivalent_to, "fold_coefficients": row.fold_coefficients})
+        return {"rows": rows, "keys": self.keys, "totals": self.totals}
 
-    def results(self):
-        rows = list(self.rows.values())
-        out = {key: np.array([r[key] for r in rows]) for key in
-               ("program", "infix", "length", "depth", "generation", "mean_test_score",
-                "std_test_score", "mean_fit_time", "std_fit_time", "status", "message", "equivalent_to")}
-        for k in range(len(self.splits)):
-            out[f"split{k}_test_score"] = np.array([r["scores"][k] for r in rows])
-        scores = np.nan_to_num(out["mean_test_score"], nan=-np.inf)
-        # Dense ranking as in scikit-learn: ties share a rank; failures rank last.
-        order = np.unique(-scores, return_inverse=True)[1]
-        out["rank_test_score"] = (order + 1).astype(np.int32)
-        out["params"] = [r["criterion"].as_params() for r in rows]
-        return out
+    def restore(self, state):
+        """Undo :meth:`state`."""
+        self.rows = {}
+        for entry in state["rows"]:
+            loss = SymbolicLoss(**entry["loss"])
+            rungs = [Rung(**{**r, "scores": [math.nan if v is None else v for v in r["scores"]]})
+                     for r in entry["rungs"]]
+            self.rows[entry["program"]] = Row(
+                program=loss.program_, loss=loss, generation=entry["generation"], rungs=rungs,
+                status=entry["status"], message=entry["message"], equivalent_to=entry["equivalent_to"],
+                fold_coefficients=entry["fold_coefficients"])
+        self.keys = dict(state["keys"])
+        self.totals = {**dict.fromkeys(TOTALS, 0), **state["totals"]}
 
-    def losses(self):
-        """The SymbolicLoss of each row of :meth:`results`."""
-        return [r["criterion"] for r in self.rows.values()]
+    @property
+    def n_trained(self):
+        return self.totals["trained"]
+
+
+def _without_local_search(evaluation):
+    return evaluation if evaluation.local_search is None else replace(evaluation, local_search=None)

@@ -15,18 +15,89 @@
   training signal. :meth:`Probe.reject` is EvoMAL's rejection protocol: treat
   the outputs as free variables, minimise the loss over them directly, and
   reject the loss if the task error does not improve.
+- :func:`gradient_violations`: the protected primitives keep a loss's values
+  finite, not its gradients (``log`` of a value near zero has a gradient near
+  1e7). A loss whose gradient with respect to the net's outputs is not
+  finite, or far steeper than the usual loss's, somewhere on a dense grid over
+  the outputs it can meet, trains unstably or diverges: it is rejected before
+  any training.
 """
 
 import hashlib
+import math
 
 import numpy as np
 import torch
 
-__all__ = ["Probe", "commutative_key", "symbolic_key"]
+from .loss import usual_loss
+
+__all__ = ["Probe", "commutative_key", "gradient_violations", "symbolic_key"]
 
 #: A gradient this small everywhere on the probe is round-off, not a signal
 #: (``sub(yhat, y)`` on softmax outputs has an exact gradient of zero).
 _ZERO_GRADIENT = 1e-7
+
+
+def _grid(task):
+    """Terminal values ``(y, yhat)`` covering a task's output domain, and each point's chain-rule weight.
+
+    Classification: ``yhat`` a probability in [0, 1] (dense near both ends,
+    where protected primitives hit their floors), ``y`` 0 or 1; the weight
+    ``yhat (1 - yhat)`` is the slope of the softmax or sigmoid, so that
+    weight times the gradient bounds the gradient with respect to the logit.
+    Regression: ``y`` and ``yhat`` over [-4, 4], the range of standardised
+    targets; weight 1.
+    """
+    if task == "regression":
+        y, yhat = torch.meshgrid(torch.linspace(-4, 4, 17), torch.linspace(-4, 4, 161), indexing="ij")
+        return y.reshape(-1), yhat.reshape(-1), torch.ones(y.numel())
+    edges = torch.logspace(-7, -1, 43)
+    p = torch.cat([torch.tensor([0.0, 1.0]), edges, 1 - edges, torch.linspace(0, 1, 201)])
+    y = torch.cat([torch.zeros_like(p), torch.ones_like(p)])
+    p = torch.cat([p, p])
+    return y, p, p * (1 - p)
+
+
+def _steepest(loss, y, yhat, weight):
+    """The largest weighted gradient of the loss's element-wise program on the grid (inf if not finite)."""
+    yhat = yhat.clone().requires_grad_()
+    coefficients = None if loss.coefficients is None else loss.coefficients.detach().cpu()
+    try:
+        values = torch.broadcast_to(loss.program_.evaluate(y, yhat, coefficients), yhat.shape)
+        (grad,) = torch.autograd.grad(values.sum(), yhat, allow_unused=True)
+    except Exception:  # noqa: BLE001 - a program that fails here would fail in training
+        return math.inf
+    if not torch.isfinite(values).all():
+        return math.inf
+    grad = torch.zeros_like(yhat) if grad is None else grad
+    return float((grad.abs() * weight).max()) if torch.isfinite(grad).all() else math.inf
+
+
+def gradient_violations(losses, bound):
+    """Per loss: None if its gradient is finite and at most ``bound`` times the usual loss's on the grid.
+
+    The usual loss is cross-entropy (whose weighted gradient is at most 1) for
+    classification and squared error for regression, on the same grid.
+
+    Returns
+    -------
+    list of str or None
+        Why each loss is rejected, or None.
+    """
+    out, references = [], {}
+    for loss in losses:
+        grid = _grid(loss.task)
+        if loss.task not in references:
+            references[loss.task] = _steepest(usual_loss(loss.task), *grid)
+        steepest = _steepest(loss, *grid)
+        if not math.isfinite(steepest):
+            out.append("unstable: the loss or its gradient is not finite somewhere on the output domain")
+        elif steepest > bound * references[loss.task]:
+            out.append(f"unstable: its gradient reaches {steepest:.3g} on the output domain, more than "
+                       f"{bound:g} times the usual loss's largest ({references[loss.task]:.3g})")
+        else:
+            out.append(None)
+    return out
 
 
 def symbolic_key(loss):

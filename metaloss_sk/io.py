@@ -41,21 +41,19 @@ Traceback (most recent call last):
 ValueError: loss.program is not a valid program: unexpected character at position 11: "'" in ...
 """
 
-import contextlib
-import json
 import math
-import os
-import re
-import secrets
-import stat
 
 import numpy as np
-import torch
 
+from . import _json
+from ._json import MAX_DOCUMENT_SIZE, MAX_NESTING
+from ._validation import check_coefficients
 from .loss import LINKS, TASKS, SymbolicLoss
 from .program import parse
 
 __all__ = [
+    "MAX_DOCUMENT_SIZE",
+    "MAX_NESTING",
     "LOSS_FORMAT",
     "HALL_OF_FAME_FORMAT",
     "FORMAT_VERSION",
@@ -80,21 +78,14 @@ HALL_OF_FAME_FORMAT = "metaloss_sk.hall_of_fame"
 #: The format version this module writes and reads.
 FORMAT_VERSION = 1
 
-#: Largest document accepted, in characters (or bytes, when reading bytes).
-MAX_DOCUMENT_SIZE = 16 * 2**20
 #: Largest program string accepted, in characters (programs have at most
 #: 10,000 nodes, which print in well under this).
 MAX_PROGRAM_CHARS = 2**20
-#: Deepest JSON nesting accepted; the formats need 4.
-MAX_NESTING = 32
 
 _HOF_FIELDS = ("program", "infix", "length", "depth", "generation", "mean_test_score", "std_test_score")
 _LOSS_REQUIRED = ("format", "version", "program", "task")
 _LOSS_OPTIONAL = ("link", "coefficients")
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
-# A JSON string: quotes around anything but quotes and backslashes, or escapes.
-_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 
 
 # --------------------------------------------------------------------------- losses
@@ -178,7 +169,7 @@ def dumps_loss(loss):
     -------
     str
     """
-    return _dumps(loss_to_dict(loss))
+    return _json.dumps(loss_to_dict(loss))
 
 
 def loads_loss(text):
@@ -200,7 +191,7 @@ def loads_loss(text):
         JSON, bytes that are not UTF-8, a document larger than
         ``MAX_DOCUMENT_SIZE`` or nested deeper than ``MAX_NESTING``.
     """
-    return loss_from_dict(_loads(text, "loss"))
+    return loss_from_dict(_json.loads(text, "loss"))
 
 
 def save_loss(loss, path):
@@ -212,7 +203,7 @@ def save_loss(loss, path):
     path : str or path-like
         The file; replaced if it exists.
     """
-    _atomic_write(path, dumps_loss(loss))
+    _json.write(path, loss_to_dict(loss))
 
 
 def load_loss(path):
@@ -235,7 +226,7 @@ def load_loss(path):
     OSError
         If the file cannot be read.
     """
-    return loads_loss(_read(path))
+    return loss_from_dict(_json.read(path, "loss"))
 
 
 # --------------------------------------------------------------------------- hall of fame
@@ -250,7 +241,8 @@ def hall_of_fame_to_dict(entries, task=None):
         As in ``LossSearchCV.hall_of_fame_``: each with keys ``program``,
         ``infix``, ``length``, ``depth``, ``generation``, ``mean_test_score``
         and ``std_test_score``, and optionally ``coefficients`` (one per edge
-        of the program, or None). NumPy scalars and arrays and torch tensors
+        of the program, or None) and ``n_resources`` (the training steps the
+        scores were measured at). NumPy scalars and arrays and torch tensors
         become plain Python values; NaN scores become ``null``.
     task : {"multiclass", "binary", "regression"} or None, default=None
         The task the programs were searched for, recorded in the document.
@@ -278,7 +270,7 @@ def hall_of_fame_to_dict(entries, task=None):
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict):
             raise ValueError(f"entries[{i}] must be a dict, got {type(entry).__name__}")
-        plain.append({str(k) if isinstance(k, str) else k: _plain(v) for k, v in entry.items()})
+        plain.append({str(k) if isinstance(k, str) else k: _json.plain(v) for k, v in entry.items()})
     d = {"format": HALL_OF_FAME_FORMAT, "version": FORMAT_VERSION, "task": task, "entries": plain}
     _check_hall_of_fame_dict(d)
     return d
@@ -318,7 +310,7 @@ def dumps_hall_of_fame(entries, task=None):
     -------
     str
     """
-    return _dumps(hall_of_fame_to_dict(entries, task=task))
+    return _json.dumps(hall_of_fame_to_dict(entries, task=task))
 
 
 def loads_hall_of_fame(text, return_task=False):
@@ -343,7 +335,7 @@ def loads_hall_of_fame(text, return_task=False):
     ValueError
         For any malformed input, naming the entry and field.
     """
-    entries, task = hall_of_fame_from_dict(_loads(text, "hall of fame"))
+    entries, task = hall_of_fame_from_dict(_json.loads(text, "hall of fame"))
     return (entries, task) if return_task else entries
 
 
@@ -372,7 +364,7 @@ def save_hall_of_fame(entries, path, task=None):
     >>> load_hall_of_fame(path)[0]["std_test_score"]
     nan
     """
-    _atomic_write(path, dumps_hall_of_fame(entries, task=task))
+    _json.write(path, hall_of_fame_to_dict(entries, task=task))
 
 
 def load_hall_of_fame(path, return_task=False):
@@ -399,7 +391,8 @@ def load_hall_of_fame(path, return_task=False):
     OSError
         If the file cannot be read.
     """
-    return loads_hall_of_fame(_read(path), return_task=return_task)
+    entries, task = hall_of_fame_from_dict(_json.read(path, "hall of fame"))
+    return (entries, task) if return_task else entries
 
 
 # --------------------------------------------------------------------------- validation
@@ -434,7 +427,7 @@ def _check_hall_of_fame_dict(d):
 
 
 def _check_entry(e, where):
-    _check_keys(e, where, _HOF_FIELDS, ("coefficients",))
+    _check_keys(e, where, _HOF_FIELDS, ("coefficients", "n_resources"))
     program = _check_program(e["program"], f"{where}.program")
     if not isinstance(e["infix"], str):
         raise ValueError(f"{where}.infix must be a string, got {_kind(e['infix'])}")
@@ -455,6 +448,8 @@ def _check_entry(e, where):
     }
     if "coefficients" in e:
         out["coefficients"] = _check_coefficients(e["coefficients"], f"{where}.coefficients", program)
+    if "n_resources" in e:
+        out["n_resources"] = _check_int(e["n_resources"], f"{where}.n_resources", low=1)
     return out
 
 
@@ -519,20 +514,13 @@ def _check_coefficients(values, where, program):
         return None
     if not isinstance(values, (list, tuple)):
         raise ValueError(f"{where} must be an array of numbers or null, got {_kind(values)}")
-    if len(values) != len(program) - 1:
-        raise ValueError(
-            f"{where} has {len(values)} values; the program has {len(program) - 1} edges "
-            f"(one coefficient per node but the root)"
-        )
-    out = []
     for i, c in enumerate(values):
         if isinstance(c, bool) or not isinstance(c, (int, float)):
             raise ValueError(f"{where}[{i}] must be a number, got {_kind(c)}")
         # Compare before converting: float() of a huge int overflows.
         if not (isinstance(c, int) or math.isfinite(c)) or abs(c) > _FLOAT32_MAX:
             raise ValueError(f"{where}[{i}] must be finite and within float32 range, got {_show_number(c)}")
-        out.append(float(c))
-    return out
+    return [float(c) for c in check_coefficients(values, program, where)]
 
 
 def _check_int(value, where, low):
@@ -594,118 +582,3 @@ def _show_int(value):
 
 def _show_number(value):
     return _show_int(value) if isinstance(value, int) else repr(float(value))
-
-
-def _plain(value):
-    """NumPy and torch values as plain Python ones; NaN as None."""
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().tolist()
-    elif isinstance(value, np.ndarray):
-        value = value.tolist()
-    elif isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _dumps(d):
-    return json.dumps(d, indent=2, allow_nan=False) + "\n"
-
-
-def _reject_constant(name):
-    raise ValueError(f"non-finite number {name} is not allowed")
-
-
-def _object(pairs):
-    d = {}
-    for k, v in pairs:
-        if k in d:
-            raise ValueError(f"duplicate key {_show(k)}")
-        d[k] = v
-    return d
-
-
-def _check_nesting(text):
-    """Refuse deep nesting before json.loads can recurse into it."""
-    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
-    if len(brackets) <= MAX_NESTING:
-        return
-    codes = np.frombuffer(brackets.encode("ascii"), dtype=np.uint8)
-    steps = np.where((codes == ord("[")) | (codes == ord("{")), 1, -1)
-    if np.cumsum(steps).max() > MAX_NESTING:
-        raise ValueError(f"document is nested more than {MAX_NESTING} levels deep")
-
-
-def _loads(text, what):
-    if isinstance(text, (bytes, bytearray, memoryview)):
-        if len(text) > MAX_DOCUMENT_SIZE:
-            raise ValueError(f"{what} document is too large ({len(text)} bytes; at most {MAX_DOCUMENT_SIZE})")
-        try:
-            text = bytes(text).decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise ValueError(f"{what} document is not valid UTF-8: {e.reason} at byte {e.start}") from None
-    if not isinstance(text, str):
-        raise ValueError(f"a {what} document must be str or bytes, got {type(text).__name__}")
-    if len(text) > MAX_DOCUMENT_SIZE:
-        raise ValueError(f"{what} document is too large ({len(text)} characters; at most {MAX_DOCUMENT_SIZE})")
-    _check_nesting(text)
-    try:
-        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_object)
-    except RecursionError:
-        raise ValueError(f"{what} document is nested too deeply") from None
-    except ValueError as e:  # JSONDecodeError, the hooks above, over-long integers
-        raise ValueError(f"{what} document is not valid JSON: {_shorten(str(e))}") from None
-
-
-def _shorten(text, n=200):
-    return text if len(text) <= n else text[: n - 3] + "..."
-
-
-def _read(path):
-    with open(path, "rb") as f:
-        data = f.read(MAX_DOCUMENT_SIZE + 1)
-    if len(data) > MAX_DOCUMENT_SIZE:
-        raise ValueError(f"{os.fspath(path)!s} is too large (more than {MAX_DOCUMENT_SIZE} bytes)")
-    return data
-
-
-def _atomic_write(path, text):
-    """Write ``text`` to ``path`` through a temporary file in the same directory."""
-    path = os.fspath(path)
-    data = text.encode("utf-8")
-    directory = os.path.dirname(os.path.abspath(path))
-    base = os.path.basename(path)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    for _ in range(100):
-        tmp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
-        try:
-            fd = os.open(tmp, flags, 0o666)  # the umask applies, as for open(path, "w")
-            break
-        except FileExistsError:
-            continue
-    else:  # pragma: no cover
-        raise FileExistsError(f"could not create a temporary file next to {path}")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            with contextlib.suppress(OSError):  # keep the mode of a file being replaced
-                os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
-        with contextlib.suppress(OSError):
-            dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)

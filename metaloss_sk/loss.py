@@ -5,6 +5,7 @@ import sympy
 import torch
 from torch import nn
 
+from ._validation import check_coefficients
 from .program import parse
 from .terminals import binary_terminals, multiclass_terminals, reduce_loss, regression_terminals
 
@@ -18,6 +19,7 @@ LINKS = {
     "regression": ("identity",),
 }
 CROSS_ENTROPY = "neg(mul(y, log(yhat)))"
+SQUARED_ERROR = "square(sub(y, yhat))"
 
 
 def _check_task_link(task, link):
@@ -104,15 +106,8 @@ class SymbolicLoss(nn.Module):
         if coefficients is None:
             self.register_buffer("coefficients", None)
         else:
-            c = torch.as_tensor(np.asarray(coefficients, dtype=np.float32).reshape(-1))
-            if c.numel() != len(self.program_) - 1:
-                raise ValueError(
-                    f"coefficients has {c.numel()} values; the program {self.program_} has "
-                    f"{len(self.program_) - 1} edges (one per node but the root)."
-                )
-            if not torch.isfinite(c).all():
-                raise ValueError("coefficients must be finite.")
-            self.register_buffer("coefficients", c)
+            c = check_coefficients(coefficients, self.program_)
+            self.register_buffer("coefficients", torch.as_tensor(c.astype(np.float32)))
 
     def __reduce_ex__(self, protocol):
         # Rebuild through the constructor: robust across versions and classes.
@@ -216,6 +211,11 @@ class SymbolicLoss(nn.Module):
         if self.task == "binary":
             return binary_terminals(y_pred, y_true, self.link_ == "sigmoid")
         return regression_terminals(y_pred, y_true)
+
+
+def usual_loss(task):
+    """The task's usual loss as a program: cross-entropy for classifiers, squared error for regression."""
+    return SymbolicLoss(SQUARED_ERROR if task == "regression" else CROSS_ENTROPY, task=task)
 
 
 def _rebuild(params):

@@ -10,11 +10,10 @@ from numbers import Integral
 import numpy as np
 import torch
 
-from .loss import CROSS_ENTROPY, SymbolicLoss
+from .loss import CROSS_ENTROPY, SQUARED_ERROR, SymbolicLoss
 
 __all__ = ["plot_progress", "plot_loss_shape", "plot_pareto", "results_frame"]
 
-_SQUARED_ERROR = "square(sub(y, yhat))"
 
 
 def _axes(ax):
@@ -162,7 +161,7 @@ def plot_loss_shape(losses, ax=None, n_classes=10, labels=None, target=0.0):
         x = np.linspace(-3.0, 3.0, 301)
         for loss, label in zip(losses, labels):
             ax.plot(x, _per_sample_regression(loss, x, target), label=label)
-        reference = SymbolicLoss(_SQUARED_ERROR, task="regression")
+        reference = SymbolicLoss(SQUARED_ERROR, task="regression")
         ax.plot(x, _per_sample_regression(reference, x, target), "k--", label="squared error")
         ax.set_xlabel(f"residual  yhat \u2212 y   (y = {target:g})")
         ax.set_title("Learned loss shape (regression)")

@@ -8,14 +8,22 @@ or MSE for regression) is measured on a validation batch with the updated
 weights, and its gradient with respect to the coefficients drives an Adam step.
 
 The inner steps are written out of place with :func:`torch.autograd.grad` and
-``create_graph=True`` (``torch.optim`` steps are in place and cannot sit inside
-the unroll); SGD (momentum, dampening, Nesterov, weight decay) and Adam/AdamW
-follow ``torch.optim``'s update rules exactly.
+``create_graph=True``, with the update rules of :mod:`metaloss_sk.optim`.
+
+A one-step lookahead from a fresh network favours whatever makes the first
+step longest, which is not what trains best over a whole run (short-horizon
+bias). So, as EvoMAL's reference does, the coefficients are checkpointed: a
+``validate`` function (which trains the network for the fitness budget and
+scores it on held-out rows) is called on the starting coefficients and every
+so many meta steps, and the best-scoring checkpoint is returned, never one
+worse than the start.
+
+This module is the maths, on tensors and modules; :mod:`metaloss_sk.local_search`
+runs it for a skorch net.
 """
 
 import math
 import time
-import warnings
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 
@@ -25,7 +33,9 @@ import torch.nn.functional as F
 from sklearn.utils import check_random_state
 from torch.func import functional_call
 
+from ._validation import Interval, check, check_coefficients
 from .loss import SymbolicLoss
+from .optim import inner_optimizer
 from .program import parse
 
 __all__ = ["RefineResult", "initial_coefficients", "learn_coefficients", "meta_objective"]
@@ -66,7 +76,8 @@ class RefineResult:
     Attributes
     ----------
     coefficients : ndarray of shape (n_edges,)
-        The learned coefficients (the last finite values).
+        The learned coefficients: the best-scoring checkpoint when the search
+        was validated, else the last finite values.
     initial_coefficients : ndarray of shape (n_edges,)
         Where the search started, rounded to the data's precision.
     meta_losses : list of float
@@ -80,6 +91,9 @@ class RefineResult:
         Wall time of the search.
     base_loss : SymbolicLoss
         The loss whose coefficients were learned.
+    checkpoints : list of (int, float)
+        ``(meta steps taken, validation score)`` of every checkpoint, the
+        start (0 steps) first; empty without ``validate``.
     """
 
     coefficients: np.ndarray
@@ -88,6 +102,7 @@ class RefineResult:
     n_nan_steps: int
     time_s: float
     base_loss: SymbolicLoss = field(repr=False)
+    checkpoints: list = field(default_factory=list)
 
     @property
     def loss(self):
@@ -98,7 +113,7 @@ class RefineResult:
 def learn_coefficients(loss, module_factory, X_train, y_train, X_valid, y_valid, *,
                        optimizer=torch.optim.SGD, optimizer_params=None, meta_steps=250,
                        meta_lr=1e-3, unroll=1, batch_size=128, coefficients=None,
-                       random_state=None, device="cpu"):
+                       random_state=None, device="cpu", validate=None, checkpoints=10):
     """Meta-learn a loss program's coefficients by unrolled differentiation (EvoMAL).
 
     Parameters
@@ -140,6 +155,16 @@ def learn_coefficients(loss, module_factory, X_train, y_train, X_valid, y_valid,
         initialisations. The global torch RNG is restored afterwards.
     device : str or torch.device, default="cpu"
         Where the network and data live during the search.
+    validate : callable or None, default=None
+        ``validate(losses) -> scores``: trains with each of a list of losses
+        (this loss with candidate coefficients) and returns a score each,
+        higher is better (NaN: failed). With it, the coefficients are
+        checkpointed: the start and ``checkpoints`` evenly spaced points of
+        the search are scored, and the best is returned (the earliest of
+        equal scores, so never one worse than the start).
+    checkpoints : int, default=10
+        Checkpoints after the start, when ``validate`` is given (the last at
+        the end of the search).
 
     Returns
     -------
@@ -159,11 +184,10 @@ def learn_coefficients(loss, module_factory, X_train, y_train, X_valid, y_valid,
         raise ValueError(f"loss must be a SymbolicLoss, got {type(loss).__name__}.")
     if not callable(module_factory):
         raise ValueError("module_factory must be a callable returning a fresh torch.nn.Module.")
-    meta_steps = _check_int("meta_steps", meta_steps)
-    unroll = _check_int("unroll", unroll)
-    batch_size = _check_int("batch_size", batch_size)
-    if isinstance(meta_lr, bool) or not isinstance(meta_lr, Real) or not meta_lr > 0:
-        raise ValueError(f"meta_lr must be a positive float, got {meta_lr!r}.")
+    check({"meta_steps": meta_steps, "unroll": unroll, "batch_size": batch_size, "meta_lr": meta_lr,
+           "checkpoints": checkpoints}, SETTINGS)
+    if validate is not None and not callable(validate):
+        raise ValueError(f"validate must be a callable or None, got {validate!r}.")
     device = _torch_device(device)
     _check_data("X_train", "y_train", X_train, y_train)
     _check_data("X_valid", "y_valid", X_valid, y_valid)
@@ -171,7 +195,7 @@ def learn_coefficients(loss, module_factory, X_train, y_train, X_valid, y_valid,
         [loss], module_factory, X_train, y_train, X_valid, y_valid, optimizer=optimizer,
         optimizer_params=optimizer_params, meta_steps=meta_steps,
         meta_lr=meta_lr, unroll=unroll, batch_size=batch_size, coefficients=[coefficients],
-        random_state=check_random_state(random_state), device=device,
+        random_state=check_random_state(random_state), device=device, validate=validate, checkpoints=checkpoints,
     )[0]
     if isinstance(outcome, Exception):
         raise outcome
@@ -179,9 +203,19 @@ def learn_coefficients(loss, module_factory, X_train, y_train, X_valid, y_valid,
     return outcome
 
 
+#: The local search's settings and the values each accepts.
+SETTINGS = {
+    "meta_steps": [Interval(Integral, 1)],
+    "unroll": [Interval(Integral, 1)],
+    "batch_size": [Interval(Integral, 1)],
+    "meta_lr": [Interval(Real, 0, None, closed="neither")],
+    "checkpoints": [Interval(Integral, 0)],
+}
+
+
 def learn_coefficients_group(losses, module_factory, X_train, y_train, X_valid, y_valid, *, optimizer,
                              optimizer_params, meta_steps, meta_lr, unroll, batch_size, random_state, device,
-                             coefficients=None):
+                             coefficients=None, validate=None, checkpoints=10):
     """:func:`learn_coefficients` for several losses of one task and link at once, in lockstep.
 
     The arguments are :func:`learn_coefficients`'s, already checked
@@ -192,7 +226,8 @@ def learn_coefficients_group(losses, module_factory, X_train, y_train, X_valid, 
     those from a copy of the same generator state. The losses' networks step
     in lockstep (see :func:`_unrolled_objectives`), each running the
     operations it would run alone, so a loss's result does not depend on the
-    others learned with it.
+    others learned with it (``validate`` must score each loss as it would
+    alone, too).
 
     Returns one :class:`RefineResult` per loss, or the exception its program
     raised (the others go on without it).
@@ -200,7 +235,7 @@ def learn_coefficients_group(losses, module_factory, X_train, y_train, X_valid, 
     start = time.perf_counter()
     device = _torch_device(device)
     X_train, y_train, X_valid, y_valid = (t.to(device) for t in (X_train, y_train, X_valid, y_valid))
-    inner = _inner_optimizer(optimizer, optimizer_params)
+    inner = inner_optimizer(optimizer, optimizer_params)
     rng = random_state
     batch_seed, *module_seeds = rng.randint(_SEED_HIGH, size=meta_steps + 1)
     state = rng.get_state()
@@ -209,7 +244,8 @@ def learn_coefficients_group(losses, module_factory, X_train, y_train, X_valid, 
     for loss, given in zip(losses, coefficients):
         own = np.random.RandomState()
         own.set_state(state)
-        starts.append(_check_coefficients(given, loss.program_, own))
+        starts.append(initial_coefficients(loss.program_, own) if given is None
+                      else check_coefficients(given, loss.program_))
 
     dtype = X_train.dtype if X_train.is_floating_point() else torch.get_default_dtype()
     css = [torch.tensor(s, dtype=dtype, device=device, requires_grad=True) for s in starts]
@@ -218,7 +254,9 @@ def learn_coefficients_group(losses, module_factory, X_train, y_train, X_valid, 
     n_nan = [0] * len(losses)
     errors = [None] * len(losses)
     alive = [k for k, s in enumerate(starts) if len(s)]  # a one-node program has no coefficient
+    validated = _Checkpoints(losses, validate)
     if alive:
+        every = max(1, meta_steps // checkpoints) if validate is not None and checkpoints else 0
         generator = torch.Generator().manual_seed(int(batch_seed))
         train_idx = _batches(len(X_train), batch_size, meta_steps * unroll, generator, device).unbind()
         valid_idx = _batches(len(X_valid), batch_size, meta_steps, generator, device).unbind()
@@ -228,6 +266,7 @@ def learn_coefficients_group(losses, module_factory, X_train, y_train, X_valid, 
         with torch.random.fork_rng(devices=_rng_devices(device)):
             # Every module from the factory has the same structure: look at one.
             tied = _has_tied_parameters(_fresh_module(module_factory, device)[0])
+            validated.score(0, {k: initial[k] for k in alive})
             for step, seed in enumerate(module_seeds):
                 train_batches = [(X_train.index_select(0, i), y_train.index_select(0, i))
                                  for i in train_idx[step * unroll:(step + 1) * unroll]]
@@ -245,11 +284,44 @@ def learn_coefficients_group(losses, module_factory, X_train, y_train, X_valid, 
                 alive = [k for k in alive if errors[k] is None]
                 if not alive:
                     break
+                if every and ((step + 1) % every == 0 or step + 1 == meta_steps):
+                    validated.score(step + 1, {k: last_finite[k].cpu().double().numpy() for k in alive})
     elapsed = time.perf_counter() - start
-    return [errors[k] if errors[k] is not None else RefineResult(
-        coefficients=css[k].detach().cpu().double().numpy(), initial_coefficients=initial[k],
-        meta_losses=meta_losses[k], n_nan_steps=n_nan[k], time_s=elapsed, base_loss=loss)
-        for k, loss in enumerate(losses)]
+    results = []
+    for k, loss in enumerate(losses):
+        if errors[k] is not None:
+            results.append(errors[k])
+            continue
+        best = validated.best(k)
+        results.append(RefineResult(
+            coefficients=css[k].detach().cpu().double().numpy() if best is None else best,
+            initial_coefficients=initial[k], meta_losses=meta_losses[k], n_nan_steps=n_nan[k], time_s=elapsed,
+            base_loss=loss, checkpoints=validated.history[k]))
+    return results
+
+
+class _Checkpoints:
+    """The validation scores of each loss's checkpoints, and the best one."""
+
+    def __init__(self, losses, validate):
+        self.losses, self.validate = losses, validate
+        self.history = {k: [] for k in range(len(losses))}
+        self._best = {}
+
+    def score(self, step, coefficients):
+        if self.validate is None or not coefficients:
+            return
+        keys = list(coefficients)
+        scores = self.validate([self.losses[k].with_coefficients(coefficients[k]) for k in keys])
+        for k, score in zip(keys, scores):
+            score = float(score)
+            self.history[k].append((step, score))
+            # Strictly better only: of equal scores the earliest (the start first) stays.
+            if math.isfinite(score) and (k not in self._best or score > self._best[k][0]):
+                self._best[k] = (score, coefficients[k])
+
+    def best(self, k):
+        return self._best[k][1] if k in self._best else None
 
 
 def _meta_updates(items, n_nan):
@@ -317,7 +389,7 @@ def meta_objective(loss, coefficients, module, train_batches, valid_batch, *,
     Tensor
         A scalar.
     """
-    inner = _inner_optimizer(optimizer, optimizer_params)
+    inner = inner_optimizer(optimizer, optimizer_params)
     params = dict(module.named_parameters()) if params is None else dict(params)
     cs = coefficients.unbind() if torch.is_tensor(coefficients) else coefficients
     (objective,) = _unrolled_objectives([loss], [cs], module, params, train_batches, valid_batch, inner,
@@ -431,112 +503,6 @@ def _task_loss(loss):
     return nll
 
 
-class _SGD:
-    """``torch.optim.SGD``'s update, out of place and differentiable."""
-
-    def __init__(self, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
-                 maximize=False, **_):
-        self.lr, self.momentum, self.dampening = lr, momentum, dampening
-        self.weight_decay, self.nesterov, self.maximize = weight_decay, nesterov, maximize
-
-    def step(self, params, grads, state, t):
-        new_params, new_state = [], []
-        for p, g, buf in zip(params, grads, state):
-            if g is None:  # torch.optim leaves a parameter without gradient alone
-                new_params.append(p)
-                new_state.append(buf)
-                continue
-            if self.maximize:
-                g = -g
-            if self.weight_decay:
-                g = torch.add(g, p, alpha=self.weight_decay)
-            lr = self.lr
-            if self.momentum and buf is None:  # the buffer starts as g: fold it into the step size
-                buf = g
-                lr = lr * (1 + self.momentum) if self.nesterov else lr
-            elif self.momentum:
-                buf = torch.add(buf * self.momentum, g, alpha=1 - self.dampening)
-                g = torch.add(g, buf, alpha=self.momentum) if self.nesterov else buf
-            new_params.append(torch.add(p, g, alpha=-lr))
-            new_state.append(buf)
-        return new_params, new_state
-
-
-class _Adam:
-    """``torch.optim.Adam``'s (and AdamW's) update, out of place and differentiable."""
-
-    def __init__(self, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
-                 maximize=False, decoupled_weight_decay=False, **_):
-        self.lr, self.eps, self.weight_decay = lr, eps, weight_decay
-        self.beta1, self.beta2 = (float(b) for b in betas)
-        self.amsgrad, self.maximize, self.decoupled = amsgrad, maximize, decoupled_weight_decay
-
-    def step(self, params, grads, state, t):
-        b1, b2 = self.beta1, self.beta2
-        step_size = self.lr / (1 - b1**t)
-        bias_correction2_sqrt = (1 - b2**t) ** 0.5
-        new_params, new_state = [], []
-        for p, g, s in zip(params, grads, state):
-            if g is None:
-                new_params.append(p)
-                new_state.append(s)
-                continue
-            if self.maximize:
-                g = -g
-            if self.weight_decay:
-                if self.decoupled:
-                    p = p * (1 - self.lr * self.weight_decay)
-                else:
-                    g = g + self.weight_decay * p
-            if s is None:
-                m, v = g * (1 - b1), g * g * (1 - b2)
-                v_max = v
-            else:
-                m, v, v_max = s
-                m = torch.add(m * b1, g, alpha=1 - b1)
-                v = torch.addcmul(v * b2, g, g, value=1 - b2)
-                if self.amsgrad:
-                    v_max = torch.maximum(v_max, v)
-            denom = _sqrt0(v_max if self.amsgrad else v) / bias_correction2_sqrt + self.eps
-            new_params.append(torch.addcdiv(p, m, denom, value=-step_size))
-            new_state.append((m, v, v_max))
-        return new_params, new_state
-
-
-def _sqrt0(x):
-    # sqrt with derivative 0 at 0: a parameter whose gradient is exactly 0 (a
-    # dead unit) has second moment 0, and sqrt's infinite slope there times
-    # the zero slope of g**2 would make the meta-gradient NaN.
-    positive = x > 0
-    return torch.where(positive, torch.sqrt(torch.where(positive, x, torch.ones_like(x))), 0.0)
-
-
-def _inner_optimizer(optimizer, optimizer_params):
-    if not (isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer)):
-        raise ValueError(f"optimizer must be a torch.optim.Optimizer subclass, got {optimizer!r}.")
-    if optimizer_params is not None and not isinstance(optimizer_params, dict):
-        raise ValueError(f"optimizer_params must be a dict or None, got {type(optimizer_params).__name__}.")
-    try:
-        # torch's own constructor checks the values and fills in the defaults.
-        probe = optimizer([torch.zeros(1, requires_grad=True)], **(optimizer_params or {}))
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"optimizer_params {optimizer_params!r} do not fit {optimizer.__name__}: {exc}") from exc
-    settings = {k: float(v) if torch.is_tensor(v) else v for k, v in probe.defaults.items()}
-    if issubclass(optimizer, torch.optim.SGD):
-        return _SGD(**settings)
-    if issubclass(optimizer, torch.optim.Adam):
-        return _Adam(**settings)
-    if "lr" not in settings:
-        raise ValueError(f"optimizer {optimizer.__name__} has no learning rate to fall back to SGD with.")
-    warnings.warn(
-        f"No differentiable {optimizer.__name__} step is available; the local search unrolls "
-        f"plain SGD with lr={settings['lr']} instead. Use torch.optim.SGD or torch.optim.Adam "
-        f"for an exact unroll.",
-        stacklevel=3,
-    )
-    return _SGD(lr=settings["lr"])
-
-
 def _torch_device(device):
     device = torch.device(device)
     if device.type == "cuda" and device.index is None:  # fork_rng and seeding need the index
@@ -561,27 +527,6 @@ def _fastest_adam(device):
 
 def _rng_devices(device):
     return [device.index] if device.type == "cuda" else []
-
-
-def _check_coefficients(coefficients, program, rng):
-    n_edges = len(program) - 1
-    if coefficients is None:
-        return initial_coefficients(program, rng)
-    values = np.asarray(coefficients, dtype=float).reshape(-1)
-    if values.size != n_edges:
-        raise ValueError(
-            f"coefficients has {values.size} values; the program {program} has "
-            f"{n_edges} edges (one per node but the root)."
-        )
-    if not np.isfinite(values).all():
-        raise ValueError("coefficients must be finite.")
-    return values
-
-
-def _check_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
-    return int(value)
 
 
 def _check_data(x_name, y_name, X, y):

@@ -1,17 +1,18 @@
 """LossSearchCV: evolve a symbolic loss for a skorch net, scored by cross-validation."""
 
-import contextlib
 import math
 import time
 import warnings
+from dataclasses import replace
 from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, MetaEstimatorMixin, clone, is_classifier
+from sklearn.base import BaseEstimator, MetaEstimatorMixin, is_classifier
+from sklearn.compose import TransformedTargetRegressor
 from sklearn.metrics import check_scoring
 from sklearn.model_selection import check_cv
-from sklearn.preprocessing import LabelEncoder
+from sklearn.preprocessing import LabelEncoder, StandardScaler
 from sklearn.utils import check_random_state
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
@@ -20,20 +21,23 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch import NeuralNet, NeuralNetBinaryClassifier, NeuralNetClassifier, NeuralNetRegressor
 from tqdm.auto import tqdm
 
-from .checkpoint import load_checkpoint, rng_from_json, rng_to_json, save_checkpoint, signature
-from .engine import Budget, LocalSearch, fast_path_blockers, refine_loss
-from .evaluator import SQUARED_ERROR, Evaluator, mean_score
+from . import results
+from ._validation import InstanceOf, Interval, Options, Pair, check
+from .checkpoint import SearchState, load_checkpoint, save_checkpoint, signature
+from .engine import Evaluation, refine_on
+from .evaluator import Evaluator, EvaluatorConfig
 from .evolution import Variation, initial_population, next_generation
 from .export import to_torch_source
-from .loss import CROSS_ENTROPY, SymbolicLoss
+from .local_search import LocalSearch
+from .loss import usual_loss
 from .primitives import EVOMAL_FUNCTION_SET
 from .program import SearchSpace, parse
+from .training import Budget, Trainer, build_net, fast_path_blockers
 
 __all__ = ["LossSearchCV"]
 
-_TRAIN_LOOPS = ("auto", "fast", "skorch")
-_LOCAL_SEARCH = (None, "winners", "all")
-_EQUIVALENCE = ("none", "exact", "symbolic", "gradient")
+#: EvoMAL's fitness budget: optimizer steps per candidate.
+EVOMAL_STEPS = 500
 
 
 def _task_of(net):
@@ -62,23 +66,48 @@ def _estimator_has(attr):
     return check
 
 
+class _Progress:
+    """A tqdm bar over proposed candidates that accepts fractions of one (a fold's share)."""
+
+    def __init__(self, bar):
+        self.bar, self.done = bar, float(bar.n)
+
+    def __call__(self, n):
+        self.done += n
+        self.bar.update(min(int(round(self.done, 6)), self.bar.total) - self.bar.n)
+
+
 class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
     """Search for a loss function for a skorch net by genetic programming (EvoMAL).
 
     Each candidate loss is a symbolic program over the target ``y`` and the
     prediction ``yhat`` (see :class:`~metaloss_sk.SymbolicLoss`). Its fitness
-    is the cross-validated score of the net trained with it: on every fold,
-    every candidate starts from the same seeded initialisation and sees the
-    same batch order, so scores differ by the loss alone. Programs evolve with
-    gplearn's variation operators, tournament selection and elitism; the
-    best program is then used to refit the net on all the data.
+    is the cross-validated score of the net trained with it for a short
+    budget: on every fold, every candidate starts from the same seeded
+    initialisation and sees the same batch order, so scores differ by the loss
+    alone. Programs evolve with gplearn's variation operators, tournament
+    selection and elitism.
+
+    The winner is then chosen at the budget the net will train with: the best
+    distinct programs climb rungs of growing training budget up to the net's
+    own (successive halving, as in
+    :class:`~sklearn.model_selection.HalvingGridSearchCV`), the field cut by
+    ``factor`` at each rung, the usual loss always kept in it; the last rung
+    trains every finalist with ``final_seeds`` weight seeds per fold, and a
+    program that fails on any fold, seed or rung (a non-finite loss or score,
+    or a score no better than chance) is out. The best program there is
+    ``best_loss_``. The usual loss, at the net's learning rate and with the
+    learning rate tuned over ``baseline_lrs``, is measured on the same folds
+    and seeds (``baseline_``), and the net is refit with ``best_loss_`` on all
+    the data.
 
     Parameters
     ----------
     estimator : skorch NeuralNetClassifier, NeuralNetBinaryClassifier or NeuralNetRegressor
         The net whose loss is searched. Its module, optimizer, ``lr``,
         ``batch_size``, ``max_epochs``, ``device`` and ``*__`` settings are
-        honoured; its criterion is replaced by each candidate.
+        honoured; its criterion is replaced by each candidate. Its
+        ``max_epochs`` is the budget the winner is chosen at.
     population_size : int, default=25
         Programs per generation.
     generations : int, default=50
@@ -109,77 +138,93 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
     elitism : int, default=1
         Number of best distinct programs copied unchanged into each generation.
     seed_programs : "auto" or sequence of str, default="auto"
-        Programs placed in the first generation; "auto" seeds cross-entropy for
-        classifiers and squared error for regressors.
+        Programs placed in the first generation, never filtered out and always
+        kept among the finalists; "auto" seeds cross-entropy for classifiers
+        and squared error for regressors.
     hall_of_fame : int, default=10
         Number of best distinct programs kept in ``hall_of_fame_``.
-    max_epochs : int or None, default=None
-        Epochs each candidate trains; None uses the estimator's ``max_epochs``.
-    max_steps : int or None, default=None
-        If set, each candidate trains for this many optimizer steps instead
-        (EvoMAL uses 500).
+    min_resources : "auto" or int, default="auto"
+        The fitness budget of the genetic search: optimizer steps each
+        candidate trains for on each fold. "auto" is EvoMAL's 500, or the
+        final budget if that is smaller.
+    max_resources : "auto" or int, default="auto"
+        The final budget, at which the winner is chosen: optimizer steps, or
+        "auto" for the net's own ``max_epochs`` over a fold's training rows.
+    factor : float, default=3
+        Each rung of the final selection trains ``factor`` times longer than
+        the one before, with a ``factor`` times smaller field, from the
+        fitness budget up to the final one.
+    n_finalists : int, default=3
+        Programs at the final rung (besides the seed programs).
+    final_seeds : int, default=2
+        Weight seeds per fold at the final rung.
+    baseline_lrs : "auto", sequence of float or None, default="auto"
+        Learning rates the usual loss is also tried with at the final budget,
+        so that ``baseline_`` shows it with its learning rate tuned: "auto"
+        is the net's lr times 0.1, 0.316, 3.16 and 10; None tries the net's
+        lr only.
+    gradient_bound : float or None, default=100
+        A program whose gradient with respect to the net's outputs is not
+        finite, or steeper than this many times the usual loss's steepest,
+        anywhere on a grid over the outputs it can meet (probabilities in
+        [0, 1]; standardised targets and outputs in [-4, 4] for regression)
+        is rejected before any training. None turns the check off.
+    standardize_target : bool, default=True
+        For regression, train on targets standardised on each fold's training
+        rows and map predictions back (as ``TransformedTargetRegressor`` with
+        a ``StandardScaler``; ``best_estimator_`` is one). Without it, a
+        target of large scale makes every program but the smallest-gradient
+        ones diverge.
     max_time : float or None, default=None
-        Stop after the generation during which this many seconds passed.
+        Stop the genetic search after the generation during which this many
+        seconds passed.
     n_iter_no_change : int or None, default=None
         Stop after this many generations without a better best score.
     max_evaluations : int or None, default=None
         Stop after this many distinct programs have been trained.
-    local_search : {None, "winners", "all"}, default=None
+    local_search : None, "all", "winners" or LocalSearch, default=None
         EvoMAL's local search, which learns one coefficient per edge of a
-        program by unrolled differentiation (see :meth:`fit_refine`). None is
-        plain GP (GP-LFL); "winners" refines the ``refine_top_k`` best programs
-        after the search, inside ``fit``; "all" refines every candidate before
-        its fitness is measured (EvoMAL proper). On each fold the local search
-        sees only that fold's training part, of which it holds out 20 % for its
-        meta objective.
-    meta_steps : int, default=250
-        Meta steps of each local search.
-    meta_lr : float, default=1e-3
-        Adam's learning rate on the coefficients.
-    unroll : int, default=1
-        Differentiable training steps per meta step.
-    refine_top_k : int, default=3
-        Programs refined by ``local_search="winners"`` and :meth:`fit_refine`.
+        program by unrolled differentiation (see :class:`LocalSearch` and
+        :meth:`fit_refine`). None is plain GP (GP-LFL); "all" refines every
+        candidate before its fitness is measured (EvoMAL proper);
+        "winners" refines the best programs after the final selection,
+        inside ``fit``. A :class:`LocalSearch` sets the details (its
+        parameters are ``local_search__*`` in a grid). On each fold the local
+        search sees only that fold's training rows.
     equivalence : {"none", "exact", "symbolic", "gradient"}, default="gradient"
         Which programs share one evaluation: none ("none": every proposed
         program is trained, a repeat again, with the same seeds and so the
         same scores; a baseline for what the cache saves); identical text
-        only ("exact", the reference's cache); also programs with the same sympy canonical
-        form ("symbolic"); also programs with the same gradient with respect
-        to the network's outputs on 100 probe rows of the first fold
-        ("gradient": losses that differ by a constant, for instance).
-        Whatever the setting, a loss whose gradient there is zero or not
-        finite is rejected without training. With ``local_search="all"``,
-        where equal functions of different shapes learn different
-        coefficients, "symbolic" and "gradient" share only programs that
-        differ by swapped arguments of commutative primitives (``add``,
-        ``mul``, ``min``, ``max``): with one coefficient per edge they are
-        the same family of losses.
+        only ("exact", the reference's cache); also programs with the same
+        sympy canonical form ("symbolic"); also programs with the same
+        gradient with respect to the network's outputs on 100 probe rows of
+        the first fold ("gradient": losses that differ by a constant, for
+        instance). Whatever the setting, a loss whose gradient there is zero
+        or not finite is rejected without training. With a local search on
+        every candidate, where equal functions of different shapes learn
+        different coefficients, "symbolic" and "gradient" share only
+        programs that differ by swapped arguments of commutative primitives
+        (``add``, ``mul``, ``min``, ``max``).
     rejection_steps : int, default=250
         EvoMAL's rejection protocol, run before any training: the probe
         rows' outputs are optimised directly for up to this many Adam steps
         (lr 0.01), and a loss that does not lower the task error there is
         rejected. 0 turns it off. EvoMAL uses 1000; on 300 random programs on
-        digits, 250 rejected exactly the same ones at a quarter of the cost
-        (Adam moves each output by at most about lr per step, so a loss that
-        points the right way shows it early).
+        digits, 250 rejected exactly the same ones at a quarter of the cost.
     train_loop : {"auto", "fast", "skorch"}, default="auto"
         How candidates train: "fast" is a tight loop over tensors that honours
         the net's configuration, "skorch" calls ``net.fit``; "auto" uses the
         fast loop unless the net has callbacks or overrides it cannot honour.
     candidates_per_task : int, default=8
         Candidates one parallel task trains together on a fold, in lockstep
-        (their local searches too). Larger groups share more of the
-        networks' cost; a generation's candidates are split into as few
-        groups as leave every worker a task, of even program length. A
-        candidate's result does not depend on its group, so results do not
-        depend on ``n_jobs``.
+        (their local searches too). A candidate's result does not depend on
+        its group, so results do not depend on ``n_jobs``.
     checkpoint : str, path or None, default=None
         A JSON file the search writes atomically after every generation. If
         it exists when ``fit`` starts, the search resumes from it, and ends
         with the result an uninterrupted run would have given; a checkpoint
         written with other settings or data is refused. Interrupting ``fit``
-        (Ctrl-C) stops at the next safe point with the results so far.
+        (Ctrl-C) stops the genetic search with the results so far.
     scoring : str, callable or None, default=None
         Scorer for the held-out folds; None uses the estimator's ``score``.
     cv : int, cross-validation generator or iterable, default=3
@@ -190,7 +235,8 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
     n_jobs : int or None, default=None
         Candidates trained in parallel through joblib; results do not depend on it.
     verbose : int, default=0
-        0 is silent; 1 prints a line per generation and the result.
+        0 is silent; 1 prints a line per generation and the result beside the
+        usual loss; 2 also the hall of fame after every generation.
     error_score : "raise" or float, default=np.nan
         Score recorded when a candidate fails to train or score; failures
         are never selected. "raise" re-raises errors (a loss that merely
@@ -201,26 +247,46 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
     Attributes
     ----------
     best_loss_ : SymbolicLoss
-        The best loss found.
+        The best loss at the final budget.
     best_score_ : float
-        Its mean cross-validated score.
+        Its mean cross-validated score at the final budget.
     best_params_ : dict
         ``best_loss_.as_params()``: the criterion class and its ``criterion__*``
         settings, so ``net.set_params(**search.best_params_)`` uses the found loss.
     best_index_ : int
         Its row in ``cv_results_``.
-    best_estimator_ : skorch net
-        The estimator refit with ``best_loss_`` (when ``refit=True``).
+    best_estimator_ : skorch net or TransformedTargetRegressor
+        The estimator refit with ``best_loss_`` (when ``refit=True``);
+        wrapped to standardise the target for regression with
+        ``standardize_target``.
+    baseline_ : dict or None
+        The usual loss (cross-entropy or squared error) at the final budget,
+        on the same folds and weight seeds as the finalists: ``program``;
+        ``n_resources`` and ``n_seeds``; ``lrs`` and ``mean_test_score``
+        (one per learning rate tried; NaN where it failed); ``net_lr``,
+        ``net_lr_score`` and ``net_lr_split_scores`` (at the net's own
+        learning rate); ``tuned_lr``, ``tuned_score`` and
+        ``tuned_split_scores`` (at the best of ``lrs``); and
+        ``found_split_scores`` (``best_loss_``'s per fold), so the paired
+        difference per fold is ``found_split_scores - tuned_split_scores``.
+        None when the search was interrupted before its final selection.
     cv_results_ : dict of arrays
-        One row per distinct program trained: ``program``, ``infix``,
-        ``length``, ``depth``, ``generation``, ``splitK_test_score``,
-        ``mean_test_score``, ``std_test_score``, ``rank_test_score``,
-        ``mean_fit_time``, ``std_fit_time``, ``status`` ("ok", "nan", "error"
-        or "rejected"), ``message`` (why), ``equivalent_to`` (the program whose
-        evaluation this one shares, or "") and ``params`` (each loss as skorch
+        One row per distinct program: ``program``, ``infix``, ``length``,
+        ``depth``, ``generation``, ``iter`` (the highest rung it reached: 0 is
+        the fitness budget), ``n_resources`` (its training steps there),
+        ``splitK_test_score``, ``mean_test_score``, ``std_test_score`` and
+        ``mean_fit_time`` at that rung, ``iterI_mean_test_score`` at every
+        rung I, ``rank_test_score`` (programs that reached a higher rung rank
+        first), ``status`` ("ok", "nan", "chance", "error" or "rejected"),
+        ``message`` (why), ``equivalent_to`` (the program whose evaluation
+        this one shares, or "") and ``params`` (each loss as skorch
         parameters).
+    n_resources_ : list of int
+        Training steps per net at each rung (rung 0: the genetic search).
+    n_candidates_ : list of int
+        Programs trained at each rung.
     hall_of_fame_ : list of dict
-        The best distinct programs, best first.
+        The best distinct programs, best first, as plain values.
     history_ : list of dict
         One entry per generation: best and median score, programs proposed,
         cache hits, equivalent, rejected, trained and failed, filter and
@@ -228,17 +294,18 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         summed over the parallel tasks) and the part of it spent in the local
         search (``local_search_time``), and elapsed time.
     search_stats_ : dict
-        Totals: generations, programs proposed, evaluations (programs trained),
-        fold fits (networks trained), cache hits, equivalent, rejected,
-        failures, local search meta steps (and those skipped for a non-finite
-        meta objective), and time (all, filtering, training, and the
-        workers' summed ``fit_time`` and ``local_search_time``). A local search
-        after the GP adds ``refined``, its fold fits and meta steps, and
-        ``refine_time``.
+        Totals: generations, programs proposed, evaluations (programs trained
+        by the genetic search), fold fits (networks trained, the final
+        selection's ``ladder_fits`` included), cache hits, equivalent,
+        rejected, failures, local search meta steps (and those skipped for a
+        non-finite meta objective), and time (all, filtering, training, the
+        workers' summed ``fit_time`` and ``local_search_time``, and the final
+        selection's ``ladder_time``).
     refine_results_ : list of dict
-        Set by a local search after the GP (``local_search="winners"`` or
-        :meth:`fit_refine`): per refined program its CV score before and
-        after, the coefficients, whether the refined loss was kept, and time.
+        Set by a local search after the genetic search (``"winners"`` or
+        :meth:`fit_refine`): per refined program its CV score at the final
+        budget before and after, whether the refined loss was kept, its
+        coefficients, and time.
     classes_ : ndarray
         Class labels (classifiers).
     n_features_in_ : int
@@ -251,12 +318,47 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
     >>> from skorch import NeuralNetClassifier
     >>> from metaloss_sk import LossSearchCV
     >>> X, y = load_iris(return_X_y=True)
-    >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4,
-    ...                           module__out_features=3, max_epochs=3, verbose=0)
+    >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4, module__out_features=3,
+    ...                           max_epochs=5, lr=0.1, verbose=0)
     >>> search = LossSearchCV(net, population_size=4, generations=2, random_state=0)
     >>> search.fit(X.astype(np.float32), y).best_loss_.task
     'multiclass'
     """
+
+    _parameter_constraints = {
+        "population_size": [Interval(Integral, 2)],
+        "generations": [Interval(Integral, 1)],
+        "tournament_size": [Interval(Integral, 1)],
+        "init_depth": [Pair(1)],
+        "init_method": [Options(("half and half", "grow", "full"))],
+        "max_height": [Interval(Integral, 1)],
+        "p_crossover": [Interval(Real, 0, 1)],
+        "p_subtree_mutation": [Interval(Real, 0, 1)],
+        "p_hoist_mutation": [Interval(Real, 0, 1)],
+        "p_point_mutation": [Interval(Real, 0, 1)],
+        "p_point_replace": [Interval(Real, 0, 1)],
+        "mutation_depth": [Pair(0)],
+        "parsimony_coefficient": [Interval(Real, 0)],
+        "elitism": [Interval(Integral, 0)],
+        "hall_of_fame": [Interval(Integral, 1)],
+        "min_resources": [Options(("auto",)), Interval(Integral, 1)],
+        "max_resources": [Options(("auto",)), Interval(Integral, 1)],
+        "factor": [Interval(Real, 1, None, closed="neither")],
+        "n_finalists": [Interval(Integral, 1)],
+        "final_seeds": [Interval(Integral, 1)],
+        "gradient_bound": [Interval(Real, 0, None, closed="neither"), None],
+        "standardize_target": [Options((True, False))],
+        "max_time": [Interval(Real, 0, None, closed="neither"), None],
+        "n_iter_no_change": [Interval(Integral, 1), None],
+        "max_evaluations": [Interval(Integral, 1), None],
+        "local_search": [Options(("all", "winners")), InstanceOf(LocalSearch), None],
+        "equivalence": [Options(("none", "exact", "symbolic", "gradient"))],
+        "rejection_steps": [Interval(Integral, 0)],
+        "train_loop": [Options(("auto", "fast", "skorch"))],
+        "candidates_per_task": [Interval(Integral, 1)],
+        "verbose": [Interval(Integral, 0)],
+        "error_score": [Options(("raise",)), Interval(Real)],
+    }
 
     def __init__(
         self, estimator, *, population_size=25, generations=50, tournament_size=4,
@@ -264,12 +366,12 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         init_depth=(2, 4), init_method="half and half", max_height=10,
         p_crossover=0.7, p_subtree_mutation=0.25, p_hoist_mutation=0.0, p_point_mutation=0.0,
         p_point_replace=0.05, mutation_depth=(0, 2), parsimony_coefficient=0.0, elitism=1,
-        seed_programs="auto", hall_of_fame=10, max_epochs=None, max_steps=None,
+        seed_programs="auto", hall_of_fame=10, min_resources="auto", max_resources="auto", factor=3,
+        n_finalists=3, final_seeds=2, baseline_lrs="auto", gradient_bound=100.0, standardize_target=True,
         max_time=None, n_iter_no_change=None, max_evaluations=None, local_search=None,
-        meta_steps=250, meta_lr=1e-3, unroll=1, refine_top_k=3, equivalence="gradient",
-        rejection_steps=250, train_loop="auto",
-        candidates_per_task=8, checkpoint=None, scoring=None, cv=3, refit=True, n_jobs=None,
-        verbose=0, error_score=np.nan, random_state=None,
+        equivalence="gradient", rejection_steps=250, train_loop="auto", candidates_per_task=8,
+        checkpoint=None, scoring=None, cv=3, refit=True, n_jobs=None, verbose=0, error_score=np.nan,
+        random_state=None,
     ):
         self.estimator = estimator
         self.population_size = population_size
@@ -291,16 +393,18 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         self.elitism = elitism
         self.seed_programs = seed_programs
         self.hall_of_fame = hall_of_fame
-        self.max_epochs = max_epochs
-        self.max_steps = max_steps
+        self.min_resources = min_resources
+        self.max_resources = max_resources
+        self.factor = factor
+        self.n_finalists = n_finalists
+        self.final_seeds = final_seeds
+        self.baseline_lrs = baseline_lrs
+        self.gradient_bound = gradient_bound
+        self.standardize_target = standardize_target
         self.max_time = max_time
         self.n_iter_no_change = n_iter_no_change
         self.max_evaluations = max_evaluations
         self.local_search = local_search
-        self.meta_steps = meta_steps
-        self.meta_lr = meta_lr
-        self.unroll = unroll
-        self.refine_top_k = refine_top_k
         self.equivalence = equivalence
         self.rejection_steps = rejection_steps
         self.train_loop = train_loop
@@ -316,7 +420,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y):
-        """Run the search, then refit the net with the best loss.
+        """Run the search, choose the winner at the final budget, then refit the net with it.
 
         Parameters
         ----------
@@ -337,126 +441,223 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         space = SearchSpace(self.function_set, self.constants, self.const_range)
         seeds = self._seed_programs()
         rng = check_random_state(self.random_state)
-        n_splits = check_cv(self.cv, y, classifier=is_classifier(self.estimator)).get_n_splits(X, y)
-        self._fold_seeds = rng.randint(np.iinfo(np.int32).max, size=n_splits)
-        self._refit_seed = int(rng.randint(np.iinfo(np.int32).max))
+        splits = list(check_cv(self.cv, y, classifier=is_classifier(self.estimator)).split(X, y))
+        fold_seeds = rng.randint(np.iinfo(np.int32).max, size=len(splits))
+        refit_seed = int(rng.randint(np.iinfo(np.int32).max))
         self.scorer_ = check_scoring(self.estimator, scoring=self.scoring)
-        self._preflight(X, y, seeds[0] if seeds else CROSS_ENTROPY)
-
-        evaluate = self._evaluator(X, y, self.local_search == "all")
+        self._preflight(X, y)
         variation = Variation(self.p_crossover, self.p_subtree_mutation, self.p_hoist_mutation,
                               self.p_point_mutation, self.p_point_replace,
                               tuple(self.mutation_depth), self.max_height)
         self._signature = signature(self._search_settings(), X, y)
-        state = self._resume(evaluate)
+        state = load_checkpoint(self.checkpoint, self._signature) if self.checkpoint is not None else None
+        resumed = state is not None
         if state is None:
-            population = initial_population(space, self.population_size, seeds, rng,
-                                            tuple(self.init_depth), self.init_method)
-            state = {"population": population, "rng": rng, "generation": 0, "best": -math.inf, "stale": 0,
-                     "done": False}
-            self.history_ = []
-        start -= state.get("elapsed", 0.0)
-        with Parallel(n_jobs=self.n_jobs, return_as="generator") as parallel, self._progress(state) as bar:
-            evaluate.parallel, evaluate.progress = parallel, bar
-            evaluate._advanced = 0.0 if bar is None else float(bar.n)
-            if not state["done"]:
-                self._evolve(evaluate, space, variation, state, start)
-            evaluate.progress = None
-            self._finish(evaluate, time.perf_counter() - start)
-            if self.local_search == "all":
-                self._set_best(self._final_coefficients(X, y, self.best_loss_), self.best_score_)
-                self.search_stats_["meta_steps"] += self.meta_steps
-            elif self.local_search == "winners":
-                self._refine(X, y, evaluate)
+            state = SearchState(population=initial_population(space, self.population_size, seeds, rng,
+                                                              tuple(self.init_depth), self.init_method),
+                                rng=rng, fold_seeds=[int(s) for s in fold_seeds], refit_seed=refit_seed)
+        elif self.verbose:
+            print(f"[LossSearchCV] resuming from {self.checkpoint} at generation {state.generation}")
+        self._state = state
+        self.history_ = state.history
+        config = self._config(state, splits, seeds)
+        bar = self._progress_bar(state.generation)
+        try:
+            with Parallel(n_jobs=self.n_jobs, return_as="generator") as parallel:
+                evaluate = Evaluator(config, X, y, splits, parallel, progress=bar and _Progress(bar))
+                if resumed:
+                    evaluate.restore(state.evaluator)
+                interrupted = self._evolve(evaluate, space, variation, state, start)
+                if bar is not None:
+                    bar.close()
+                    bar = None
+                self._select(evaluate, interrupted)
+                if self.local_search is not None and self._local_search_settings().candidates == "winners":
+                    self._refine(evaluate, X, y)
+                self._finish(evaluate, time.perf_counter() - start)
+                self.baseline_ = None if interrupted else self._baseline(evaluate)
+        finally:
+            if bar is not None:
+                bar.close()
+        self._state.evaluator = evaluate.state()
         if self.refit:
             self.best_estimator_ = self._refit(X, y)
         if self.verbose:
-            print(f"[LossSearchCV] best loss: {self.best_loss_}  (score {self.best_score_:.4f})")
+            for line in results.summary_lines(self.best_loss_, self.best_score_, self._best_split_scores,
+                                              self.baseline_):
+                print(line)
         return self
 
     def _evolve(self, evaluate, space, variation, state, start):
-        """The generation loop: evaluate, report, stop or breed, checkpoint."""
-        population, rng = state["population"], state["rng"]
-        best, stale = state["best"], state["stale"]
+        """The generation loop: evaluate, report, stop or breed, checkpoint. True if interrupted."""
         try:
-            for generation in range(state["generation"], self.generations):
-                fitness, stats = evaluate(population, generation)
-                self.history_.append({"generation": generation, **stats,
-                                      "elapsed": time.perf_counter() - start})
-                self._report(self.history_[-1], evaluate)
-                improved = stats["best_score"] > best
-                best, stale = max(best, stats["best_score"]), 0 if improved else stale + 1
+            for generation in range(state.generation, self.generations):
+                max_new = (None if self.max_evaluations is None
+                           else max(self.max_evaluations - evaluate.n_trained, 0))
+                fitness, stats = evaluate.generation(state.population, generation, max_new)
+                state.history.append({"generation": generation, **stats,
+                                      "elapsed": time.perf_counter() - start + state.elapsed})
+                self._report(state.history[-1], evaluate)
+                improved = stats["best_score"] > state.best
+                state.best = float(np.fmax(state.best, stats["best_score"]))
+                state.stale = 0 if improved else state.stale + 1
                 # The next population is bred even after the last generation, so a
                 # checkpoint can always continue (with more generations, say).
-                penalty = self.parsimony_coefficient * np.array([len(p) for p in population])
-                population = next_generation(population, fitness - penalty, space, variation, rng,
-                                             self.tournament_size, self.elitism)
-                self._save_checkpoint(evaluate, population, rng, generation + 1, best, stale,
-                                      time.perf_counter() - start)
-                if self._should_stop(stale, start, evaluate):
+                penalty = self.parsimony_coefficient * np.array([len(p) for p in state.population])
+                state.population = next_generation(state.population, fitness - penalty, space, variation,
+                                                   state.rng, self.tournament_size, self.elitism)
+                state.generation = generation + 1
+                if self.checkpoint is not None:
+                    saved = replace(state, elapsed=state.history[-1]["elapsed"], evaluator=evaluate.state())
+                    save_checkpoint(self.checkpoint, saved, self._signature)
+                if self._should_stop(state, start, evaluate):
                     break
         except KeyboardInterrupt:
             if not evaluate.rows:
                 raise
             warnings.warn(
-                f"LossSearchCV was interrupted after {len(self.history_)} generation(s); the search "
-                "stops here and uses the programs evaluated so far.", UserWarning, stacklevel=3)
+                f"LossSearchCV was interrupted after {len(state.history)} generation(s); the search "
+                "stops here and takes the best program at the fitness budget, without the final selection.",
+                UserWarning, stacklevel=3)
+            return True
+        return False
 
-    def _progress(self, state):
-        """A tqdm bar over the candidates still to propose (a null context when quiet)."""
+    def _should_stop(self, state, start, evaluate):
+        if self.n_iter_no_change is not None and state.stale >= self.n_iter_no_change:
+            return True
+        if self.max_time is not None and time.perf_counter() - start >= self.max_time:
+            return True
+        return self.max_evaluations is not None and evaluate.n_trained >= self.max_evaluations
+
+    def _report(self, entry, evaluate):
         if not self.verbose:
-            return contextlib.nullcontext()
-        total = self.population_size * self.generations
-        return tqdm(total=total, initial=self.population_size * state["generation"], unit="candidate",
-                    desc="LossSearchCV", dynamic_ncols=True, leave=True,
+            return
+        tqdm.write(results.generation_line(entry, self.generations))
+        if self.verbose >= 2:
+            for rank, entry in enumerate(results.hall_of_fame(evaluate.rows.values(), self.hall_of_fame), 1):
+                tqdm.write(f"    {rank:>2}. {entry['mean_test_score']:.4f}  {entry['infix']}")
+
+    def _progress_bar(self, generation):
+        """A tqdm bar over the candidates still to propose (None when quiet)."""
+        if not self.verbose:
+            return None
+        return tqdm(total=self.population_size * self.generations, initial=self.population_size * generation,
+                    unit="candidate", desc="LossSearchCV", dynamic_ncols=True, leave=True,
                     bar_format="{l_bar}{bar}| {n}/{total} [{elapsed}<{remaining}]")
 
-    def _search_settings(self):
-        """The parameters that decide a search's result (a checkpoint must match them)."""
-        ignored = ("n_jobs", "verbose", "max_time", "checkpoint", "refit", "generations",
-                   "n_iter_no_change", "max_evaluations")
-        return {k: v for k, v in self.get_params(deep=False).items() if k not in ignored}
+    # ----------------------------------------------------------- budgets
+    def _budgets(self, n_train):
+        """The fitness budget and the final budget, in optimizer steps over ``n_train`` rows."""
+        net = self.estimator
+        final = (Budget(net.max_epochs) if self.max_resources == "auto"
+                 else Budget(net.max_epochs, self.max_resources))
+        final_steps = final.steps(n_train, net.batch_size)
+        steps = EVOMAL_STEPS if self.min_resources == "auto" else self.min_resources
+        fitness = final if steps >= final_steps else Budget(net.max_epochs, steps)
+        return fitness, final
 
-    def _save_checkpoint(self, evaluate, population, rng, generation, best, stale, elapsed):
-        if self.checkpoint is None:
-            return
-        save_checkpoint(self.checkpoint, {
-            "signature": self._signature, "generation": generation,
-            "population": [str(p) for p in population], "rng": rng_to_json(rng),
-            "fold_seeds": self._fold_seeds, "refit_seed": self._refit_seed,
-            "best": best if math.isfinite(best) else None, "stale": stale, "elapsed": elapsed,
-            "history": self.history_, "evaluator": evaluate.state(),
-        })
+    def _rungs(self, n_train):
+        """Budgets of the final selection's rungs: ``factor`` times longer each, up to the final budget."""
+        fitness, final = self._budgets(n_train)
+        batch = self.estimator.batch_size
+        final_steps = final.steps(n_train, batch)
+        steps, rungs = fitness.steps(n_train, batch) * self.factor, []
+        while steps < final_steps:
+            rungs.append(Budget(self.estimator.max_epochs, int(steps)))
+            steps *= self.factor
+        return rungs + [final]
 
-    def _resume(self, evaluate):
-        """The saved state of this search, restored into ``evaluate``; None to start afresh."""
-        if self.checkpoint is None:
-            return None
-        state = load_checkpoint(self.checkpoint, self._signature)
-        if state is None:
-            return None
-        self._fold_seeds = np.asarray(state["fold_seeds"])
-        self._refit_seed = int(state["refit_seed"])
-        self.history_ = state["history"]
-        evaluate.restore(state["evaluator"])
-        if self.verbose:
-            print(f"[LossSearchCV] resuming from {self.checkpoint} at generation {state['generation']}")
-        return {"population": [parse(p) for p in state["population"]], "rng": rng_from_json(state["rng"]),
-                "generation": state["generation"], "best": -math.inf if state["best"] is None else state["best"],
-                "stale": state["stale"], "done": state["generation"] >= self.generations,
-                "elapsed": state["elapsed"]}
+    def _config(self, state, splits, seeds):
+        fast = self._use_fast_loop()
+        settings = self._local_search_settings()
+        fitness, _ = self._budgets(len(splits[0][0]))
+        evaluation = Evaluation(
+            trainer=Trainer(self.estimator, fast), task=self._task, scorer=self.scorer_,
+            error_score=self.error_score, standardize=self._task == "regression" and self.standardize_target,
+            local_search=settings if settings.candidates == "all" and self.local_search is not None else None,
+            local_search_budget=fitness)
+        return EvaluatorConfig(
+            evaluation=evaluation, fold_seeds=tuple(state.fold_seeds), budget=fitness, n_jobs=self.n_jobs,
+            candidates_per_task=self.candidates_per_task, equivalence=self.equivalence,
+            rejection_steps=self.rejection_steps, gradient_bound=self.gradient_bound,
+            seed_programs=tuple(str(p) for p in seeds))
 
+    # ----------------------------------------------------------- final selection
+    def _select(self, evaluate, interrupted):
+        """Successive halving of the best distinct programs up to the final budget; sets the best loss."""
+        rows = evaluate.rows
+        protected = [rows[p] for p in evaluate.config.seed_programs if p in rows and rows[p].status == "ok"]
+        field = [row for row in rows.values() if not row.equivalent_to and row.status == "ok"]
+        self.n_resources_ = [int(field[0].rungs[0].n_resources)] if field else []
+        self.n_candidates_ = [evaluate.n_trained]
+        if not interrupted and field:
+            rungs = self._rungs(len(evaluate.splits[0][0]))
+            for j, budget in enumerate(rungs):
+                size = math.ceil(self.n_finalists * self.factor ** (len(rungs) - 1 - j))
+                field.sort(key=lambda row: -row.score)
+                field = list(dict.fromkeys(field[:size] + protected))
+                last = j == len(rungs) - 1
+                evaluate.promote([row.program for row in field], budget, self.final_seeds if last else 1)
+                self.n_resources_.append(int(field[0].last.n_resources))
+                self.n_candidates_.append(len(field))
+                field = [row for row in field if row.status == "ok"]
+                protected = [row for row in protected if row.status == "ok"]
+        ordered = list(rows.values())
+        ranks = results.ranking(ordered)
+        best = ordered[int(np.argmin(ranks))] if ordered else None
+        if best is None or not math.isfinite(best.score):
+            raise RuntimeError("every candidate loss failed to train; see cv_results_['status'] "
+                               "(set error_score='raise' to see the first error).")
+        loss = best.loss
+        if evaluate.config.evaluation.local_search is not None:
+            loss = refine_on(evaluate.config.evaluation, loss, evaluate.X, evaluate.y, self._state.refit_seed)
+        self._set_best(loss, best.score, best.last.scores)
+        self.best_index_ = list(rows).index(str(best.program))
+
+    def _baseline(self, evaluate):
+        """The usual loss at the final budget, at the net's learning rate and over ``baseline_lrs``."""
+        budget = self._rungs(len(evaluate.splits[0][0]))[-1]
+        net_lr = float(self.estimator.lr)
+        if self.baseline_lrs is None:
+            lrs = [net_lr]
+        elif isinstance(self.baseline_lrs, str):
+            lrs = [net_lr * f for f in (0.1, 10**-0.5, 1.0, 10**0.5, 10.0)]
+        else:
+            lrs = sorted({net_lr, *map(float, self.baseline_lrs)})
+        usual = usual_loss(self._task)
+        scores, splits = [], []
+        for lr in lrs:
+            (folds,) = evaluate.cross_validate([usual], budget, self.final_seeds,
+                                               params=None if lr == net_lr else {"lr": lr})
+            failed = any(r.status != "ok" for fold in folds for r in fold)
+            splits.append([float(np.mean([r.score for r in fold])) for fold in folds])
+            scores.append(math.nan if failed else float(np.mean(splits[-1])))
+        tuned = int(np.argmax(np.nan_to_num(scores, nan=-np.inf))) if np.isfinite(scores).any() else None
+        here = lrs.index(net_lr)
+        n_train = len(evaluate.splits[0][0])
+        return {
+            "program": str(usual.program_), "n_resources": int(budget.steps(n_train, self.estimator.batch_size)),
+            "n_seeds": int(self.final_seeds), "lrs": lrs, "mean_test_score": scores,
+            "net_lr": net_lr, "net_lr_score": scores[here], "net_lr_split_scores": splits[here],
+            "tuned_lr": None if tuned is None else lrs[tuned],
+            "tuned_score": math.nan if tuned is None else scores[tuned],
+            "tuned_split_scores": None if tuned is None else splits[tuned],
+            "found_split_scores": [float(s) for s in self._best_split_scores],
+        }
+
+    # ----------------------------------------------------------- local search after the GP
     def fit_refine(self, X, y):
         """Tune the coefficients of the best programs found (EvoMAL's local search).
 
-        Each of the ``refine_top_k`` best distinct programs of the hall of fame
-        becomes a loss with one coefficient per edge, learned by unrolled
-        differentiation, and is rescored with the search's own CV protocol
-        (same folds, same seeds). A refined loss is kept only where its CV
-        score is at least its original's; ``best_loss_``, ``best_score_``,
-        ``best_params_``, ``hall_of_fame_`` and (with ``refit=True``)
-        ``best_estimator_`` are updated, and ``refine_results_`` records what
-        happened.
+        Each of the ``top_k`` best distinct programs (see :class:`LocalSearch`;
+        the search's ``local_search`` settings if it is one) becomes a loss
+        with one coefficient per edge, learned by unrolled differentiation on
+        every fold's training rows, and is rescored at the final budget with
+        the search's own folds and weight seeds. A refined loss is kept only
+        where its CV score there beats the program's own; ``best_loss_``,
+        ``best_score_``, ``best_params_``, ``hall_of_fame_``, ``baseline_``'s
+        ``found_split_scores`` and (with ``refit=True``) ``best_estimator_``
+        are updated, and ``refine_results_`` records what happened.
 
         Parameters
         ----------
@@ -470,145 +671,113 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         check_is_fitted(self, "cv_results_")
         self._check_params()
         X, y = self._validate_input(X, y, reset=False)
-        evaluate = self._evaluator(X, y, local_search=False)
+        splits = list(check_cv(self.cv, y, classifier=is_classifier(self.estimator)).split(X, y))
+        if len(splits) != len(self._state.fold_seeds):
+            raise ValueError(f"cv gave {len(splits)} splits, expected {len(self._state.fold_seeds)}.")
         with Parallel(n_jobs=self.n_jobs, return_as="generator") as parallel:
-            evaluate.parallel = parallel
-            self._refine(X, y, evaluate)
+            evaluate = Evaluator(self._config(self._state, splits, self._seed_programs()), X, y, splits, parallel)
+            evaluate.restore(self._state.evaluator)
+            self._refine(evaluate, X, y)
+            self._state.evaluator = evaluate.state()
+        if self.baseline_ is not None:
+            self.baseline_["found_split_scores"] = [float(s) for s in self._best_split_scores]
         if self.refit:
             self.best_estimator_ = self._refit(X, y)
         return self
 
-    def _evaluator(self, X, y, local_search):
-        cv = check_cv(self.cv, y, classifier=is_classifier(self.estimator))
-        splits = list(cv.split(X, y))
-        if len(splits) != len(self._fold_seeds):
-            raise ValueError(f"cv gave {len(splits)} splits, expected {len(self._fold_seeds)}.")
-        return Evaluator(self, X, y, splits, self._use_fast_loop(),
-                          self._local_search_settings() if local_search else None)
-
     def _local_search_settings(self):
-        return LocalSearch(meta_steps=self.meta_steps, meta_lr=self.meta_lr, unroll=self.unroll)
+        return self.local_search if isinstance(self.local_search, LocalSearch) else LocalSearch(
+            candidates="winners" if self.local_search in (None, "winners") else "all")
 
-    def _refine(self, X, y, evaluate):
-        """Refine the best programs, keep improvements, and update the best loss."""
+    def _refine(self, evaluate, X, y):
+        """Refine the best programs at the final budget, keep improvements, and update the best loss."""
         settings = self._local_search_settings()
-        programs = [entry["program"] for entry in self.hall_of_fame_[: self.refine_top_k]]
-        losses = [self._criterion(p) for p in programs]
+        n_train = len(evaluate.splits[0][0])
+        final = self._rungs(n_train)[-1]
+        final_steps = final.steps(n_train, self.estimator.batch_size)
+        rows = [evaluate.rows[entry["program"]] for entry in results.hall_of_fame(evaluate.rows.values(),
+                                                                                    settings.top_k)]
         start = time.perf_counter()
-        folds = evaluate.cross_validate(losses, settings)
+        for row in rows:  # each program's own score at the final budget, if it has none yet
+            if row.last.n_resources != final_steps or row.last.n_seeds != self.final_seeds:
+                evaluate.promote([row.program], final, self.final_seeds)
+        learned = evaluate.cross_validate([row.loss for row in rows], evaluate.config.budget, local_search=settings)
+        refined = [[row.loss.with_coefficients(fold[0].coefficients) if fold[0].coefficients is not None
+                    else row.loss for fold in folds] for row, folds in zip(rows, learned)]
+        rescored = evaluate.cross_validate(refined, final, self.final_seeds)
         elapsed = time.perf_counter() - start
-        per_program = elapsed / max(len(programs), 1)
-        n_fits = len(programs) * len(evaluate.splits)
-        stats = self.search_stats_
-        stats["refined"] = stats.get("refined", 0) + len(programs)
-        stats["fold_fits"] += n_fits
-        stats["meta_steps"] += n_fits * self.meta_steps
-        stats["refine_time"] = stats.get("refine_time", 0.0) + elapsed
         self.refine_results_ = []
-        best_loss, best_score = self.best_loss_, self.best_score_
-        for entry, loss, results in zip(self.hall_of_fame_, losses, folds):
-            after = mean_score(results)
-            kept = bool(np.isfinite(after) and after >= entry["mean_test_score"])
-            refined = self._final_coefficients(X, y, loss) if kept else None
+        for row, folds, losses in zip(rows, rescored, refined):
+            split_scores = [float(np.mean([r.score for r in fold])) for fold in folds]
+            after = math.nan if any(r.status != "ok" for fold in folds for r in fold) else float(np.mean(split_scores))
+            kept = bool(math.isfinite(after) and after > row.score)
+            loss = refine_on(replace(evaluate.config.evaluation, local_search=settings), row.loss, X, y,
+                             self._state.refit_seed) if kept else None
             self.refine_results_.append({
-                "program": entry["program"], "score_before": entry["mean_test_score"],
-                "score_after": after, "kept": kept,
-                "coefficients": None if refined is None else refined.get_params()["coefficients"],
-                "fold_coefficients": [r.coefficients for r in results], "time": per_program,
-                "meta_nan_steps": sum(r.meta_nan_steps for r in results),
+                "program": str(row.program), "score_before": row.score, "score_after": after, "kept": kept,
+                "coefficients": None if loss is None else loss.get_params()["coefficients"],
+                "fold_coefficients": [refined_loss.get_params()["coefficients"] for refined_loss in losses],
+                "time": elapsed / max(len(rows), 1),
             })
-            if kept:
-                stats["meta_steps"] += self.meta_steps  # the final coefficients, learned on all the data
-                entry.update(refined_score=after, coefficients=refined.get_params()["coefficients"],
-                             infix=refined.infix())
-                if after > best_score:
-                    best_loss, best_score = refined, after
-        self._set_best(best_loss, best_score)
+            if kept and after > self.best_score_:
+                self._set_best(loss, after, split_scores)
         if self.verbose:
             for r in self.refine_results_:
                 print(f"[LossSearchCV] local search {r['program']}: {r['score_before']:.4f} -> "
                       f"{r['score_after']:.4f}{' (kept)' if r['kept'] else ''}")
+        if hasattr(self, "hall_of_fame_"):
+            self._finish(evaluate, self.search_stats_["time"])
 
-    def _final_coefficients(self, X, y, loss):
-        """The loss with coefficients learned on all of ``X`` (20 % held out for the meta objective)."""
-        return refine_loss(self.estimator, loss, X, y, self._refit_seed, self._local_search_settings()).loss
+    def _finish(self, evaluate, elapsed):
+        rows = list(evaluate.rows.values())
+        self.cv_results_ = results.cv_results(rows, len(evaluate.splits))
+        self.hall_of_fame_ = results.hall_of_fame(rows, self.hall_of_fame)
+        for entry, refined in ((e, r) for e in self.hall_of_fame_ for r in getattr(self, "refine_results_", [])
+                               if r["kept"] and r["program"] == e["program"]):
+            entry.update(mean_test_score=refined["score_after"], coefficients=refined["coefficients"])
+        meta_steps = self._local_search_settings().meta_steps if evaluate.config.evaluation.local_search else 0
+        self.search_stats_ = results.search_stats(self.history_, evaluate.totals, len(evaluate.splits), elapsed,
+                                                  meta_steps)
 
-    def _set_best(self, loss, score):
+    def _set_best(self, loss, score, split_scores):
         self.best_loss_ = loss
         self.best_score_ = float(score)
         self.best_params_ = loss.as_params()
+        self._best_split_scores = [float(s) for s in split_scores]
 
+    # ----------------------------------------------------------- checks and set-up
     def _check_params(self):
-        def integer(name, low, allow_none=False):
-            value = getattr(self, name)
-            if value is None and allow_none:
-                return
-            if not isinstance(value, Integral) or isinstance(value, bool) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}{' or None' if allow_none else ''}, "
-                                 f"got {value!r}.")
-
-        def probability(name):
-            value = getattr(self, name)
-            if not isinstance(value, Real) or not 0 <= value <= 1:
-                raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}.")
-
-        def height_range(name, low):
-            value = getattr(self, name)
-            if (not isinstance(value, (tuple, list)) or len(value) != 2
-                    or not all(isinstance(v, Integral) for v in value) or not low <= value[0] <= value[1]):
-                raise ValueError(f"{name} must be a pair (low, high) of integers with {low} <= low <= high, "
-                                 f"got {value!r}.")
-
-        integer("population_size", 2)
-        integer("generations", 1)
-        integer("tournament_size", 1)
+        check(self.get_params(deep=False), self._parameter_constraints)
+        if isinstance(self.local_search, LocalSearch):
+            self.local_search.check()
         if self.tournament_size > self.population_size:
             raise ValueError(f"tournament_size={self.tournament_size} is larger than "
                              f"population_size={self.population_size}; lower it or grow the population.")
-        for name in ("p_crossover", "p_subtree_mutation", "p_hoist_mutation", "p_point_mutation",
-                     "p_point_replace"):
-            probability(name)
         total = self.p_crossover + self.p_subtree_mutation + self.p_hoist_mutation + self.p_point_mutation
         if total > 1 + 1e-12:
             raise ValueError(f"p_crossover + p_subtree_mutation + p_hoist_mutation + p_point_mutation "
                              f"= {total:g} exceeds 1; the remainder is the reproduction probability.")
-        height_range("init_depth", 1)
-        height_range("mutation_depth", 0)
-        integer("max_height", 1)
         if self.max_height < self.init_depth[1]:
             raise ValueError(f"max_height={self.max_height} is below the initial height "
                              f"init_depth={tuple(self.init_depth)}; raise it to at least {self.init_depth[1]}.")
-        if self.init_method not in ("half and half", "grow", "full"):
-            raise ValueError(f"init_method must be 'half and half', 'grow' or 'full', got {self.init_method!r}.")
-        if not isinstance(self.parsimony_coefficient, Real) or self.parsimony_coefficient < 0:
-            raise ValueError(f"parsimony_coefficient must be a number >= 0, got {self.parsimony_coefficient!r}.")
-        integer("elitism", 0)
         if self.elitism >= self.population_size:
             raise ValueError(f"elitism={self.elitism} must be smaller than population_size="
                              f"{self.population_size}, or nothing new is ever tried.")
-        integer("hall_of_fame", 1)
-        integer("max_epochs", 1, allow_none=True)
-        integer("max_steps", 1, allow_none=True)
-        integer("n_iter_no_change", 1, allow_none=True)
-        integer("max_evaluations", 1, allow_none=True)
-        integer("verbose", 0)
-        if self.max_time is not None and (not isinstance(self.max_time, Real) or self.max_time <= 0):
-            raise ValueError(f"max_time must be a positive number of seconds or None, got {self.max_time!r}.")
-        if self.local_search not in _LOCAL_SEARCH:
-            raise ValueError(f"local_search must be one of {_LOCAL_SEARCH}, got {self.local_search!r}.")
-        integer("meta_steps", 1)
-        integer("unroll", 1)
-        integer("refine_top_k", 1)
-        integer("candidates_per_task", 1)
-        if not isinstance(self.meta_lr, Real) or isinstance(self.meta_lr, bool) or not self.meta_lr > 0:
-            raise ValueError(f"meta_lr must be a positive number, got {self.meta_lr!r}.")
-        if self.equivalence not in _EQUIVALENCE:
-            raise ValueError(f"equivalence must be one of {_EQUIVALENCE}, got {self.equivalence!r}.")
-        integer("rejection_steps", 0)
-        if self.train_loop not in _TRAIN_LOOPS:
-            raise ValueError(f"train_loop must be one of {_TRAIN_LOOPS}, got {self.train_loop!r}.")
-        if not (self.error_score == "raise" or isinstance(self.error_score, Real)):
-            raise ValueError(f"error_score must be 'raise' or a number, got {self.error_score!r}.")
+        if isinstance(self.max_resources, Integral) and isinstance(self.min_resources, Integral) \
+                and self.min_resources > self.max_resources:
+            raise ValueError(f"min_resources={self.min_resources} exceeds max_resources={self.max_resources}; "
+                             "the fitness budget cannot be longer than the final one.")
+        if self.baseline_lrs is not None and not isinstance(self.baseline_lrs, str):
+            try:
+                lrs = [float(v) for v in self.baseline_lrs]
+            except (TypeError, ValueError):
+                lrs = []
+            if not lrs or not all(math.isfinite(v) and v > 0 for v in lrs):
+                raise ValueError(f"baseline_lrs must be 'auto', None or a sequence of positive learning rates, "
+                                 f"got {self.baseline_lrs!r}.")
+        elif isinstance(self.baseline_lrs, str) and self.baseline_lrs != "auto":
+            raise ValueError(f"baseline_lrs must be 'auto', None or a sequence of positive learning rates, "
+                             f"got {self.baseline_lrs!r}.")
         try:
             constants = [float(c) for c in self.constants]
         except (TypeError, ValueError):
@@ -625,31 +794,35 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         X, y = validate_data(self, X, y, dtype=np.float32, order="C", allow_nd=True, ensure_min_samples=2,
                              reset=reset, multi_output=self._task == "regression",
                              y_numeric=self._task == "regression")
+        if self._task == "regression":
+            if reset:
+                self._y_1d = np.ndim(y) == 1
+            return X, self._encode(y)
+        check_classification_targets(y)
+        if reset:
+            classes = getattr(self.estimator, "classes", None)
+            self._encoder = LabelEncoder().fit(y if classes is None else classes)
+            self.classes_ = self._encoder.classes_
+            if len(self.classes_) < 2:
+                raise ValueError(f"y has a single class ({self.classes_[0]!r}); a classifier needs at least two.")
+            if self._task == "binary" and len(self.classes_) != 2:
+                raise ValueError(f"NeuralNetBinaryClassifier needs exactly two classes, y has "
+                                 f"{len(self.classes_)}; use NeuralNetClassifier.")
+        return X, self._encode(y)
+
+    def _encode(self, y):
+        """Targets as the net takes them: float32 columns for regression, class indices (floats for binary)."""
         y = np.ascontiguousarray(y)
         if self._task == "regression":
-            self._y_1d = y.ndim == 1
-            return X, y.reshape(len(y), -1).astype(np.float32)
-        check_classification_targets(y)
-        if not reset:
-            if not np.isin(y, self.classes_).all():
-                raise ValueError("y contains labels the search was not fitted on.")
-            return X, self._encoder.transform(y).astype(np.float32 if self._task == "binary" else np.int64)
-        classes = getattr(self.estimator, "classes", None)
-        self._encoder = LabelEncoder().fit(y if classes is None else classes)
+            return y.reshape(len(y), -1).astype(np.float32)
         if not np.isin(y, self._encoder.classes_).all():
-            raise ValueError("y contains labels that are not in the estimator's `classes`.")
-        self.classes_ = self._encoder.classes_
-        if len(self.classes_) < 2:
-            raise ValueError(f"y has a single class ({self.classes_[0]!r}); a classifier needs at least two.")
-        if self._task == "binary" and len(self.classes_) != 2:
-            raise ValueError(f"NeuralNetBinaryClassifier needs exactly two classes, y has "
-                             f"{len(self.classes_)}; use NeuralNetClassifier.")
-        y = self._encoder.transform(y)
-        return X, y.astype(np.float32 if self._task == "binary" else np.int64)
+            raise ValueError("y contains labels the search was not fitted on (or that are not in the "
+                             "estimator's `classes`).")
+        return self._encoder.transform(y).astype(np.float32 if self._task == "binary" else np.int64)
 
     def _seed_programs(self):
         if isinstance(self.seed_programs, str) and self.seed_programs == "auto":
-            return [parse(SQUARED_ERROR if self._task == "regression" else CROSS_ENTROPY)]
+            return [usual_loss(self._task).program_]
         if isinstance(self.seed_programs, str):
             raise ValueError(f"seed_programs must be 'auto' or a list of programs, got the string "
                              f"{self.seed_programs!r}; wrap a single program in a list.")
@@ -667,18 +840,13 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
                              "Use train_loop='auto' or 'skorch'.")
         return self.train_loop == "fast" or (self.train_loop == "auto" and not blockers)
 
-    def _criterion(self, program):
-        return SymbolicLoss(str(program), task=self._task)
-
-    def _preflight(self, X, y, program):
+    def _preflight(self, X, y):
         """Fail early, with the net's own message, when the net cannot run a batch at all."""
-        params = clone(self.estimator).get_params(deep=False)
-        criterion_params = sorted(k for k in params if k.startswith("criterion__"))
+        criterion_params = sorted(k for k in self.estimator.get_params(deep=False) if k.startswith("criterion__"))
         if criterion_params:
             raise ValueError(f"the estimator sets {', '.join(criterion_params)}, but LossSearchCV replaces "
                              "the criterion with each candidate loss; remove those settings.")
-        params.update(criterion=self._criterion(program), train_split=None, verbose=0)
-        net = type(self.estimator)(**params)
+        net = build_net(self.estimator, usual_loss(self._task))
         torch.manual_seed(0)
         try:
             net.initialize()
@@ -692,75 +860,18 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
                 f"{type(exc).__name__}: {exc}"
             ) from exc
 
-    def _budget(self):
-        epochs = self.max_epochs if self.max_epochs is not None else self.estimator.max_epochs
-        return Budget(max_epochs=epochs, max_steps=self.max_steps)
-
-    def _should_stop(self, stale, start, evaluate):
-        if self.n_iter_no_change is not None and stale >= self.n_iter_no_change:
-            return True
-        if self.max_time is not None and time.perf_counter() - start >= self.max_time:
-            return True
-        return self.max_evaluations is not None and evaluate.n_trained >= self.max_evaluations
-
-    def _report(self, entry, evaluate):
-        if not self.verbose:
-            return
-        done = entry["generation"] + 1
-        eta = entry["elapsed"] / done * (self.generations - done)
-        tqdm.write(f"[LossSearchCV] gen {entry['generation']:>3}  best {entry['best_score']:.4f}  "
-                   f"median {entry['median_score']:.4f}  trained {entry['trained']:>3}  "
-                   f"cache hits {entry['cache_hits']:>3}  equivalent {entry['equivalent']:>3}  "
-                   f"rejected {entry['rejected']:>3}  failures {entry['failures']:>3}  "
-                   f"elapsed {entry['elapsed']:7.1f}s  eta {eta:7.1f}s")
-        if self.verbose >= 2:
-            for rank, (score, program) in enumerate(self._current_hall_of_fame(evaluate), 1):
-                tqdm.write(f"    {rank:>2}. {score:.4f}  {program}")
-
-    def _current_hall_of_fame(self, evaluate):
-        rows = [r for r in evaluate.rows.values() if np.isfinite(r["mean_test_score"]) and not r["equivalent_to"]]
-        rows.sort(key=lambda r: -r["mean_test_score"])
-        return [(r["mean_test_score"], r["infix"]) for r in rows[: self.hall_of_fame]]
-
-    def _finish(self, evaluate, elapsed):
-        self.cv_results_ = evaluate.results()
-        scores = np.nan_to_num(self.cv_results_["mean_test_score"], nan=-np.inf)
-        self.best_index_ = int(np.argmax(scores))
-        if not np.isfinite(scores[self.best_index_]):
-            raise RuntimeError("every candidate loss failed to train; see cv_results_['status'] "
-                               "(set error_score='raise' to see the first error).")
-        self._set_best(evaluate.losses()[self.best_index_], self.cv_results_["mean_test_score"][self.best_index_])
-        order = np.argsort(-scores, kind="stable")
-        self.hall_of_fame_ = [
-            {key: self.cv_results_[key][i] for key in
-             ("program", "infix", "length", "depth", "generation", "mean_test_score", "std_test_score")}
-            for i in order if np.isfinite(scores[i]) and not self.cv_results_["equivalent_to"][i]
-        ][: self.hall_of_fame]
-        totals = evaluate.totals
-        self.search_stats_ = {
-            "generations": len(self.history_),
-            "proposed": sum(h["proposed"] for h in self.history_),
-            "evaluations": totals["trained"],
-            "fold_fits": totals["trained"] * len(evaluate.splits),
-            "cache_hits": totals["cache_hits"],
-            "equivalent": totals["equivalent"],
-            "rejected": totals["rejected"],
-            "failures": totals["failures"],
-            "meta_steps": (totals["trained"] * len(evaluate.splits) * self.meta_steps
-                           if self.local_search == "all" else 0),
-            "meta_nan_steps": totals["meta_nan_steps"],
-            "filter_time": totals["filter_time"],
-            "train_time": totals["train_time"],
-            "fit_time": totals["fit_time"],
-            "local_search_time": totals["local_search_time"],
-            "time": elapsed,
-        }
+    def _search_settings(self):
+        """The parameters that decide the genetic search's course (a checkpoint must match them)."""
+        ignored = ("n_jobs", "verbose", "max_time", "checkpoint", "refit", "generations", "n_iter_no_change",
+                   "max_evaluations", "max_resources", "factor", "n_finalists", "final_seeds", "baseline_lrs")
+        return {k: v for k, v in self.get_params(deep=False).items() if k not in ignored}
 
     def _refit(self, X, y):
-        params = clone(self.estimator).get_params(deep=False)
-        params["criterion"] = self.best_loss_
-        net = type(self.estimator)(**params)
-        torch.manual_seed(self._refit_seed)
+        net = build_net(self.estimator, self.best_loss_, verbose=self.estimator.verbose,
+                        train_split=self.estimator.train_split)
+        if self._task == "regression" and self.standardize_target:
+            net = TransformedTargetRegressor(regressor=net, transformer=StandardScaler())
+        torch.manual_seed(self._state.refit_seed)
         return net.fit(X, y)
 
     # -------------------------------------------------------------- results
@@ -819,12 +930,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
     def score(self, X, y):
         """Score ``best_estimator_`` on ``(X, y)`` with the search's scorer."""
         X = self._check_X(X)
-        y = np.asarray(y)
-        if self._task == "regression":
-            y = y.reshape(len(y), -1).astype(np.float32)
-        else:
-            y = self._encoder.transform(y).astype(np.float32 if self._task == "binary" else np.int64)
-        return float(self.scorer_(self.best_estimator_, X, y))
+        return float(self.scorer_(self.best_estimator_, X, self._encode(np.asarray(y))))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -1,0 +1,250 @@
+"""Training nets with candidate losses: the one net builder, and the fast lockstep loop.
+
+When the net's configuration allows it, candidates are trained by a tight loop
+over in-memory tensors that honours the module (and ``module__*``), optimizer
+(``lr``, ``optimizer__*``), ``batch_size``, epochs, ``iterator_train__shuffle``
+and ``device``, because skorch initialises all of those itself; skorch's
+per-batch machinery (callbacks, history, data loaders) is skipped. The
+candidates of a group step in lockstep, one copy of the module each: per batch
+they share the batch, one output nonlinearity and target encoding, one
+backward call, and the Python loop around them, and differ only in their loss
+program. A net with callbacks or overridden training hooks falls back to a
+real ``net.fit``.
+
+Every candidate starts from the same seeded initialisation and sees the same
+batch order and, for stochastic layers such as dropout, the same random draws
+(common random numbers), so results differ by the loss alone. Each copy runs
+exactly the operations a lone candidate would, so a candidate's result does
+not depend on which others share its group, and equals that of ``net.fit``
+with the same seed where the batch order agrees.
+"""
+
+import copy
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.base import clone
+from skorch import NeuralNet, NeuralNetBinaryClassifier, NeuralNetClassifier, NeuralNetRegressor
+
+from .loss import SymbolicLoss
+
+__all__ = ["Budget", "Trainer", "build_net", "fast_path_blockers", "score", "shared_terminals"]
+
+#: skorch's own classes: a net whose training hooks all come from one of these
+#: is trained the same way by the fast loop.
+_SKORCH_CLASSES = (NeuralNetBinaryClassifier, NeuralNetClassifier, NeuralNetRegressor, NeuralNet)
+_TRAINING_HOOKS = (
+    "fit", "partial_fit", "fit_loop", "run_single_epoch", "train_step", "train_step_single",
+    "get_loss", "infer", "get_iterator", "get_dataset", "on_batch_begin", "on_batch_end",
+    "on_epoch_begin", "on_epoch_end", "on_train_begin", "on_train_end", "notify",
+)
+#: torch optimizers whose update of a parameter depends on that parameter alone.
+_ELEMENTWISE_OPTIMIZERS = (
+    torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim.Adamax, torch.optim.NAdam,
+    torch.optim.RAdam, torch.optim.RMSprop, torch.optim.Adagrad, torch.optim.Adadelta, torch.optim.Rprop,
+)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long a net trains: ``max_epochs`` epochs, cut at ``max_steps`` optimizer steps if given."""
+
+    max_epochs: int
+    max_steps: int | None = None
+
+    def steps(self, n_train, batch_size):
+        """Optimizer steps on ``n_train`` rows with ``batch_size`` (-1: all rows)."""
+        if self.max_steps is not None:
+            return self.max_steps
+        batch = n_train if batch_size == -1 else min(batch_size, n_train)
+        return self.max_epochs * math.ceil(n_train / batch)
+
+
+def fast_path_blockers(net):
+    """Reasons the fast loop cannot reproduce ``net.fit``; empty when it can."""
+    reasons = []
+    base = next((c for c in _SKORCH_CLASSES if isinstance(net, c)), None)
+    if base is None:
+        return [f"{type(net).__name__} is not a skorch net"]
+    for hook in _TRAINING_HOOKS:
+        if getattr(type(net), hook, None) is not getattr(base, hook, None):
+            reasons.append(f"overrides {hook}")
+    if net.callbacks:
+        reasons.append("has callbacks")
+    params = net.get_params(deep=False)
+    extra_iter = [k for k in params if k.startswith("iterator_train__") and k != "iterator_train__shuffle"]
+    if extra_iter:
+        reasons.append(f"sets {', '.join(sorted(extra_iter))}")
+    if net.iterator_train is not torch.utils.data.DataLoader:
+        reasons.append("uses a custom iterator_train")
+    if getattr(net, "compile", False):
+        reasons.append("compiles the module")
+    if isinstance(net.optimizer, type) and issubclass(net.optimizer, torch.optim.LBFGS):
+        reasons.append("uses LBFGS, which needs a closure")
+    return reasons
+
+
+def build_net(estimator, criterion, budget=None, n_train=None, **params):
+    """A fresh, unfitted clone of ``estimator`` that trains with ``criterion``, silently, on all rows.
+
+    ``budget`` (with the number of training rows ``n_train``) sets its epochs;
+    ``params`` override other settings (``lr``, say). skorch refuses
+    ``set_params(criterion=<module instance>)`` on an unfitted net, so the clone
+    is built through the constructor.
+    """
+    settings = clone(estimator).get_params(deep=False)
+    settings.update({"criterion": criterion, "train_split": None, "verbose": 0, **params})
+    if budget is not None:
+        epochs = budget.max_epochs
+        if budget.max_steps is not None:
+            batch = n_train if settings["batch_size"] == -1 else settings["batch_size"]
+            epochs = math.ceil(budget.max_steps / math.ceil(n_train / batch))
+        settings["max_epochs"] = epochs
+    return type(estimator)(**settings)
+
+
+def _batches(net_, n, budget, seed):
+    """Index tensors (or slices) of every training batch, in the seeded order."""
+    batch = n if net_.batch_size == -1 else net_.batch_size
+    shuffle = net_.get_params_for("iterator_train").get("shuffle", False)
+    generator = torch.Generator().manual_seed(seed)
+    steps = budget.max_steps if budget.max_steps is not None else math.inf
+    step = 0
+    for _ in range(net_.max_epochs):
+        order = torch.randperm(n, generator=generator).to(net_.device) if shuffle else None
+        for start in range(0, n, batch):
+            if step >= steps:
+                return
+            yield slice(start, start + batch) if order is None else order[start:start + batch]
+            step += 1
+
+
+def shared_terminals(losses):
+    """True when every loss turns outputs into terminals the same way (as in one search)."""
+    first = losses[0]
+    return all(isinstance(loss, SymbolicLoss) and (loss.task, loss.link_) == (first.task, first.link_)
+               for loss in losses)
+
+
+def _train_together(net_, losses, Xt, yt, budget, seed):
+    """Train one copy of ``net_``'s module per loss, in lockstep.
+
+    Returns the trained modules and, per loss, None or the reason it failed.
+    """
+    modules = [copy.deepcopy(net_.module_) for _ in losses]
+    groups = []
+    for module in modules:
+        module.train()
+        (param_groups,), kwargs = net_.get_params_for_optimizer("optimizer", module.named_parameters())
+        groups.append(param_groups)
+    if net_.optimizer in _ELEMENTWISE_OPTIMIZERS:
+        # One optimizer for every copy: its update is the same element by element,
+        # and the per-call overhead is paid once instead of once per candidate.
+        optimizers = [net_.optimizer([g for gs in groups for g in gs], **kwargs)] * len(losses)
+    else:
+        optimizers = [net_.optimizer(gs, **kwargs) for gs in groups]
+    shared = shared_terminals(losses)
+    failure = [None] * len(losses)
+    for idx in _batches(net_, len(Xt), budget, seed):
+        alive = [k for k, f in enumerate(failure) if f is None]
+        if not alive:
+            break
+        xb, yb = Xt[idx], yt[idx]
+        rng = torch.get_rng_state()
+        outputs = []
+        for optimizer in {id(optimizers[k]): optimizers[k] for k in alive}.values():
+            optimizer.zero_grad(set_to_none=True)
+        for k in alive:
+            torch.set_rng_state(rng)  # the same dropout draws for every candidate
+            outputs.append(modules[k](xb))
+        if shared:
+            # One softmax (or sigmoid) and one target encoding for the whole group.
+            out = torch.stack(outputs)
+            y, yhat = losses[0].terminals(out.flatten(0, 1), yb.repeat(len(alive), *([1] * (yb.dim() - 1))))
+            y, yhat = y.unflatten(0, out.shape[:2]), yhat.unflatten(0, out.shape[:2])
+        total, stepping = 0.0, []
+        for j, k in enumerate(alive):
+            try:
+                value = losses[k].from_terminals(y[j], yhat[j]) if shared else losses[k](outputs[j], yb)
+            except Exception as exc:
+                failure[k] = f"{type(exc).__name__}: {exc}"
+                continue
+            if not torch.isfinite(value):
+                failure[k] = "the training loss became NaN or infinite"
+                continue
+            total = total + value
+            stepping.append(k)
+        if stepping:
+            total.backward()  # a candidate left out of it has no gradient: its optimizer skips it
+            for optimizer in {id(optimizers[k]): optimizers[k] for k in stepping}.values():
+                optimizer.step()
+    return modules, failure
+
+
+def _fit_fast(estimator, losses, X, y, budget, seed, **params):
+    """Train ``estimator``'s module with each of ``losses`` by the fast loop, in lockstep.
+
+    Returns ``[(net, trained module or None, failure message or None)]``, one
+    per loss. The net is the group's one initialised skorch net: scoring a
+    candidate loads its module into it.
+    """
+    net_ = build_net(estimator, losses[0], budget, len(X), **params)
+    torch.manual_seed(seed)
+    net_.initialize()
+    device = net_.device
+    Xt, yt = torch.as_tensor(X, device=device), torch.as_tensor(y, device=device)
+    try:
+        modules, failures = _train_together(net_, [loss.to(device) for loss in losses], Xt, yt, budget, seed)
+    except Exception as exc:  # the module itself failed: every candidate fails alike
+        return [(net_, None, f"{type(exc).__name__}: {exc}")] * len(losses)
+    return [(net_, module, failure) for module, failure in zip(modules, failures)]
+
+
+def _fit_skorch(estimator, loss, X, y, budget, seed, **params):
+    """Train with ``net.fit``; returns ``(net, failure message or None)``."""
+    net_ = build_net(estimator, loss, budget, len(X), **params)
+    torch.manual_seed(seed)
+    net_.fit(X, y)
+    losses = net_.history[:, "batches", :, "train_loss"]
+    finite = all(math.isfinite(v) for epoch in losses for v in epoch)
+    return net_, None if finite else "the training loss became NaN or infinite"
+
+
+@dataclass(frozen=True)
+class Trainer:
+    """How candidates train: ``estimator``'s configuration, by the fast loop or by ``net.fit``."""
+
+    estimator: object
+    fast: bool = True
+
+    def fit(self, losses, X, y, budget, seed, **params):
+        """Train a net per loss; yields ``(net, failure)`` in order.
+
+        ``failure`` is None, a message (the loss went non-finite, or the
+        program raised) or the exception ``net.fit`` raised (then ``net`` is
+        None).
+
+        Every net starts from the initialisation ``seed`` gives and sees its
+        batch order. The fast loop trains the group in lockstep and yields one
+        shared net with each trained module loaded in turn: use each before
+        taking the next. ``params`` override the net's settings (``lr``, say).
+        """
+        if not self.fast:
+            for loss in losses:
+                try:
+                    yield _fit_skorch(self.estimator, loss, X, y, budget, seed, **params)
+                except Exception as exc:  # noqa: BLE001 - handed to the caller, who may raise it
+                    yield None, exc
+            return
+        for net_, module, failure in _fit_fast(self.estimator, losses, X, y, budget, seed, **params):
+            if module is not None:
+                net_.module_.load_state_dict(module.state_dict())
+            yield net_, failure
+
+
+def score(scorer, net_, X, y):
+    """``scorer(net_, X, y)`` as a float; a diverged net's overflow is not warned about (its score is)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return float(scorer(net_, X, y))
