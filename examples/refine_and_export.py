@@ -12,7 +12,7 @@ from sklearn.datasets import load_breast_cancer
 from sklearn.preprocessing import StandardScaler
 from skorch import NeuralNetBinaryClassifier
 
-from metaloss_sk import LossSearchCV
+from metaloss_sk import LocalSearch, LossSearchCV
 from metaloss_sk.datasets import MLP
 from metaloss_sk.io import load_loss, save_loss
 
@@ -21,9 +21,9 @@ X = StandardScaler().fit_transform(X).astype(np.float32)
 
 net = NeuralNetBinaryClassifier(MLP, module__n_in=30, module__n_hidden=16, module__n_out=1,
                                 max_epochs=5, lr=0.05, batch_size=64, train_split=None, verbose=0)
-search = LossSearchCV(net, population_size=8, generations=3, cv=3, random_state=0, meta_steps=30, refine_top_k=2)
+search = LossSearchCV(net, population_size=8, generations=3, cv=3, random_state=0)
 search.fit(X, y)
-search.fit_refine(X, y)
+search.fit_refine(X, y, LocalSearch(meta_steps=30, top_k=2))
 for r in search.refine_results_:
     print(f"{r['program']}: CV {r['score_before']:.4f} -> {r['score_after']:.4f}  kept={r['kept']}")
 print("best loss:", search.best_loss_)

@@ -38,18 +38,27 @@ def _digits_demo(args):
     print(f"Search took {time.perf_counter() - start:.0f} s and trained "
           f"{search.search_stats_['fold_fits']} networks.\n")
 
-    def test_accuracy(criterion):
+    def test_accuracy(criterion, lr):
         scores = []
         for seed in range(args.seeds):
             torch.manual_seed(seed)
-            model = NeuralNetClassifier(**{**net.get_params(deep=False), "criterion": criterion})
+            model = NeuralNetClassifier(**{**net.get_params(deep=False), "criterion": criterion, "lr": lr})
             scores.append(model.fit(X_train, y_train).score(X_test, y_test))
-        return np.mean(scores), np.std(scores)
+        return np.array(scores)
 
-    print(f"Test accuracy over {args.seeds} training seeds (same net, same budget):")
-    for name, criterion in [("cross-entropy", torch.nn.CrossEntropyLoss), ("found loss", search.best_loss_)]:
-        mean, std = test_accuracy(criterion)
-        print(f"  {name:<14} {mean:.4f} +- {std:.4f}")
+    tuned_lr = search.baseline_["tuned_lr"] or net.lr
+    rows = [("found loss", search.best_loss_, net.lr), (f"cross-entropy, lr {net.lr:g}", torch.nn.CrossEntropyLoss,
+                                                        net.lr),
+            (f"cross-entropy, tuned lr {tuned_lr:g}", torch.nn.CrossEntropyLoss, tuned_lr)]
+    print(f"Test accuracy over {args.seeds} training seeds (same net and budget; the tuned lr is the one the "
+          f"search's baseline chose by CV):")
+    found = None
+    for name, criterion, lr in rows:
+        scores = test_accuracy(criterion, lr)
+        paired = "" if found is None else "   found loss - it, per seed: " + " ".join(
+            f"{d:+.4f}" for d in found - scores)
+        found = scores if found is None else found
+        print(f"  {name:<28} {scores.mean():.4f} +- {scores.std():.4f}{paired}")
     print(f"\nFound loss: {search.best_loss_}\nAs a program: {search.best_loss_.program}")
     return 0
 
@@ -94,7 +103,7 @@ def _search(args):
     from sklearn.preprocessing import StandardScaler
     from skorch import NeuralNetBinaryClassifier, NeuralNetClassifier, NeuralNetRegressor
 
-    from metaloss_sk import LossSearchCV
+    from metaloss_sk import LocalSearch, LossSearchCV
     from metaloss_sk.datasets import MLP
     from metaloss_sk.io import hall_of_fame_to_dict, loss_to_dict
 
@@ -114,12 +123,13 @@ def _search(args):
     net = net_class(MLP, module__n_in=X_train.shape[1], module__n_hidden=args.hidden, module__n_out=n_out,
                     optimizer=optimizer, lr=args.lr, batch_size=args.batch_size, max_epochs=args.epochs,
                     train_split=None, verbose=0, **extra)
+    local_search = None if args.local_search == "none" else LocalSearch(candidates=args.local_search,
+                                                                          meta_steps=args.meta_steps)
     search = LossSearchCV(
         net, population_size=args.population, tournament_size=min(4, args.population),
-        generations=args.generations, max_time=args.max_time,
-        max_steps=args.max_steps, cv=args.cv, local_search=None if args.local_search == "none" else args.local_search,
-        meta_steps=args.meta_steps, n_jobs=args.n_jobs, checkpoint=args.checkpoint, random_state=args.seed,
-        verbose=0 if args.quiet else 1,
+        generations=args.generations, max_time=args.max_time, min_resources=args.max_steps or "auto",
+        cv=args.cv, local_search=local_search, n_jobs=args.n_jobs, checkpoint=args.checkpoint,
+        random_state=args.seed, verbose=0 if args.quiet else 1,
     )
     search.fit(X_train, y_train)
     result = {
@@ -189,7 +199,8 @@ def main(argv=None):
     search.add_argument("--generations", type=_positive(int), default=10, help="maximum generations (default 10)")
     search.add_argument("--max-time", type=_positive(float), default=None, help="time budget in seconds")
     search.add_argument("--max-steps", type=_positive(int), default=None,
-                        help="optimizer steps per candidate instead of --epochs")
+                        help="optimizer steps per candidate in the genetic search (default: 500, or the "
+                             "--epochs budget if smaller); the winner is chosen at the --epochs budget")
     search.add_argument("--cv", type=_positive(int), default=3, help="cross-validation folds (default 3)")
     search.add_argument("--local-search", choices=["none", "winners", "all"], default="none",
                         help="EvoMAL's coefficient learning (default none)")

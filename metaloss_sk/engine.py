@@ -5,9 +5,10 @@ losses and one fold it learns their coefficients first if a local search is
 set (:mod:`metaloss_sk.local_search`), trains a net with each (in lockstep,
 :mod:`metaloss_sk.training`), and scores it on the fold's held-out rows. A
 candidate fails, with its reason recorded and ``error_score`` as its score,
-when its loss or score turns non-finite, when it raises, or when it scores no
-better than chance (a constant prediction from the fold's training targets,
-scored the same way): a loss that trains nothing must never be selected.
+when its loss or score turns non-finite or when it raises; it also fails, its
+score kept, when it scores no better than chance (a constant prediction from
+the fold's training targets, scored the same way): a loss that trains nothing
+must never be selected.
 
 Regression targets are standardised on each fold's training rows (as
 ``TransformedTargetRegressor`` with a ``StandardScaler`` would), and
@@ -184,8 +185,8 @@ def _score(evaluation, net_, failure, X, y, chance, failed_score):
         return FoldResult(failed_score, status="error", message=f"{type(exc).__name__}: {exc}")
     if not math.isfinite(value):
         return FoldResult(failed_score, status="nan", message="the score is not finite")
-    if value <= chance:
-        return FoldResult(failed_score, status="chance",
+    if value <= chance:  # a failure, but its score is kept: it tells how far from learning the net was
+        return FoldResult(value, status="chance",
                           message=f"score {value:.4g} is no better than chance ({chance:.4g})")
     return FoldResult(value)
 

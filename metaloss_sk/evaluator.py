@@ -323,7 +323,9 @@ class Evaluator:
         """Split off programs equivalent to an evaluated one, and degenerate ones.
 
         Returns ``alias`` (program -> representative program) and ``rejected``
-        (program -> reason). Seed programs are never filtered out.
+        (program -> reason). Seed programs are never rejected by the rejection
+        protocol or the gradient bound; a loss with no gradient at all is
+        rejected whatever its origin.
         """
         config = self.config
         alias, rejected, candidates = {}, {}, []
@@ -342,7 +344,7 @@ class Evaluator:
             key = key_of(losses[str(p)])
             if key is None:
                 candidates.append(p)
-            elif key in self.keys and str(p) not in protected:
+            elif key in self.keys:
                 alias[str(p)] = self.keys[key]
             else:
                 self.keys.setdefault(key, str(p))
@@ -362,18 +364,15 @@ class Evaluator:
         fingerprints = probe.fingerprints([losses[str(p)] for p in candidates])
         kept = []
         for p, fingerprint in zip(candidates, fingerprints):
-            if str(p) in protected:
-                if fingerprint is not None:
-                    self.keys.setdefault(fingerprint, str(p))
-                continue
-            if fingerprint is None:
+            if fingerprint is None:  # a loss that cannot move the net fails, even a seed
                 rejected[str(p)] = "no gradient: zero or non-finite on the probe rows"
             elif (config.equivalence == "gradient" and config.evaluation.local_search is None
                   and fingerprint in self.keys):
                 alias[str(p)] = self.keys[fingerprint]
             else:
                 self.keys.setdefault(fingerprint, str(p))
-                kept.append(p)
+                if str(p) not in protected:
+                    kept.append(p)
         if config.rejection_steps and kept:
             # One chunk per worker: the protocol's cost is mostly per step, not per loss.
             groups = np.array_split(np.arange(len(kept)), min(effective_n_jobs(config.n_jobs), len(kept)))

@@ -586,7 +586,8 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
     def _select(self, evaluate, interrupted):
         """Successive halving of the best distinct programs up to the final budget; sets the best loss."""
         rows = evaluate.rows
-        protected = [rows[p] for p in evaluate.config.seed_programs if p in rows and rows[p].status == "ok"]
+        protected = [rows[rows[p].equivalent_to or p] for p in evaluate.config.seed_programs if p in rows]
+        protected = [row for row in dict.fromkeys(protected) if row.status == "ok"]
         field = [row for row in rows.values() if not row.equivalent_to and row.status == "ok"]
         self.n_resources_ = [int(field[0].rungs[0].n_resources)] if field else []
         self.n_candidates_ = [evaluate.n_trained]
@@ -605,9 +606,25 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         ordered = list(rows.values())
         ranks = results.ranking(ordered)
         best = ordered[int(np.argmin(ranks))] if ordered else None
+        usual = rows.get(str(usual_loss(self._task).program_))
+        if (best is None or not math.isfinite(best.score)) and usual is not None and usual.status == "chance":
+            warnings.warn(
+                "no candidate loss scored better than chance on every fold, the usual loss included, so none "
+                "can be told better than it: best_loss_ is the usual loss. The net probably does not learn "
+                "within its budget: train longer (max_epochs, min_resources) or raise lr.", UserWarning,
+                stacklevel=3)
+            self._set_best(usual.loss, float(np.mean(usual.last.scores)), usual.last.scores)
+            self.best_index_ = list(rows).index(str(usual.program))
+            return
         if best is None or not math.isfinite(best.score):
-            raise RuntimeError("every candidate loss failed to train; see cv_results_['status'] "
-                               "(set error_score='raise' to see the first error).")
+            self.cv_results_ = results.cv_results(ordered, len(evaluate.splits))
+            statuses = [row.status for row in ordered]
+            counts = ", ".join(f"{statuses.count(s)} {s}" for s in dict.fromkeys(statuses))
+            hint = (" Scores at chance level mean the net does not learn within its budget, even with the usual "
+                    "loss: train longer (max_epochs, min_resources) or raise lr."
+                    if "chance" in statuses else "")
+            raise RuntimeError(f"every candidate loss failed to train ({counts}); see cv_results_['status'] and "
+                               f"['message'] (error_score='raise' raises the first error).{hint}")
         loss = best.loss
         if evaluate.config.evaluation.local_search is not None:
             loss = refine_on(evaluate.config.evaluation, loss, evaluate.X, evaluate.y, self._state.refit_seed)
@@ -646,15 +663,14 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         }
 
     # ----------------------------------------------------------- local search after the GP
-    def fit_refine(self, X, y):
+    def fit_refine(self, X, y, local_search=None):
         """Tune the coefficients of the best programs found (EvoMAL's local search).
 
-        Each of the ``top_k`` best distinct programs (see :class:`LocalSearch`;
-        the search's ``local_search`` settings if it is one) becomes a loss
+        Each of the ``top_k`` best distinct programs becomes a loss
         with one coefficient per edge, learned by unrolled differentiation on
         every fold's training rows, and is rescored at the final budget with
         the search's own folds and weight seeds. A refined loss is kept only
-        where its CV score there beats the program's own; ``best_loss_``,
+        where its CV score there is at least the program's own; ``best_loss_``,
         ``best_score_``, ``best_params_``, ``hall_of_fame_``, ``baseline_``'s
         ``found_split_scores`` and (with ``refit=True``) ``best_estimator_``
         are updated, and ``refine_results_`` records what happened.
@@ -663,6 +679,9 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         ----------
         X, y : array-like
             The data ``fit`` was given.
+        local_search : LocalSearch or None, default=None
+            The local search's settings; None takes the search's own
+            ``local_search`` if it is a :class:`LocalSearch`, else the defaults.
 
         Returns
         -------
@@ -670,6 +689,10 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         """
         check_is_fitted(self, "cv_results_")
         self._check_params()
+        if local_search is not None:
+            if not isinstance(local_search, LocalSearch):
+                raise ValueError(f"local_search must be a LocalSearch or None, got {local_search!r}.")
+            local_search.check()
         X, y = self._validate_input(X, y, reset=False)
         splits = list(check_cv(self.cv, y, classifier=is_classifier(self.estimator)).split(X, y))
         if len(splits) != len(self._state.fold_seeds):
@@ -677,7 +700,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         with Parallel(n_jobs=self.n_jobs, return_as="generator") as parallel:
             evaluate = Evaluator(self._config(self._state, splits, self._seed_programs()), X, y, splits, parallel)
             evaluate.restore(self._state.evaluator)
-            self._refine(evaluate, X, y)
+            self._refine(evaluate, X, y, local_search)
             self._state.evaluator = evaluate.state()
         if self.baseline_ is not None:
             self.baseline_["found_split_scores"] = [float(s) for s in self._best_split_scores]
@@ -689,9 +712,9 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         return self.local_search if isinstance(self.local_search, LocalSearch) else LocalSearch(
             candidates="winners" if self.local_search in (None, "winners") else "all")
 
-    def _refine(self, evaluate, X, y):
+    def _refine(self, evaluate, X, y, settings=None):
         """Refine the best programs at the final budget, keep improvements, and update the best loss."""
-        settings = self._local_search_settings()
+        settings = settings or self._local_search_settings()
         n_train = len(evaluate.splits[0][0])
         final = self._rungs(n_train)[-1]
         final_steps = final.steps(n_train, self.estimator.batch_size)
@@ -710,7 +733,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         for row, folds, losses in zip(rows, rescored, refined):
             split_scores = [float(np.mean([r.score for r in fold])) for fold in folds]
             after = math.nan if any(r.status != "ok" for fold in folds for r in fold) else float(np.mean(split_scores))
-            kept = bool(math.isfinite(after) and after > row.score)
+            kept = bool(math.isfinite(after) and after >= row.score)
             loss = refine_on(replace(evaluate.config.evaluation, local_search=settings), row.loss, X, y,
                              self._state.refit_seed) if kept else None
             self.refine_results_.append({
@@ -719,7 +742,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
                 "fold_coefficients": [refined_loss.get_params()["coefficients"] for refined_loss in losses],
                 "time": elapsed / max(len(rows), 1),
             })
-            if kept and after > self.best_score_:
+            if kept and after >= self.best_score_:
                 self._set_best(loss, after, split_scores)
         if self.verbose:
             for r in self.refine_results_:

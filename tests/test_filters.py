@@ -7,7 +7,7 @@ from sklearn.datasets import load_iris
 from sklearn.preprocessing import StandardScaler
 from skorch import NeuralNetClassifier
 
-from metaloss_sk import LossSearchCV, SymbolicLoss
+from metaloss_sk import LocalSearch, LossSearchCV, SymbolicLoss
 from metaloss_sk.datasets import MLP
 from metaloss_sk.filters import Probe, commutative_key, symbolic_key
 
@@ -133,7 +133,7 @@ def test_with_local_search_on_every_candidate_only_commuted_programs_share_an_ev
     X, y = iris()
     seeds = ["neg(mul(y, log(yhat)))", "neg(mul(log(yhat), y))", "neg(mul(mul(y, log(yhat)), 1.0))"]
     kw = dict(population_size=3, tournament_size=2, generations=1, cv=2, random_state=0, refit=False,
-              local_search="all", meta_steps=2, seed_programs=seeds, rejection_steps=0)
+              local_search=LocalSearch(meta_steps=2), seed_programs=seeds, rejection_steps=0)
     search = LossSearchCV(net(), **kw).fit(X, y)
     rows = dict(zip(search.cv_results_["program"], search.cv_results_["equivalent_to"]))
     assert rows == {seeds[0]: "", seeds[1]: seeds[0], seeds[2]: ""}
@@ -143,16 +143,14 @@ def test_with_local_search_on_every_candidate_only_commuted_programs_share_an_ev
 
 
 def test_candidates_are_grouped_by_program_length_into_groups_of_even_cost():
-    from types import SimpleNamespace
-
-    from metaloss_sk.evaluator import Evaluator
+    from metaloss_sk.evaluator import Evaluator, EvaluatorConfig
 
     programs = ["y", "neg(yhat)", "neg(mul(y, log(yhat)))", "square(sub(y, yhat))",
                 "add(mul(y, log(yhat)), mul(sub(y, yhat), tanh(add(yhat, y))))"] * 3
     losses = [loss(p) for p in programs]
     def groups(n_jobs):
-        search = SimpleNamespace(candidates_per_task=8, n_jobs=n_jobs, _budget=lambda: None)
-        return Evaluator(search, None, None, [("train", "test")], True, None)._groups(losses)
+        config = EvaluatorConfig(evaluation=None, fold_seeds=(0,), budget=None, n_jobs=n_jobs, candidates_per_task=8)
+        return Evaluator(config, None, None, [("train", "test")], parallel=None)._groups(losses)
 
     for n_jobs, sizes in [(1, [7, 8]), (4, [3, 4, 4, 4])]:  # as few groups as leave every worker a task
         found = groups(n_jobs)

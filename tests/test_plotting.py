@@ -24,8 +24,8 @@ CE = "neg(mul(y, log(yhat)))"
 def search():
     X, y = load_iris(return_X_y=True)
     X = StandardScaler().fit_transform(X).astype(np.float32)
-    net = NeuralNetClassifier(MLP, module__n_in=4, module__n_hidden=8, module__n_out=3, max_epochs=2,
-                              train_split=None, verbose=0)
+    net = NeuralNetClassifier(MLP, module__n_in=4, module__n_hidden=8, module__n_out=3, max_epochs=4, lr=0.2,
+                              batch_size=32, train_split=None, verbose=0)
     return LossSearchCV(net, population_size=4, tournament_size=2, generations=2, cv=2,
                         random_state=0).fit(X, y)
 

@@ -6,9 +6,9 @@ import torch
 from torch import nn
 
 from metaloss_sk import SymbolicLoss
+from metaloss_sk.optim import inner_optimizer
 from metaloss_sk.refine import (
     RefineResult,
-    _inner_optimizer,
     initial_coefficients,
     learn_coefficients,
     learn_coefficients_group,
@@ -133,7 +133,7 @@ def test_unrolled_steps_follow_torch_optim(optimizer, params):
     grads[1][1] = torch.zeros(2, dtype=torch.float64)  # a zero gradient, as for a dead unit
     reference = [p.clone().requires_grad_() for p in start]
     torch_optimizer = optimizer(reference, **params)
-    inner = _inner_optimizer(optimizer, params)
+    inner = inner_optimizer(optimizer, params)
     values, state = start, [None, None]
     for t, step_grads in enumerate(grads, 1):
         for p, grad in zip(reference, step_grads):

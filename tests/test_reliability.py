@@ -31,7 +31,7 @@ def iris():
 
 def net(**kw):
     params = dict(module=MLP, module__n_in=4, module__n_hidden=8, module__n_out=3, max_epochs=3,
-                  lr=0.1, batch_size=32, train_split=None, verbose=0)
+                  lr=0.2, batch_size=32, train_split=None, verbose=0)
     return NeuralNetClassifier(**{**params, **kw})
 
 
@@ -118,14 +118,14 @@ def test_ctrl_c_stops_with_the_results_so_far(monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    real_call = evaluator_module.Evaluator.__call__
+    real_call = evaluator_module.Evaluator.generation
 
-    def track(self, population, generation):
+    def track(self, population, generation, max_new=None):
         calls["generation"] = generation
-        return real_call(self, population, generation)
+        return real_call(self, population, generation, max_new)
 
     monkeypatch.setattr(evaluator_module, "evaluate_candidates", interrupt_in_generation_two)
-    monkeypatch.setattr(evaluator_module.Evaluator, "__call__", track)
+    monkeypatch.setattr(evaluator_module.Evaluator, "generation", track)
     with pytest.warns(UserWarning, match="interrupted after") as record:
         search = LossSearchCV(net(), generations=10, n_jobs=1, **{**KW, "refit": True}).fit(X, y)
     assert 2 <= len(search.history_) < 10

@@ -12,7 +12,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from skorch import NeuralNetBinaryClassifier, NeuralNetClassifier, NeuralNetRegressor
 
-from metaloss_sk import LossSearchCV, SymbolicLoss, parse
+from metaloss_sk import LocalSearch, LossSearchCV, SymbolicLoss, parse
 from metaloss_sk.datasets import MLP
 
 SMALL = dict(population_size=5, generations=2, cv=2, random_state=0, rejection_steps=50)
@@ -109,7 +109,7 @@ def test_fast_loop_trains_like_skorch_fit():
 def test_net_with_callbacks_falls_back_to_skorch_fit():
     from skorch.callbacks import GradientNormClipping
     X, y = iris()
-    net = classifier(callbacks=[GradientNormClipping(1.0)])
+    net = classifier(callbacks=[GradientNormClipping(1.0)], lr=0.5)
     with pytest.raises(ValueError, match="has callbacks"):
         LossSearchCV(net, train_loop="fast", **SMALL).fit(X, y)
     search = LossSearchCV(net, refit=False, **SMALL).fit(X, y)
@@ -132,7 +132,8 @@ def test_a_diverging_candidate_is_recorded_and_the_search_goes_on():
 def test_a_score_that_overflows_is_recorded_without_a_warning():
     import warnings
 
-    from metaloss_sk.engine import Budget, evaluate_candidates
+    from metaloss_sk.engine import Evaluation, evaluate_candidates
+    from metaloss_sk.training import Budget, Trainer
 
     X, y = iris()
     train, test = np.arange(0, 150, 2), np.arange(1, 150, 2)
@@ -142,8 +143,9 @@ def test_a_score_that_overflows_is_recorded_without_a_warning():
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        (result,) = evaluate_candidates(classifier(), [SymbolicLoss("neg(mul(y, log(yhat)))")], X, y, train, test,
-                                        Budget(max_epochs=1), 0, overflowing)
+        evaluation = Evaluation(Trainer(classifier()), "multiclass", overflowing)
+        (result,) = evaluate_candidates(evaluation, [SymbolicLoss("neg(mul(y, log(yhat)))")], X, y, train, test,
+                                        Budget(max_epochs=1), 0)
     assert result.status == "nan" and result.message == "the score is not finite"
 
 
@@ -173,7 +175,7 @@ def test_regressor_with_1d_targets():
     X = StandardScaler().fit_transform(X).astype(np.float32)
     y = ((y - y.mean()) / y.std()).astype(np.float32)
     net = NeuralNetRegressor(MLP, module__n_in=10, module__n_hidden=8, module__n_out=1,
-                             max_epochs=3, lr=0.05, train_split=None, verbose=0)
+                             max_epochs=10, lr=0.05, batch_size=32, train_split=None, verbose=0)
     search = LossSearchCV(net, **SMALL).fit(X, y)
     assert "square(sub(y, yhat))" in list(search.cv_results_["program"])
     assert search.best_loss_.task == "regression"
@@ -293,7 +295,7 @@ def test_dask_backend_gives_the_same_results_as_n_jobs_1():
 @pytest.mark.parametrize("local_search", [None, "all"])
 def test_results_do_not_depend_on_how_candidates_are_grouped(local_search):
     X, y = iris()
-    kw = dict(refit=False, local_search=local_search, meta_steps=3, **SMALL)
+    kw = dict(refit=False, local_search=local_search and LocalSearch(meta_steps=3), **SMALL)
     alone = LossSearchCV(classifier(), candidates_per_task=1, **kw).fit(X, y).cv_results_
     together = LossSearchCV(classifier(), candidates_per_task=8, **kw).fit(X, y).cv_results_
     assert list(alone["program"]) == list(together["program"])
@@ -301,14 +303,14 @@ def test_results_do_not_depend_on_how_candidates_are_grouped(local_search):
     np.testing.assert_array_equal(alone["split1_test_score"], together["split1_test_score"])
 
 
-LOCAL = dict(meta_steps=5, refine_top_k=2)
+LOCAL = LocalSearch(candidates="winners", meta_steps=5, top_k=2)
 
 
 def test_fit_refine_rescores_the_best_programs_and_keeps_only_improvements():
     X, y = iris()
-    search = LossSearchCV(classifier(), **SMALL, **LOCAL).fit(X, y)
+    search = LossSearchCV(classifier(), **SMALL).fit(X, y)
     before = search.best_score_
-    search.fit_refine(X, y)
+    search.fit_refine(X, y, LOCAL)
     assert len(search.refine_results_) == 2
     for r in search.refine_results_:
         assert len(r["fold_coefficients"]) == SMALL["cv"]
@@ -323,14 +325,14 @@ def test_fit_refine_rescores_the_best_programs_and_keeps_only_improvements():
 
 def test_local_search_winners_runs_inside_fit():
     X, y = iris()
-    search = LossSearchCV(classifier(), local_search="winners", **SMALL, **LOCAL).fit(X, y)
+    search = LossSearchCV(classifier(), local_search=LOCAL, **SMALL).fit(X, y)
     assert len(search.refine_results_) == 2
 
 
 def test_local_search_all_refines_every_candidate_and_the_winner():
     X, y = iris()
-    search = LossSearchCV(classifier(), local_search="all", population_size=3, tournament_size=2,
-                          generations=1, cv=2, random_state=0, meta_steps=3).fit(X, y)
+    search = LossSearchCV(classifier(), population_size=3, tournament_size=2,
+                          generations=1, cv=2, random_state=0, local_search=LocalSearch(meta_steps=3)).fit(X, y)
     assert search.best_loss_.coefficients is not None
     assert len(search.best_loss_.coefficients) == len(search.best_loss_.program_) - 1
 
@@ -338,7 +340,7 @@ def test_local_search_all_refines_every_candidate_and_the_winner():
 def test_search_stats_time_the_local_search_apart():
     X, y = iris()
     kw = dict(population_size=3, tournament_size=2, generations=1, cv=2, random_state=0, refit=False)
-    evomal = LossSearchCV(classifier(), local_search="all", meta_steps=3, **kw).fit(X, y)
+    evomal = LossSearchCV(classifier(), local_search=LocalSearch(meta_steps=3), **kw).fit(X, y)
     stats = evomal.search_stats_
     assert 0 < stats["local_search_time"] == pytest.approx(sum(h["local_search_time"] for h in evomal.history_))
     assert stats["local_search_time"] < stats["fit_time"] == pytest.approx(sum(h["fit_time"] for h in evomal.history_))
@@ -347,8 +349,8 @@ def test_search_stats_time_the_local_search_apart():
 
 def test_local_search_results_do_not_depend_on_n_jobs():
     X, y = iris()
-    kw = dict(local_search="all", population_size=3, tournament_size=2, generations=1, cv=2,
-              random_state=0, meta_steps=3, refit=False)
+    kw = dict(local_search=LocalSearch(meta_steps=3), population_size=3, tournament_size=2, generations=1, cv=2,
+              random_state=0, refit=False)
     a = LossSearchCV(classifier(), n_jobs=1, **kw).fit(X, y)
     b = LossSearchCV(classifier(), n_jobs=2, **kw).fit(X, y)
     np.testing.assert_array_equal(a.cv_results_["mean_test_score"], b.cv_results_["mean_test_score"])
