@@ -66,10 +66,28 @@ class SearchState:
     evaluator: dict = field(default_factory=dict)
 
 
+def _describe(value):
+    """A text for a setting that is the same in every process (reprs with addresses, sets and estimators unpacked)."""
+    if hasattr(value, "get_params") and not isinstance(value, type):
+        params = {k: v for k, v in value.get_params(deep=False).items() if not k.startswith("_")}
+        return f"{type(value).__qualname__}({_describe(params)})"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k!r}: {_describe(v)}" for k, v in sorted(value.items(), key=lambda kv: str(kv[0])))\
+            + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_describe(v) for v in value) + "]"
+    if isinstance(value, (set, frozenset)):
+        return "{" + ", ".join(sorted(_describe(v) for v in value)) + "}"
+    text = repr(value)
+    if " at 0x" in text and hasattr(value, "__dict__"):
+        return f"{type(value).__qualname__}({_describe(vars(value))})"
+    return text
+
+
 def signature(params, X, y):
     """A hash of the search's settings and data; resuming requires it to match."""
     h = hashlib.sha256()
-    h.update(repr(sorted((k, repr(v)) for k, v in params.items())).encode())
+    h.update(_describe(params).encode())
     for a in (X, y):
         a = np.ascontiguousarray(a)
         h.update(str((a.shape, a.dtype.str)).encode())

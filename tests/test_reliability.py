@@ -60,6 +60,8 @@ def test_a_checkpoint_of_another_search_is_refused(tmp_path):
         LossSearchCV(net(), generations=1, checkpoint=path, **{**KW, "random_state": 1}).fit(X, y)
     with pytest.raises(ValueError, match="other settings or data"):
         LossSearchCV(net(), generations=1, checkpoint=path, **KW).fit(X[::-1], y[::-1])
+    with pytest.raises(ValueError, match="other settings or data"):  # skorch's repr does not show lr
+        LossSearchCV(net(lr=0.05), generations=1, checkpoint=path, **KW).fit(X, y)
 
 
 def test_a_corrupt_checkpoint_is_refused_with_its_path(tmp_path):
@@ -81,7 +83,7 @@ SCRIPT = textwrap.dedent("""
     X, y = load_iris(return_X_y=True)
     X = StandardScaler().fit_transform(X).astype(np.float32)
     net = NeuralNetClassifier(MLP, module__n_in=4, module__n_hidden=8, module__n_out=3, max_epochs=3,
-                              lr=0.1, batch_size=32, train_split=None, verbose=0)
+                              lr=0.2, batch_size=32, train_split=None, verbose=0)
     LossSearchCV(net, generations=int(sys.argv[2]), checkpoint=sys.argv[1], population_size=5, cv=2,
                  random_state=0, rejection_steps=50, refit=False).fit(X, y)
 """)
