@@ -165,7 +165,7 @@ class Evaluator:
                                     local_search=config.evaluation.local_search is not None, progress=True)
         train_time = time.perf_counter() - start - filter_time
         stats = {"proposed": len(population), "cache_hits": len(population) - len(new), "equivalent": 0,
-                 "rejected": len(rejected), "trained": len(to_train), "failures": 0, "fit_time": 0.0,
+                 "rejected": 0, "trained": len(to_train), "failures": 0, "fit_time": 0.0,
                  "local_search_time": 0.0, "filter_time": filter_time, "train_time": train_time,
                  "fold_fits": len(to_train) * len(self.splits), "meta_nan_steps": 0}
         for p, results in zip(to_train, folds):
@@ -180,9 +180,13 @@ class Evaluator:
             stats["failures"] += row.status != "ok"
         for p in new:
             key = str(p)
+            if key in alias and alias[key] in self.rows and self.rows[alias[key]].status == "rejected":
+                rejected[key] = self.rows[alias[key]].message  # the same function as a rejected program
+                del alias[key]
             if key in rejected:
                 row = self._row(p, generation, losses[key])
                 row.rungs, row.status, row.message = [], "rejected", rejected[key]
+                stats["rejected"] += 1
             elif key in alias and alias[key] in self.rows:
                 source = self.rows[alias[key]]
                 row = self._row(p, generation, losses[key])

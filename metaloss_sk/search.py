@@ -193,8 +193,9 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         search sees only that fold's training rows.
     equivalence : {"none", "exact", "symbolic", "gradient"}, default="gradient"
         Which programs share one evaluation: none ("none": every proposed
-        program is trained, a repeat again, with the same seeds and so the
-        same scores; a baseline for what the cache saves); identical text
+        program that passes the gradient checks is trained, a repeat again,
+        with the same seeds and so the same scores; a baseline for what the
+        cache saves); identical text
         only ("exact", the reference's cache); also programs with the same
         sympy canonical form ("symbolic"); also programs with the same
         gradient with respect to the network's outputs on 100 probe rows of

@@ -3,12 +3,9 @@
 import numpy as np
 import pytest
 import torch
-from sklearn.datasets import load_iris
-from sklearn.preprocessing import StandardScaler
-from skorch import NeuralNetClassifier
+from conftest import classifier, iris
 
 from metaloss_sk import LocalSearch, LossSearchCV, SymbolicLoss
-from metaloss_sk.datasets import MLP
 from metaloss_sk.filters import Probe, commutative_key, symbolic_key
 
 
@@ -80,21 +77,11 @@ def test_rejection_protocol_for_regression():
                          loss("neg(square(sub(y, yhat)))", "regression")]) == [False, True]
 
 
-def iris():
-    X, y = load_iris(return_X_y=True)
-    return StandardScaler().fit_transform(X).astype(np.float32), y
-
-
-def net():
-    return NeuralNetClassifier(MLP, module__n_in=4, module__n_hidden=8, module__n_out=3, max_epochs=4,
-                               lr=0.1, batch_size=32, train_split=None, verbose=0)
-
-
 def test_filters_do_not_change_the_winner():
     X, y = iris()
     kw = dict(population_size=8, generations=3, cv=2, random_state=1, refit=False)
-    plain = LossSearchCV(net(), equivalence="exact", rejection_steps=0, **kw).fit(X, y)
-    filtered = LossSearchCV(net(), **kw).fit(X, y)
+    plain = LossSearchCV(classifier(), equivalence="exact", rejection_steps=0, **kw).fit(X, y)
+    filtered = LossSearchCV(classifier(), **kw).fit(X, y)
     assert str(filtered.best_loss_.program_) == str(plain.best_loss_.program_)
     assert filtered.best_score_ == plain.best_score_
     assert filtered.search_stats_["evaluations"] <= plain.search_stats_["evaluations"]
@@ -102,9 +89,10 @@ def test_filters_do_not_change_the_winner():
 
 def test_without_a_cache_every_proposed_program_is_trained_and_the_winner_is_the_same():
     X, y = iris()
-    kw = dict(population_size=8, generations=3, cv=2, random_state=1, refit=False, rejection_steps=0)
-    exact = LossSearchCV(net(), equivalence="exact", **kw).fit(X, y)
-    none = LossSearchCV(net(), equivalence="none", **kw).fit(X, y)
+    kw = dict(population_size=8, generations=3, cv=2, random_state=1, refit=False, rejection_steps=0,
+              gradient_bound=None)
+    exact = LossSearchCV(classifier(), equivalence="exact", **kw).fit(X, y)
+    none = LossSearchCV(classifier(), equivalence="none", **kw).fit(X, y)
     stats = none.search_stats_
     assert stats["cache_hits"] == 0 and stats["evaluations"] == stats["proposed"] == 24
     assert exact.search_stats_["cache_hits"] > 0
@@ -117,7 +105,7 @@ def test_without_a_cache_every_proposed_program_is_trained_and_the_winner_is_the
 
 def test_search_stats_account_for_every_proposed_program():
     X, y = iris()
-    search = LossSearchCV(net(), population_size=8, generations=3, cv=2, random_state=1, refit=False,
+    search = LossSearchCV(classifier(), population_size=8, generations=3, cv=2, random_state=1, refit=False,
                           rejection_steps=100).fit(X, y)
     for h in search.history_:
         assert h["proposed"] == h["cache_hits"] + h["equivalent"] + h["rejected"] + h["trained"]
@@ -134,11 +122,11 @@ def test_with_local_search_on_every_candidate_only_commuted_programs_share_an_ev
     seeds = ["neg(mul(y, log(yhat)))", "neg(mul(log(yhat), y))", "neg(mul(mul(y, log(yhat)), 1.0))"]
     kw = dict(population_size=3, tournament_size=2, generations=1, cv=2, random_state=0, refit=False,
               local_search=LocalSearch(meta_steps=2), seed_programs=seeds, rejection_steps=0)
-    search = LossSearchCV(net(), **kw).fit(X, y)
+    search = LossSearchCV(classifier(), **kw).fit(X, y)
     rows = dict(zip(search.cv_results_["program"], search.cv_results_["equivalent_to"]))
     assert rows == {seeds[0]: "", seeds[1]: seeds[0], seeds[2]: ""}
     assert search.search_stats_["evaluations"] == 2
-    exact = LossSearchCV(net(), equivalence="exact", **kw).fit(X, y)
+    exact = LossSearchCV(classifier(), equivalence="exact", **kw).fit(X, y)
     assert exact.search_stats_["evaluations"] == 3
 
 

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
-from sklearn.datasets import load_diabetes, load_iris
-from sklearn.preprocessing import StandardScaler
-from skorch import NeuralNetClassifier, NeuralNetRegressor
+from conftest import classifier, iris
+from sklearn.datasets import load_diabetes
+from skorch import NeuralNetRegressor
 
 import metaloss_sk.evaluator as evaluator_module
 from metaloss_sk import LossSearchCV
@@ -22,17 +22,6 @@ from metaloss_sk.datasets import MLP
 from metaloss_sk.filters import Probe
 
 KW = dict(population_size=5, cv=2, random_state=0, rejection_steps=50, refit=False)
-
-
-def iris():
-    X, y = load_iris(return_X_y=True)
-    return StandardScaler().fit_transform(X).astype(np.float32), y
-
-
-def net(**kw):
-    params = dict(module=MLP, module__n_in=4, module__n_hidden=8, module__n_out=3, max_epochs=3,
-                  lr=0.2, batch_size=32, train_split=None, verbose=0)
-    return NeuralNetClassifier(**{**params, **kw})
 
 
 def same_results(a, b):
@@ -44,10 +33,10 @@ def same_results(a, b):
 def test_a_resumed_search_ends_as_an_uninterrupted_one(tmp_path):
     X, y = iris()
     path = tmp_path / "search.json"
-    LossSearchCV(net(), generations=2, checkpoint=path, **KW).fit(X, y)
+    LossSearchCV(classifier(), generations=2, checkpoint=path, **KW).fit(X, y)
     assert json.loads(path.read_text())["generation"] == 2
-    resumed = LossSearchCV(net(), generations=4, checkpoint=path, **KW).fit(X, y)
-    whole = LossSearchCV(net(), generations=4, **KW).fit(X, y)
+    resumed = LossSearchCV(classifier(), generations=4, checkpoint=path, **KW).fit(X, y)
+    whole = LossSearchCV(classifier(), generations=4, **KW).fit(X, y)
     same_results(resumed, whole)
     assert len(resumed.history_) == 4
 
@@ -55,13 +44,13 @@ def test_a_resumed_search_ends_as_an_uninterrupted_one(tmp_path):
 def test_a_checkpoint_of_another_search_is_refused(tmp_path):
     X, y = iris()
     path = tmp_path / "search.json"
-    LossSearchCV(net(), generations=1, checkpoint=path, **KW).fit(X, y)
+    LossSearchCV(classifier(), generations=1, checkpoint=path, **KW).fit(X, y)
     with pytest.raises(ValueError, match="other settings or data"):
-        LossSearchCV(net(), generations=1, checkpoint=path, **{**KW, "random_state": 1}).fit(X, y)
+        LossSearchCV(classifier(), generations=1, checkpoint=path, **{**KW, "random_state": 1}).fit(X, y)
     with pytest.raises(ValueError, match="other settings or data"):
-        LossSearchCV(net(), generations=1, checkpoint=path, **KW).fit(X[::-1], y[::-1])
+        LossSearchCV(classifier(), generations=1, checkpoint=path, **KW).fit(X[::-1], y[::-1])
     with pytest.raises(ValueError, match="other settings or data"):  # skorch's repr does not show lr
-        LossSearchCV(net(lr=0.05), generations=1, checkpoint=path, **KW).fit(X, y)
+        LossSearchCV(classifier(lr=0.05), generations=1, checkpoint=path, **KW).fit(X, y)
 
 
 def test_a_corrupt_checkpoint_is_refused_with_its_path(tmp_path):
@@ -69,7 +58,7 @@ def test_a_corrupt_checkpoint_is_refused_with_its_path(tmp_path):
     path = tmp_path / "search.json"
     path.write_text("{not json")
     with pytest.raises(ValueError, match="cannot be read"):
-        LossSearchCV(net(), generations=1, checkpoint=path, **KW).fit(X, y)
+        LossSearchCV(classifier(), generations=1, checkpoint=path, **KW).fit(X, y)
 
 
 SCRIPT = textwrap.dedent("""
@@ -82,7 +71,7 @@ SCRIPT = textwrap.dedent("""
     from metaloss_sk.datasets import MLP
     X, y = load_iris(return_X_y=True)
     X = StandardScaler().fit_transform(X).astype(np.float32)
-    net = NeuralNetClassifier(MLP, module__n_in=4, module__n_hidden=8, module__n_out=3, max_epochs=3,
+    net = NeuralNetClassifier(MLP, module__n_in=4, module__n_hidden=8, module__n_out=3, max_epochs=4,
                               lr=0.2, batch_size=32, train_split=None, verbose=0)
     LossSearchCV(net, generations=int(sys.argv[2]), checkpoint=sys.argv[1], population_size=5, cv=2,
                  random_state=0, rejection_steps=50, refit=False).fit(X, y)
@@ -105,8 +94,8 @@ def test_a_search_killed_mid_generation_resumes_to_the_same_result(tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     done = json.loads(path.read_text())["generation"]
-    resumed = LossSearchCV(net(), generations=done + 2, checkpoint=path, **KW).fit(X, y)
-    whole = LossSearchCV(net(), generations=done + 2, **KW).fit(X, y)
+    resumed = LossSearchCV(classifier(), generations=done + 2, checkpoint=path, **KW).fit(X, y)
+    whole = LossSearchCV(classifier(), generations=done + 2, **KW).fit(X, y)
     same_results(resumed, whole)
 
 
@@ -129,7 +118,7 @@ def test_ctrl_c_stops_with_the_results_so_far(monkeypatch):
     monkeypatch.setattr(evaluator_module, "evaluate_candidates", interrupt_in_generation_two)
     monkeypatch.setattr(evaluator_module.Evaluator, "generation", track)
     with pytest.warns(UserWarning, match="interrupted after") as record:
-        search = LossSearchCV(net(), generations=10, n_jobs=1, **{**KW, "refit": True}).fit(X, y)
+        search = LossSearchCV(classifier(), generations=10, n_jobs=1, **{**KW, "refit": True}).fit(X, y)
     assert 2 <= len(search.history_) < 10
     assert f"after {len(search.history_)} generation" in str(record[0].message)
     assert search.predict(X).shape == (len(X),)
@@ -151,7 +140,7 @@ def test_a_dying_worker_ends_the_search_with_a_clear_error_and_the_checkpoint_in
     X, y = iris()
     path = tmp_path / "search.json"
     with pytest.raises(RuntimeError, match=r"worker died .* neg\(mul\(y, log\(yhat\)\)\)"):
-        LossSearchCV(net(module=DiesInWorkers), generations=2, n_jobs=2, checkpoint=path, **KW).fit(X, y)
+        LossSearchCV(classifier(module=DiesInWorkers), generations=2, n_jobs=2, checkpoint=path, **KW).fit(X, y)
     assert not path.exists()  # no generation completed, and nothing half-written
 
 
@@ -161,15 +150,15 @@ def test_every_new_candidate_rejected_leaves_a_working_search(monkeypatch):
 
     monkeypatch.setattr(Probe, "reject", reject_all_but_cross_entropy)
     X, y = iris()
-    search = LossSearchCV(net(), generations=3, **KW).fit(X, y)
+    search = LossSearchCV(classifier(), generations=3, **KW).fit(X, y)
     assert str(search.best_loss_.program_) == "neg(mul(y, log(yhat)))"
     assert search.search_stats_["rejected"] > 0
 
 
 def test_a_constant_loss_is_rejected_and_the_search_goes_on():
     X, y = iris()
-    search = LossSearchCV(net(), generations=1, seed_programs=["neg(mul(y, log(yhat)))", "mul(0.0, mul(y, yhat))"],
-                          **KW).fit(X, y)
+    seeds = ["neg(mul(y, log(yhat)))", "mul(0.0, mul(y, yhat))"]
+    search = LossSearchCV(classifier(), generations=1, seed_programs=seeds, **KW).fit(X, y)
     row = list(search.cv_results_["program"]).index("mul(0.0, mul(y, yhat))")
     assert search.cv_results_["status"][row] == "rejected"
     assert "no gradient" in search.cv_results_["message"][row]
@@ -177,7 +166,7 @@ def test_a_constant_loss_is_rejected_and_the_search_goes_on():
 
 def test_programs_at_the_maximum_height_train():
     X, y = iris()
-    search = LossSearchCV(net(), generations=3, max_height=4, init_depth=(4, 4), **KW).fit(X, y)
+    search = LossSearchCV(classifier(), generations=3, max_height=4, init_depth=(4, 4), **KW).fit(X, y)
     assert max(search.cv_results_["depth"]) <= 5  # repair may add one level to a program of height 4
     assert np.isfinite(search.best_score_)
 
@@ -186,7 +175,7 @@ def test_float64_input_is_cast_and_the_callers_array_untouched():
     X, y = iris()
     X64 = X.astype(np.float64)
     copy = X64.copy()
-    search = LossSearchCV(net(), generations=1, **{**KW, "refit": True}).fit(X64, y)
+    search = LossSearchCV(classifier(), generations=1, **{**KW, "refit": True}).fit(X64, y)
     np.testing.assert_array_equal(X64, copy)
     assert search.predict(X64).shape == (len(X),)
 
@@ -207,13 +196,13 @@ def test_float64_input_is_cast_and_the_callers_array_untouched():
 def test_bad_input_gets_a_clear_error(make, match):
     X, y = make(*iris())
     with pytest.raises((ValueError, TypeError), match=match):
-        LossSearchCV(net(), generations=1, **KW).fit(X, y)
+        LossSearchCV(classifier(), generations=1, **KW).fit(X, y)
 
 
 def test_an_unknown_scorer_is_named():
     X, y = iris()
     with pytest.raises(ValueError, match="no_such_scorer"):
-        LossSearchCV(net(), generations=1, scoring="no_such_scorer", **KW).fit(X, y)
+        LossSearchCV(classifier(), generations=1, scoring="no_such_scorer", **KW).fit(X, y)
 
 
 def test_two_dimensional_targets_for_a_single_output_regressor_are_refused():
@@ -228,5 +217,5 @@ def test_two_dimensional_targets_for_a_single_output_regressor_are_refused():
 
 def test_torch_tensors_are_accepted_as_input():
     X, y = iris()
-    search = LossSearchCV(net(), generations=1, **KW).fit(torch.as_tensor(X), torch.as_tensor(y))
+    search = LossSearchCV(classifier(), generations=1, **KW).fit(torch.as_tensor(X), torch.as_tensor(y))
     assert np.isfinite(search.best_score_)

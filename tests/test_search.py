@@ -5,29 +5,18 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from conftest import classifier, iris
 from sklearn.base import clone
 from sklearn.datasets import load_diabetes, load_iris
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
-from skorch import NeuralNetBinaryClassifier, NeuralNetClassifier, NeuralNetRegressor
+from skorch import NeuralNetBinaryClassifier, NeuralNetRegressor
 
 from metaloss_sk import LocalSearch, LossSearchCV, SymbolicLoss, parse
 from metaloss_sk.datasets import MLP
 
 SMALL = dict(population_size=5, generations=2, cv=2, random_state=0, rejection_steps=50)
-
-
-def iris():
-    X, y = load_iris(return_X_y=True)
-    X = StandardScaler().fit_transform(X).astype(np.float32)
-    return X, y
-
-
-def classifier(**kw):
-    params = dict(module=MLP, module__n_in=4, module__n_hidden=8, module__n_out=3,
-                  max_epochs=4, lr=0.1, batch_size=32, train_split=None, verbose=0)
-    return NeuralNetClassifier(**{**params, **kw})
 
 
 @pytest.fixture(scope="module")
