@@ -1,0 +1,170 @@
+"""The winner is chosen at the budget the net trains with, never fragile, and shown beside the usual loss."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import classifier, iris
+from sklearn.compose import TransformedTargetRegressor
+from sklearn.datasets import load_diabetes
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.parallel import Parallel
+from skorch import NeuralNetRegressor
+
+import metaloss_sk.evaluator as evaluator_module
+from metaloss_sk import LossSearchCV, SymbolicLoss, parse
+from metaloss_sk.datasets import MLP
+from metaloss_sk.engine import Evaluation, evaluate_candidates
+from metaloss_sk.evaluator import Evaluator, EvaluatorConfig
+from metaloss_sk.filters import gradient_violations
+from metaloss_sk.training import Budget, Trainer
+
+CE = "neg(mul(y, log(yhat)))"
+# log|2 yhat - 1|: finite values, but a gradient near 1e7 where yhat = 1/2, inside the domain.
+SINGULAR = "neg(mul(y, log(add(yhat, sub(yhat, 1.0)))))"
+KW = dict(population_size=6, generations=2, cv=2, random_state=0, rejection_steps=50, refit=False)
+
+
+@pytest.fixture(scope="module")
+def laddered():
+    # 75 training rows per fold, batches of 32: 3 steps an epoch, 24 steps for the net's 8 epochs.
+    X, y = iris()
+    search = LossSearchCV(classifier(max_epochs=8), min_resources=6, factor=2, n_finalists=2, **KW).fit(X, y)
+    return search, X, y
+
+
+def test_rungs_climb_from_the_fitness_budget_to_the_nets_own(laddered):
+    search, _, _ = laddered
+    assert search.n_resources_ == [6, 12, 24]
+    assert search.n_candidates_[1:] == sorted(search.n_candidates_[1:], reverse=True)
+    assert search.n_candidates_[-1] <= 2 + 1  # the finalists and the usual loss
+
+
+def test_the_best_loss_is_scored_at_the_final_budget(laddered):
+    search, _, _ = laddered
+    results = search.cv_results_
+    best = search.best_index_
+    assert results["n_resources"][best] == 24 and results["iter"][best] == 2
+    assert results["rank_test_score"][best] == 1
+    assert search.best_score_ == pytest.approx(results["mean_test_score"][best])
+    assert str(search.best_loss_.program_) == results["program"][best]
+    # A program that only reached the fitness budget ranks below every finalist, whatever its score there.
+    finalists = results["iter"] == 2
+    assert results["rank_test_score"][~finalists].min() > results["rank_test_score"][finalists].max()
+
+
+def test_the_usual_loss_always_reaches_the_final_rung(laddered):
+    search, _, _ = laddered
+    row = list(search.cv_results_["program"]).index(CE)
+    assert search.cv_results_["iter"][row] == 2
+
+
+def test_finalists_train_with_two_weight_seeds_per_fold(monkeypatch):
+    calls = []
+    real = evaluator_module.evaluate_candidates
+
+    def record(evaluation, losses, X, y, train, test, budget, seed, params=None):
+        calls.append((budget, len(train), seed, tuple(str(loss.program_) for loss in losses)))
+        return real(evaluation, losses, X, y, train, test, budget, seed, params)
+
+    monkeypatch.setattr(evaluator_module, "evaluate_candidates", record)
+    X, y = iris()
+    search = LossSearchCV(classifier(max_epochs=8), min_resources=6, factor=2, baseline_lrs=None, **KW).fit(X, y)
+    winner = str(search.best_loss_.program_)
+    final = Budget(max_epochs=8)
+    seeds = {(n, seed) for budget, n, seed, programs in calls if budget == final and winner in programs}
+    assert len(seeds) == 2 * 2  # two seeds on each of the two folds
+
+
+def test_a_loss_at_chance_level_fails():
+    X, y = iris()
+    anti = "mul(y, log(yhat))"  # minimising it pushes the true class's probability to zero
+    search = LossSearchCV(classifier(), seed_programs=[CE, anti], **KW).fit(X, y)
+    row = list(search.cv_results_["program"]).index(anti)
+    assert search.cv_results_["status"][row] == "chance"
+    assert np.isnan(search.cv_results_["mean_test_score"][row])
+    assert "no better than chance" in search.cv_results_["message"][row]
+    assert str(search.best_loss_.program_) != anti
+
+
+def test_a_search_where_nothing_learns_warns_and_keeps_the_usual_loss():
+    X, y = iris()
+    with pytest.warns(UserWarning, match="better than chance"):
+        search = LossSearchCV(classifier(lr=1e-5, max_epochs=1), **KW).fit(X, y)
+    assert str(search.best_loss_.program_) == CE
+
+
+def test_the_gradient_check_rejects_a_singular_loss_and_keeps_the_usual_ones():
+    ok, singular, mse = gradient_violations([SymbolicLoss(CE), SymbolicLoss(SINGULAR),
+                                             SymbolicLoss("square(sub(y, yhat))", task="regression")], bound=100)
+    assert ok is None and mse is None
+    assert "gradient reaches" in singular
+    assert gradient_violations([SymbolicLoss(SINGULAR)], bound=1e9) == [None]
+
+
+def test_the_evaluator_rejects_a_singular_program_before_training_but_never_a_seed():
+    X, y = iris()
+    splits = [(np.arange(0, 150, 2), np.arange(1, 150, 2))]
+    evaluation = Evaluation(Trainer(classifier()), "multiclass", lambda net, X, y: net.score(X, y))
+    config = EvaluatorConfig(evaluation, fold_seeds=(0,), budget=Budget(4), rejection_steps=0, seed_programs=(CE,))
+    evaluator = Evaluator(config, X, y, splits, parallel=Parallel(n_jobs=1, return_as="generator"))
+    fitness, stats = evaluator.generation([parse(CE), parse(SINGULAR)], 0)
+    assert evaluator.rows[SINGULAR].status == "rejected" and "unstable" in evaluator.rows[SINGULAR].message
+    assert evaluator.rows[CE].status == "ok" and np.isfinite(fitness[0]) and fitness[1] == -np.inf
+    assert stats["rejected"] == 1 and stats["trained"] == 1
+    protected = EvaluatorConfig(evaluation, fold_seeds=(0,), budget=Budget(4), rejection_steps=0,
+                                seed_programs=(CE, SINGULAR))
+    evaluator = Evaluator(protected, X, y, splits, parallel=Parallel(n_jobs=1, return_as="generator"))
+    evaluator.generation([parse(CE), parse(SINGULAR)], 0)
+    assert evaluator.rows[SINGULAR].status != "rejected"
+
+
+def test_baseline_shows_the_usual_loss_at_the_nets_lr_and_tuned(laddered):
+    search, _, _ = laddered
+    base = search.baseline_
+    assert base["program"] == CE and base["n_resources"] == 24 and base["n_seeds"] == 2
+    assert base["net_lr"] == 0.2 and 0.2 in base["lrs"] and len(base["lrs"]) == 5
+    assert base["tuned_score"] == np.nanmax(base["mean_test_score"]) >= base["net_lr_score"]
+    assert base["mean_test_score"][base["lrs"].index(base["tuned_lr"])] == base["tuned_score"]
+    # GP-LFL mode: the usual loss's own row at the final rung is the baseline at the net's lr.
+    row = list(search.cv_results_["program"]).index(CE)
+    assert base["net_lr_score"] == pytest.approx(search.cv_results_["mean_test_score"][row])
+    assert len(base["found_split_scores"]) == 2
+    assert np.mean(base["found_split_scores"]) == pytest.approx(search.best_score_)
+    json.dumps(base)  # plain values
+
+
+def test_baseline_lrs_none_tries_the_nets_lr_only():
+    X, y = iris()
+    search = LossSearchCV(classifier(), baseline_lrs=None, **KW).fit(X, y)
+    assert search.baseline_["lrs"] == [0.2] and search.baseline_["tuned_lr"] == 0.2
+
+
+def test_verbose_summary_shows_the_found_loss_beside_the_usual_loss(capsys):
+    X, y = iris()
+    LossSearchCV(classifier(), verbose=1, **KW).fit(X, y)
+    out = capsys.readouterr().out
+    assert "found loss" in out and "usual loss, lr 0.2" in out and "usual loss, tuned lr" in out
+    assert "per fold" in out
+
+
+def test_regression_targets_are_standardised_inside_the_search():
+    X, y = load_diabetes(return_X_y=True)  # targets from 25 to 346, unscaled
+    X = StandardScaler().fit_transform(X).astype(np.float32)
+    net = NeuralNetRegressor(MLP, module__n_in=10, module__n_hidden=16, module__n_out=1, max_epochs=20,
+                             lr=0.05, batch_size=32, train_split=None, verbose=0)
+    search = LossSearchCV(net, population_size=4, generations=1, cv=2, random_state=0, rejection_steps=50,
+                          baseline_lrs=None).fit(X, y)
+    assert isinstance(search.best_estimator_, TransformedTargetRegressor)
+    assert search.best_score_ > 0.2 and search.score(X, y) > 0.2
+    assert abs(search.predict(X).mean() - y.mean()) < 0.2 * y.std()
+
+
+def test_chance_level_is_measured_with_the_search_scorer():
+    X, y = iris()
+    train, test = np.arange(0, 150, 2), np.arange(1, 150, 2)
+    evaluation = Evaluation(Trainer(classifier()), "multiclass", lambda net, X, y: net.score(X, y))
+    anti, usual = evaluate_candidates(evaluation, [SymbolicLoss("mul(y, log(yhat))"), SymbolicLoss(CE)], X, y,
+                                      train, test, Budget(4), 0)
+    assert anti.status == "chance" and anti.score <= 1 / 3  # the measured score is kept
+    assert usual.status == "ok" and usual.score > 1 / 3
