@@ -345,3 +345,64 @@ def test_losses_learned_together_match_each_learned_alone(data, module, unroll):
         assert result.n_nan_steps == alone.n_nan_steps
     assert together[2].n_nan_steps == 4
     assert not np.allclose(together[0].coefficients, together[0].initial_coefficients)
+
+
+def test_checkpoints_validate_the_start_and_keep_the_best(data):
+    seen = []
+
+    def validate(losses):  # pretends the coefficients furthest from the start train best, but for one step
+        seen.append(len(losses))
+        scores = [-abs(float(loss.coefficients.sum()) - 4.0) for loss in losses]
+        return scores if len(seen) != 3 else [np.nan] * len(losses)
+
+    result = learn_coefficients(SymbolicLoss(CROSS_ENTROPY), MLP, *data, optimizer_params={"lr": 0.5},
+                                meta_steps=20, meta_lr=0.05, random_state=0, validate=validate, checkpoints=4)
+    steps = [step for step, _ in result.checkpoints]
+    assert steps == [0, 5, 10, 15, 20]  # the start, then every quarter of the search
+    scores = [score for _, score in result.checkpoints]
+    best = int(np.nanargmax(scores))
+    assert abs(float(result.coefficients.sum()) - 4.0) == pytest.approx(-scores[best], abs=1e-5)
+
+
+def test_a_local_search_never_returns_worse_than_its_start_on_its_validation_rows(data):
+    def validate(losses):  # the start is best: any learned change is worse
+        return [-float(np.abs(loss.coefficients.numpy() - start).sum()) for loss in losses]
+
+    loss = SymbolicLoss(CROSS_ENTROPY)
+    start = learn_coefficients(loss, MLP, *data, meta_steps=1, random_state=0).initial_coefficients
+    result = learn_coefficients(loss, MLP, *data, optimizer_params={"lr": 0.5}, meta_steps=10, meta_lr=0.1,
+                                random_state=0, validate=validate, checkpoints=5)
+    np.testing.assert_array_equal(result.coefficients, result.initial_coefficients)
+    assert result.checkpoints[0][0] == 0 and len(result.checkpoints) == 6
+
+
+def test_the_skorch_local_search_validates_by_training_the_net():
+    from conftest import classifier, iris
+
+    from metaloss_sk.local_search import LocalSearch, refine_losses
+    from metaloss_sk.training import Budget, Trainer
+
+    X, y = iris()
+    settings = LocalSearch(meta_steps=6, meta_lr=0.2, checkpoints=3)
+    (result,) = refine_losses(Trainer(classifier()), lambda net, X, y: net.score(X, y), [SymbolicLoss()], X, y,
+                              0, settings, Budget(4))
+    scores = [score for _, score in result.checkpoints]
+    assert len(scores) == 4 and all(0 <= s <= 1 for s in scores)
+    # The returned coefficients are the best checkpoint's: retrained on the local search's own
+    # split (20 % of the rows held out, drawn from the seed), they score its best score.
+    order = np.random.RandomState(0).permutation(len(X))
+    valid, train = order[:30], order[30:]
+    ((net, failure),) = Trainer(classifier()).fit([result.loss], X[train], y[train], Budget(4), 0)
+    assert failure is None and net.score(X[valid], y[valid]) == pytest.approx(max(scores))
+
+
+def test_local_search_settings_are_checked_and_route_through_get_params():
+    from metaloss_sk import LocalSearch, LossSearchCV
+
+    with pytest.raises(ValueError, match="meta_steps"):
+        LocalSearch(meta_steps=0).check()
+    with pytest.raises(ValueError, match="candidates"):
+        LocalSearch(candidates="some").check()
+    search = LossSearchCV(None, local_search=LocalSearch())
+    search.set_params(local_search__meta_steps=7)
+    assert search.get_params()["local_search__meta_steps"] == 7

@@ -1,0 +1,134 @@
+"""The search's parts on their own: evolution, the checkpoint, the evaluator and the engine."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from conftest import classifier, iris
+from sklearn.utils.parallel import Parallel
+
+from metaloss_sk import SymbolicLoss, parse
+from metaloss_sk.checkpoint import SearchState, load_checkpoint, save_checkpoint
+from metaloss_sk.engine import Evaluation, evaluate_candidates
+from metaloss_sk.evaluator import Evaluator, EvaluatorConfig
+from metaloss_sk.evolution import Variation, initial_population, next_generation, tournament
+from metaloss_sk.primitives import EVOMAL_FUNCTION_SET
+from metaloss_sk.program import SearchSpace
+from metaloss_sk.training import Budget, Trainer
+
+CE = "neg(mul(y, log(yhat)))"
+SPACE = SearchSpace(EVOMAL_FUNCTION_SET)
+
+
+def accuracy(net, X, y):
+    return net.score(X, y)
+
+
+# ---------------------------------------------------------------- evolution
+def test_initial_population_puts_the_seeds_first_and_draws_distinct_valid_programs():
+    population = initial_population(SPACE, 12, [parse(CE)], np.random.RandomState(0))
+    assert str(population[0]) == CE and len(population) == 12
+    assert len(set(map(str, population))) == 12
+    assert all(p.is_valid_loss for p in population)
+
+
+def test_tournament_picks_the_fittest_contender():
+    fitness = np.array([0.1, 0.9, 0.5, 0.3])
+    picks = [tournament(fitness, 4, np.random.RandomState(s)) for s in range(50)]
+    assert all(fitness[i] >= np.sort(fitness)[0] for i in picks) and picks.count(1) > 25
+
+
+def test_next_generation_keeps_the_elite_and_respects_the_maximum_height():
+    rng = np.random.RandomState(0)
+    population = initial_population(SPACE, 10, [parse(CE)], rng)
+    fitness = np.linspace(0, 1, 10)
+    children = next_generation(population, fitness, SPACE, Variation(max_height=4), rng, elitism=2)
+    assert children[:2] == [population[9], population[8]]
+    assert len(children) == 10 and all(c.depth <= 4 or c in population for c in children)
+    assert all(c.is_valid_loss for c in children)
+
+
+def test_the_elite_is_the_best_program_that_did_not_fail():
+    rng = np.random.RandomState(0)
+    population = initial_population(SPACE, 6, [], rng)
+    fitness = np.array([-np.inf] * 5 + [0.5])
+    children = next_generation(population, fitness, SPACE, Variation(), rng, elitism=1)
+    assert children[0] == population[5]
+
+
+# ---------------------------------------------------------------- checkpoint
+def test_search_state_round_trips_through_strict_json(tmp_path):
+    rng = np.random.RandomState(3)
+    rng.uniform(size=5)
+    state = SearchState(population=[parse(CE), parse("square(sub(y, yhat))")], rng=rng, generation=4,
+                        best=-math.inf, stale=1, elapsed=2.5,
+                        history=[{"generation": 0, "best_score": math.nan, "median_score": 0.5}],
+                        fold_seeds=[1, 2], refit_seed=9, evaluator={"rows": [], "keys": {}, "totals": {}})
+    path = tmp_path / "state.json"
+    save_checkpoint(path, state, "sig")
+    json.loads(path.read_text(), parse_constant=lambda name: pytest.fail(f"{name} in the file"))
+    back = load_checkpoint(path, "sig")
+    assert back.population == state.population and back.generation == 4 and back.best == -math.inf
+    assert back.fold_seeds == [1, 2] and back.refit_seed == 9 and math.isnan(back.history[0]["best_score"])
+    assert back.rng.uniform() == rng.uniform()
+    with pytest.raises(ValueError, match="other settings"):
+        load_checkpoint(path, "another")
+    assert load_checkpoint(tmp_path / "missing.json", "sig") is None
+
+
+# ---------------------------------------------------------------- evaluator and engine
+def _evaluator(**kw):
+    X, y = iris()
+    splits = [(np.arange(0, 150, 2), np.arange(1, 150, 2)), (np.arange(1, 150, 2), np.arange(0, 150, 2))]
+    evaluation = Evaluation(Trainer(classifier()), "multiclass", accuracy)
+    config = EvaluatorConfig(evaluation, fold_seeds=(5, 6), budget=Budget(4), rejection_steps=0, **kw)
+    return Evaluator(config, X, y, splits, Parallel(n_jobs=1, return_as="generator"))
+
+
+def test_the_evaluator_trains_each_distinct_program_once_and_remembers_fold_results():
+    evaluator = _evaluator()
+    population = [parse(CE), parse("square(sub(y, yhat))"), parse(CE)]
+    fitness, stats = evaluator.generation(population, 0)
+    assert stats["trained"] == 2 and stats["cache_hits"] == 1 and fitness[0] == fitness[2]
+    row = evaluator.rows[CE]
+    assert row.rungs[0].n_resources == 12 and len(row.rungs[0].scores) == 2
+    fits = len(evaluator._fold_results)
+    (again,) = evaluator.cross_validate([SymbolicLoss(CE)], Budget(4))
+    assert len(evaluator._fold_results) == fits  # the same budget and seeds: nothing trained again
+    assert [fold[0].score for fold in again] == row.rungs[0].scores
+
+
+def test_promote_adds_a_rung_with_more_seeds_and_budget():
+    evaluator = _evaluator()
+    evaluator.generation([parse(CE)], 0)
+    (score,) = evaluator.promote([parse(CE)], Budget(8), n_seeds=2)
+    row = evaluator.rows[CE]
+    assert [r.n_resources for r in row.rungs] == [12, 24] and row.last.n_seeds == 2
+    assert score == row.score == pytest.approx(np.mean(row.last.scores))
+    assert evaluator.totals["ladder_fits"] == 2 * 2
+
+
+def test_the_evaluator_state_restores_every_row():
+    evaluator = _evaluator()
+    evaluator.generation([parse(CE), parse("mul(y, yhat)")], 0)
+    evaluator.promote([parse(CE)], Budget(8), n_seeds=2)
+    restored = _evaluator()
+    restored.restore(json.loads(json.dumps(evaluator.state(), default=float)))
+    for key, row in evaluator.rows.items():
+        back = restored.rows[key]
+        assert (back.status, back.generation, len(back.rungs)) == (row.status, row.generation, len(row.rungs))
+        np.testing.assert_array_equal(back.last.scores, row.last.scores)
+
+
+def test_the_engine_scores_every_loss_of_a_group_as_it_would_alone():
+    X, y = iris()
+    train, test = np.arange(0, 150, 2), np.arange(1, 150, 2)
+    evaluation = Evaluation(Trainer(classifier()), "multiclass", accuracy)
+    losses = [SymbolicLoss(CE), SymbolicLoss("square(sub(y, yhat))")]
+    together = evaluate_candidates(evaluation, losses, X, y, train, test, Budget(4), 0)
+    alone = [evaluate_candidates(evaluation, [loss], X, y, train, test, Budget(4), 0)[0] for loss in losses]
+    assert [r.score for r in together] == [r.score for r in alone]
+    assert all(r.status == "ok" for r in together)
+    lr = evaluate_candidates(evaluation, losses[:1], X, y, train, test, Budget(4), 0, params={"lr": 1e-6})
+    assert lr[0].score != together[0].score  # settings of the net can be overridden per call
