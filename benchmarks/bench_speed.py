@@ -24,7 +24,8 @@ from skorch import NeuralNetClassifier
 
 from metaloss_sk import SymbolicLoss
 from metaloss_sk.datasets import MLP
-from metaloss_sk.engine import Budget, evaluate_candidates
+from metaloss_sk.engine import Evaluation, evaluate_candidates
+from metaloss_sk.training import Budget, Trainer
 
 RESULTS = Path(__file__).parent / "results"
 FOCAL_LIKE = "neg(mul(mul(y, square(sub(1.0, yhat))), log(yhat)))"
@@ -82,9 +83,9 @@ def main():
 
     def engine(programs, fast):
         def run():
-            results = evaluate_candidates(net, [SymbolicLoss(p) for p in programs], X, y, train, test,
-                                          budget if fast else skorch_budget, 0, scorer,
-                                          train_loop="fast" if fast else "skorch")
+            evaluation = Evaluation(Trainer(net, fast), "multiclass", scorer)
+            results = evaluate_candidates(evaluation, [SymbolicLoss(p) for p in programs], X, y, train, test,
+                                          budget if fast else skorch_budget, 0)
             assert all(r.status == "ok" for r in results), [r.message for r in results]
         run.n = len(programs)
         return run

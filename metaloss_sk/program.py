@@ -322,7 +322,7 @@ def _check_nodes(nodes):
         raise ValueError(f"program is incomplete: {need} argument(s) missing at the end")
 
 
-def parse(text, function_set=None):
+def parse(text):
     """Parse a program from gplearn's prefix syntax, e.g. ``neg(mul(y, log(yhat)))``.
 
     The grammar is ``expr := number | y | yhat | name "(" expr ("," expr)* ")"``;
@@ -331,9 +331,7 @@ def parse(text, function_set=None):
     Parameters
     ----------
     text : str
-        The program.
-    function_set : sequence of str, optional
-        Primitives allowed; default every primitive in the registry.
+        The program; any primitive of the registry (``metaloss_sk.PRIMITIVES``) may appear.
 
     Raises
     ------
@@ -344,7 +342,7 @@ def parse(text, function_set=None):
         return text
     if not isinstance(text, str):
         raise ValueError(f"a program must be a string, got {type(text).__name__}")
-    allowed = PRIMITIVES if function_set is None else {p.name: p for p in resolve_function_set(function_set)}
+    allowed = PRIMITIVES
     tokens = _tokenize(text)
     if not tokens:
         raise ValueError("cannot parse an empty program")

@@ -93,9 +93,9 @@ def test_parse_returns_a_program_unchanged():
     assert parse(program) is program
 
 
-def test_parse_restricts_primitives_to_the_function_set():
-    with pytest.raises(ValueError, match="unknown primitive.*position 0: 'log'"):
-        parse("log(y)", function_set=["add", "mul"])
+def test_parse_names_an_unknown_primitive_and_its_position():
+    with pytest.raises(ValueError, match="unknown primitive.*position 0: 'logx'"):
+        parse("logx(y)")
 
 
 def test_parse_rejects_a_non_string():
