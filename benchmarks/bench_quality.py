@@ -39,6 +39,7 @@ from methods import (  # noqa: E402
     describe,
     make_criterion,
     run_grid,
+    run_lr_tuning,
     run_ml3,
     run_search,
     run_taylorglo,
@@ -48,18 +49,22 @@ from tasks import LOADERS, load_task, train  # noqa: E402
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
 RESULTS = HERE / "results"
-CACHE_VERSION = 2  # bumped when the library changes what a search finds
+CACHE_VERSION = 3  # bumped when the library changes what a search finds
 N_JOBS = 2
 COUNTS = {"computed": 0, "cached": 0}  # searches and final trainings, this invocation
 
-METHODS = ["usual", "label-smoothing", "focal", "taylorglo", "ml3", "gp-lfl", "evomal", "gp-lfl+refine"]
+METHODS = ["usual", "usual+lr", "label-smoothing", "focal", "taylorglo", "ml3", "gp-lfl", "evomal", "evomal+lr",
+           "gp-lfl+refine"]
 CLASSIFICATION_ONLY = {"label-smoothing", "focal"}
 #: Which search produces each method's loss (GP-LFL and its fit_refine share one search).
 SEARCH_OF = {"label-smoothing": "label-smoothing", "focal": "focal", "taylorglo": "taylorglo", "ml3": "ml3",
-             "gp-lfl": "gp", "gp-lfl+refine": "gp", "evomal": "evomal"}
-LABELS = {"usual": "usual loss", "label-smoothing": "label smoothing", "focal": "focal loss",
-          "taylorglo": "TaylorGLO", "ml3": "ML3", "gp-lfl": "GP-LFL", "evomal": "EvoMAL",
-          "gp-lfl+refine": "GP-LFL + fit_refine"}
+             "gp-lfl": "gp", "gp-lfl+refine": "gp", "evomal": "evomal", "usual+lr": "usual+lr",
+             "evomal+lr": "evomal+lr"}
+#: Rows whose loss is another row's with the learning rate of the final training tuned by CV.
+LR_TUNED = {"usual+lr": "usual", "evomal+lr": "evomal"}
+LABELS = {"usual": "usual loss", "usual+lr": "usual loss, lr tuned", "label-smoothing": "label smoothing",
+          "focal": "focal loss", "taylorglo": "TaylorGLO", "ml3": "ML3", "gp-lfl": "GP-LFL", "evomal": "EvoMAL",
+          "evomal+lr": "EvoMAL, lr tuned", "gp-lfl+refine": "GP-LFL + fit_refine"}
 
 MODES = {
     "quick": {
@@ -73,7 +78,7 @@ MODES = {
         "taylorglo": {"popsize": 8, "generations": 8, "max_time": 40},
         "ml3": {"meta_steps": 1500},
         "gp": {"population": 12, "generations": 12, "max_time": 45, "refine_top_k": 2, "refine_meta_steps": 100},
-        "evomal": {"population": 12, "generations": 12, "max_time": 60, "meta_steps": 50},
+        "evomal": {"population": 12, "generations": 12, "max_time": 60, "meta_steps": 50, "checkpoints": 2},
         "transfer": {"source": "digits-mlp", "target": "mnist5k-lenet", "methods": ["gp-lfl", "evomal"],
                      "steps": 400},
         "overrides": {},
@@ -89,7 +94,7 @@ MODES = {
         "taylorglo": {"popsize": 10, "generations": 20, "max_time": 150},
         "ml3": {"meta_steps": 3000},
         "gp": {"population": 25, "generations": 50, "max_time": 200, "refine_top_k": 3, "refine_meta_steps": 250},
-        "evomal": {"population": 25, "generations": 50, "max_time": 240, "meta_steps": 100},
+        "evomal": {"population": 25, "generations": 50, "max_time": 240, "meta_steps": 100, "checkpoints": 2},
         "transfer": {"source": "digits-mlp", "target": "mnist5k-lenet", "methods": ["gp-lfl", "evomal"],
                      "steps": 1000},
         # A LeNet step costs ~20x an MLP step on one CPU thread: smaller budgets there.
@@ -99,7 +104,7 @@ MODES = {
             "ml3": {"meta_steps": 500},
             "gp": {"population": 12, "generations": 50, "max_time": 200, "refine_top_k": 2,
                    "refine_meta_steps": 50},
-            "evomal": {"population": 8, "generations": 50, "max_time": 240, "meta_steps": 20},
+            "evomal": {"population": 8, "generations": 50, "max_time": 240, "meta_steps": 20, "checkpoints": 2},
         }},
     },
 }
@@ -135,7 +140,7 @@ def task_config(mode, task_name):
 
 def search_path(task_name, search, config):
     body = {"version": CACHE_VERSION, "task": task_name, "search": search, "fit_steps": config["fit_steps"],
-            "settings": config[search] if search in config else None}
+            "final_steps": config["final_steps"], "settings": config.get(search, config.get(LR_TUNED.get(search)))}
     return CACHE / task_name / f"search-{search}-{_key(body)}.json"
 
 
@@ -147,8 +152,8 @@ def final_path(task_name, spec, steps, seed, n_evals):
 
 
 # --------------------------------------------------------------------------- searches
-def run_one_search(task, search, config, verbose):
-    steps = config["fit_steps"]
+def run_one_search(task, search, config, verbose, log):
+    steps, final = config["fit_steps"], config["final_steps"]
     if search in ("label-smoothing", "focal"):
         kind = search.replace("-", "_")
         return {search: run_grid(task, kind, config[search]["values"], steps, n_jobs=N_JOBS)}
@@ -158,13 +163,18 @@ def run_one_search(task, search, config, verbose):
         return {search: run_ml3(task, reset_every=steps, **config[search])}
     if search == "gp":
         s = config["gp"]
-        return run_search(task, steps, s["population"], s["generations"], s["max_time"], local_search=None,
+        return run_search(task, steps, final, s["population"], s["generations"], s["max_time"], local_search=None,
                           refine=True, refine_top_k=s["refine_top_k"], refine_meta_steps=s["refine_meta_steps"],
                           n_jobs=N_JOBS, verbose=verbose)
     if search == "evomal":
         s = config["evomal"]
-        return run_search(task, steps, s["population"], s["generations"], s["max_time"], local_search="all",
-                          meta_steps=s["meta_steps"], n_jobs=N_JOBS, verbose=verbose)
+        return run_search(task, steps, final, s["population"], s["generations"], s["max_time"], local_search="all",
+                          meta_steps=s["meta_steps"], checkpoints=s["checkpoints"], n_jobs=N_JOBS, verbose=verbose)
+    if search in LR_TUNED.values() or search in LR_TUNED:
+        base = LR_TUNED[search]
+        spec = {"kind": "usual"} if base == "usual" else \
+            get_search(task.name, SEARCH_OF[base], config, verbose, log)[base]["spec"]
+        return {search: run_lr_tuning(task, spec, final, n_jobs=N_JOBS)}
     raise ValueError(search)
 
 
@@ -175,7 +185,7 @@ def get_search(task_name, search, config, verbose, log):
     if record is None:
         log(f"{task_name}: searching with {search} ...")
         task = load_task(task_name)
-        record = run_one_search(task, search, config, verbose)
+        record = run_one_search(task, search, config, verbose, log)
         _save(path, record)
         times = ", ".join(f"{m} {r['time_s']:.0f} s" for m, r in record.items())
         log(f"{task_name}: {search} done ({times})")
@@ -188,7 +198,7 @@ def _final_job(task_name, spec, steps, seed, n_evals, path):
     task = load_task(task_name)
     start = time.perf_counter()
     module, status, curve = train(task, make_criterion(task, spec), task.X_train, task.y_train, steps, seed,
-                                  task.X_test, task.y_test, n_evals=n_evals)
+                                  task.X_test, task.y_test, n_evals=n_evals, lr=spec.get("lr"))
     error = curve[-1][1] if status == "ok" else float("nan")
     record = {"task": task_name, "spec_kind": spec["kind"], "seed": seed, "steps": steps, "status": status,
               "test_error": error, "curve": curve, "time_s": time.perf_counter() - start}
@@ -273,7 +283,8 @@ def summary_table(columns, kinds, methods, seeds):
     """Methods x tasks: mean ± std, best in bold, ↓ / ↑ where a paired t-test gives p < 0.05 against the usual loss."""
     lines = ["## Summary", "",
              "Test error % (classification) or test MSE (regression), mean ± std over seeds; **best** per column; "
-             "↓ / ↑: better / worse than the usual loss with paired t-test p < 0.05.", "",
+             "↓ / ↑: better / worse than the usual loss, ⇓ / ⇑: than the usual loss with its learning rate tuned "
+             "by CV, with paired t-test p < 0.05.", "",
              "| method | " + " | ".join(title for _, title, _, _ in columns) + " |",
              "|---|" + "---|" * len(columns)]
     for method in methods:
@@ -290,12 +301,41 @@ def summary_table(columns, kinds, methods, seeds):
                     else f"{np.mean(errors) * scale:.2f} ± {np.std(errors) * scale:.2f}")
             if np.isclose(np.mean(errors), best):
                 cell = f"**{cell}**"
-            if method != "usual":
-                diff, t_p, _ = paired(errors, [finals[task_name, "usual", s]["test_error"] for s in seeds])
+            for reference, marks in (("usual", "↓↑"), ("usual+lr", "⇓⇑")):
+                if method == reference or reference not in present:
+                    continue
+                diff, t_p, _ = paired(errors, [finals[task_name, reference, s]["test_error"] for s in seeds])
                 if math.isfinite(t_p) and t_p < 0.05:
-                    cell += " ↓" if diff < 0 else " ↑"
+                    cell += " " + (marks[0] if diff < 0 else marks[1])
             cells.append(cell)
         lines.append(f"| {LABELS[method]} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def wins_table(columns, kinds, methods, seeds):
+    """Per method, against the usual loss with its learning rate tuned: tasks won, won significantly, lost badly."""
+    lines = ["## Against the usual loss with its learning rate tuned", "",
+             "Per method, over the tasks where both ran: tasks with a lower mean test error than the usual loss "
+             "with its learning rate tuned by the same CV (`usual+lr`), of those with paired t-test p < 0.05, and "
+             "tasks where its mean is worse by more than one standard deviation (of the tuned usual loss's "
+             "errors over the seeds).", "",
+             "| method | better | significantly better | worse by more than 1 sd | of tasks |", "|---|---|---|---|---|"]
+    for method in methods:
+        if method in ("usual+lr",):
+            continue
+        better = significant = bad = n = 0
+        for task_name, _, finals, present in columns:
+            if method not in present or "usual+lr" not in present:
+                continue
+            errors = np.array([finals[task_name, method, s]["test_error"] for s in seeds])
+            tuned = np.array([finals[task_name, "usual+lr", s]["test_error"] for s in seeds])
+            diff, t_p, _ = paired(errors, tuned)
+            n += 1
+            better += bool(np.mean(errors) < np.mean(tuned))
+            significant += bool(np.mean(errors) < np.mean(tuned) and math.isfinite(t_p) and t_p < 0.05)
+            bad += bool(not np.all(np.isfinite(errors)) or np.mean(errors) > np.mean(tuned) + np.std(tuned))
+        if n:
+            lines.append(f"| {LABELS[method]} | {better} | {significant} | {bad} | {n} |")
     return lines
 
 
@@ -530,6 +570,7 @@ def main(argv=None):
         renamed = {(target, m.replace("transfer:", ""), s): r for (t, m, s), r in t_finals.items()}
         columns.append((target, f"{target} (transfer from {transfer['source']})", renamed, t_methods))
     lines += summary_table(columns, kinds, methods, seeds) + [""]
+    lines += wins_table(columns, kinds, methods, seeds) + [""]
     for task_name in done:
         config = task_config(args.mode, task_name)
         t_methods = searches[task_name]["_methods"]
@@ -544,8 +585,17 @@ def main(argv=None):
         refine = searches[task_name].get("gp-lfl+refine", {}).get("details", {}).get("refine_results")
         if refine:
             kept = sum(r["kept"] for r in refine)
-            lines.append(f"- fit_refine kept {kept} of {len(refine)} refined programs: " + "; ".join(
-                f"{r['score_before']:.4f} → {r['score_after']:.4f}" for r in refine))
+            improved = sum(r["score_after"] > r["score_before"] for r in refine)
+            lines.append(f"- fit_refine improved the CV score (at the final budget) of {improved} of {len(refine)} "
+                         f"refined programs and kept {kept}: " + "; ".join(
+                             f"{r['score_before']:.4f} → {r['score_after']:.4f}" for r in refine))
+        evomal = searches[task_name].get("evomal", {}).get("details", {})
+        if evomal.get("baseline"):
+            base = evomal["baseline"]
+            lines.append(f"- EvoMAL's search: rungs of {evomal['n_resources']} steps with {evomal['n_candidates']} "
+                         f"programs; its own baseline (CV at the final budget): usual loss {base['net_lr_score']:.4f} "
+                         f"at lr {base['net_lr']:g}, {base['tuned_score']:.4f} at lr {base['tuned_lr']:g}; "
+                         f"found loss {np.mean(base['found_split_scores']):.4f}")
         lines.append("")
     if transfer_rows:
         target, t_methods, t_finals = transfer_rows

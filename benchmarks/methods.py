@@ -26,7 +26,7 @@ from tasks import BATCH_SIZE, OPTIMIZER, cv_score, load_task
 from torch import nn
 from torch.func import functional_call
 
-from metaloss_sk import LossSearchCV, SymbolicLoss
+from metaloss_sk import LocalSearch, LossSearchCV, SymbolicLoss
 from metaloss_sk.loss import CROSS_ENTROPY
 
 SQUARED_ERROR = "square(sub(y, yhat))"
@@ -172,9 +172,10 @@ def describe(spec):
         return "theta = [" + ", ".join(f"{t:.3g}" for t in spec["theta"]) + "]"
     if kind == "ml3":
         return f"MLP 2x{spec['hidden']} loss network"
+    lr = f" (lr {spec['lr']:g})" if "lr" in spec else ""
     if kind == "symbolic":
-        return SymbolicLoss(**spec["params"]).infix(precision=3)
-    return "the usual loss"
+        return SymbolicLoss(**spec["params"]).infix(precision=3) + lr
+    return "the usual loss" + lr
 
 
 # --------------------------------------------------------------------------- grid-tuned losses
@@ -351,19 +352,22 @@ def _symbolic_spec(loss):
     return {"kind": "symbolic", "params": loss.get_params()}
 
 
-def run_search(task, steps, population, generations, max_time, local_search=None, meta_steps=250,
-               refine=False, refine_top_k=3, refine_meta_steps=250, seed=0, n_jobs=2, verbose=0):
+def run_search(task, steps, final_steps, population, generations, max_time, local_search=None, meta_steps=250,
+               checkpoints=10, refine=False, refine_top_k=3, refine_meta_steps=250, seed=0, n_jobs=2, verbose=0):
     """GP-LFL (``local_search=None``), EvoMAL (``"all"``) and, with ``refine``, GP-LFL + ``fit_refine``.
 
+    The genetic search trains candidates for ``steps``; the winner is chosen at ``final_steps``, the
+    final training's budget (the library's successive halving), against the usual loss there.
     Returns ``{method: record}``: ``"gp-lfl"`` or ``"evomal"``, plus ``"gp-lfl+refine"`` with ``refine``.
     """
     n_folds = task.cv().get_n_splits()
     n_rows = len(task.X_train) * (n_folds - 1) // n_folds
-    net = task.skorch_net(steps, n_rows, criterion=type(task.usual_loss()))
+    net = task.skorch_net(final_steps, n_rows, criterion=type(task.usual_loss()))
     search = LossSearchCV(
-        net, population_size=population, generations=generations, max_steps=steps, max_time=max_time,
-        local_search=local_search, meta_steps=meta_steps if local_search else refine_meta_steps,
-        refine_top_k=refine_top_k, cv=task.cv(), refit=False, n_jobs=n_jobs, random_state=seed, verbose=verbose,
+        net, population_size=population, generations=generations, min_resources=steps, max_resources=final_steps,
+        max_time=max_time, local_search=LocalSearch(meta_steps=meta_steps, checkpoints=checkpoints)
+        if local_search == "all" else None,
+        baseline_lrs=LR_GRID, cv=task.cv(), refit=False, n_jobs=n_jobs, random_state=seed, verbose=verbose,
     )
     start = time.perf_counter()
     search.fit(task.X_train, task.y_train)
@@ -371,7 +375,7 @@ def run_search(task, steps, population, generations, max_time, local_search=None
     stats = search.search_stats_
     name = "evomal" if local_search == "all" else "gp-lfl"
     # EvoMAL learns coefficients for every candidate on every fold, then once more on all the data.
-    searched_meta = stats["evaluations"] * n_folds * meta_steps + meta_steps if local_search == "all" else 0
+    searched_meta = stats["meta_steps"] + meta_steps if local_search == "all" else 0
     out = {name: {
         "spec": _symbolic_spec(search.best_loss_),
         "time_s": search_time,
@@ -381,20 +385,22 @@ def run_search(task, steps, population, generations, max_time, local_search=None
         "usual_cv_score": _usual_cv_score(search, task),
         "history": _history(search),
         "details": {"search_stats": {k: float(v) for k, v in stats.items()},
-                    "hall_of_fame": [{"infix": str(h["infix"]), "score": float(h["mean_test_score"])}
-                                     for h in search.hall_of_fame_[:5]]},
+                    "n_resources": search.n_resources_, "n_candidates": search.n_candidates_,
+                    "baseline": search.baseline_,
+                    "hall_of_fame": [{"infix": str(h["infix"]), "score": float(h["mean_test_score"]),
+                                      "n_resources": int(h["n_resources"])} for h in search.hall_of_fame_[:5]]},
     }}
     if refine:
-        search.set_params(meta_steps=refine_meta_steps)
+        settings = LocalSearch(candidates="winners", meta_steps=refine_meta_steps, top_k=refine_top_k)
         start = time.perf_counter()
-        search.fit_refine(task.X_train, task.y_train)
+        search.fit_refine(task.X_train, task.y_train, settings)
         refine_time = time.perf_counter() - start
         results = search.refine_results_
         kept = sum(bool(r["kept"]) for r in results)
         out["gp-lfl+refine"] = {
             "spec": _symbolic_spec(search.best_loss_),
             "time_s": search_time + refine_time,
-            "fold_fits": int(stats["fold_fits"]) + len(results) * n_folds,
+            "fold_fits": int(search.search_stats_["fold_fits"]),
             "meta_steps": (len(results) * n_folds + kept) * refine_meta_steps,
             "cv_score": float(search.best_score_),
             "usual_cv_score": out[name]["usual_cv_score"],
@@ -405,3 +411,33 @@ def run_search(task, steps, population, generations, max_time, local_search=None
                                            for r in results]},
         }
     return out
+
+
+# --------------------------------------------------------------------------- learning-rate tuning
+#: Learning rates every tuned row tries: EvoMAL's 0.01 times 10^(-1 ... 1.5), on a log grid.
+LR_GRID = [0.001, 0.00316, 0.01, 0.0316, 0.1, 0.316]
+
+
+def _lr_fold(task_name, spec, lr, k, steps):
+    torch.set_num_threads(1)
+    task = load_task(task_name)
+    return cv_score(task, lambda: make_criterion(task, spec), steps, fold_seed=1000 + k, folds=[task.folds()[k]],
+                    lr=lr)
+
+
+def run_lr_tuning(task, spec, steps, lrs=LR_GRID, n_jobs=2):
+    """A loss with the learning rate of its final training tuned by the same 3-fold CV, at ``steps``."""
+    start = time.perf_counter()
+    n_folds = task.cv().get_n_splits()
+    scores = Parallel(n_jobs=n_jobs)(delayed(_lr_fold)(task.name, spec, lr, k, steps)
+                                     for lr in lrs for k in range(n_folds))
+    means = np.array(scores).reshape(len(lrs), n_folds).mean(1)
+    best = int(np.argmax(means))
+    return {
+        "spec": {**spec, "lr": float(lrs[best])},
+        "time_s": time.perf_counter() - start,
+        "fold_fits": len(lrs) * n_folds,
+        "meta_steps": 0,
+        "cv_score": float(means[best]),
+        "details": {"lrs": [float(v) for v in lrs], "mean_test_score": [float(v) for v in means]},
+    }

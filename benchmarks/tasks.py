@@ -236,8 +236,8 @@ def predict(module, X, chunk=2048):
     return out
 
 
-def train(task, criterion, X, y, steps, seed, X_eval=None, y_eval=None, n_evals=0):
-    """Train a fresh model of ``task`` with ``criterion`` for ``steps`` SGD steps.
+def train(task, criterion, X, y, steps, seed, X_eval=None, y_eval=None, n_evals=0, lr=None):
+    """Train a fresh model of ``task`` with ``criterion`` for ``steps`` SGD steps (at ``lr``, default EvoMAL's).
 
     Returns ``(module, status, curve)``: status is "ok" or "nan" (the training
     loss became non-finite; training stopped there), curve a list of
@@ -245,7 +245,7 @@ def train(task, criterion, X, y, steps, seed, X_eval=None, y_eval=None, n_evals=
     """
     torch.manual_seed(int(seed))
     module = task.make_module()
-    optimizer = torch.optim.SGD(module.parameters(), **OPTIMIZER)
+    optimizer = torch.optim.SGD(module.parameters(), **{**OPTIMIZER, **({} if lr is None else {"lr": lr})})
     Xt, yt = torch.as_tensor(X), torch.as_tensor(y)
     batches, _ = batch_order(len(Xt), steps, seed)
     every = max(1, steps // n_evals) if n_evals else 0
@@ -279,12 +279,13 @@ def worst_score(task):
     return -1.0 if task.kind == "regression" else 0.0
 
 
-def cv_score(task, make_criterion, steps, fold_seed=1000, folds=None):
+def cv_score(task, make_criterion, steps, fold_seed=1000, folds=None, lr=None):
     """Mean CV score of a criterion on ``task``'s training part (common random numbers per fold)."""
     folds = task.folds() if folds is None else folds
     scores = []
     for k, (tr, va) in enumerate(folds):
-        module, status, _ = train(task, make_criterion(), task.X_train[tr], task.y_train[tr], steps, fold_seed + k)
+        module, status, _ = train(task, make_criterion(), task.X_train[tr], task.y_train[tr], steps, fold_seed + k,
+                                  lr=lr)
         s = score(task, module, task.X_train[va], task.y_train[va]) if status == "ok" else worst_score(task)
         scores.append(max(s, worst_score(task)) if math.isfinite(s) else worst_score(task))
     return float(np.mean(scores))
