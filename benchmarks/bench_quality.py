@@ -593,9 +593,8 @@ def main(argv=None):
         if evomal.get("baseline"):
             base = evomal["baseline"]
             lines.append(f"- EvoMAL's search: rungs of {evomal['n_resources']} steps with {evomal['n_candidates']} "
-                         f"programs; its own baseline (CV at the final budget): usual loss {base['net_lr_score']:.4f} "
-                         f"at lr {base['net_lr']:g}, {base['tuned_score']:.4f} at lr {base['tuned_lr']:g}; "
-                         f"found loss {np.mean(base['found_split_scores']):.4f}")
+                         f"programs; CV at the final budget on its folds and seeds: usual loss "
+                         f"{base['net_lr_score']:.4f}, found loss {np.mean(base['found_split_scores']):.4f}")
         lines.append("")
     if transfer_rows:
         target, t_methods, t_finals = transfer_rows

@@ -162,7 +162,7 @@ class Evaluator:
         filter_time = time.perf_counter() - start
         self.progress(len(population) - len(to_train))
         folds = self.cross_validate([losses[str(p)] for p in to_train], config.budget,
-                                    local_search=config.evaluation.local_search is not None, progress=True)
+                                    local_search=config.evaluation.local_search, progress=True)
         train_time = time.perf_counter() - start - filter_time
         stats = {"proposed": len(population), "cache_hits": len(population) - len(new), "equivalent": 0,
                  "rejected": 0, "trained": len(to_train), "failures": 0, "fit_time": 0.0,
@@ -247,24 +247,24 @@ class Evaluator:
         return [[int(s)] + [int(v) for v in np.random.RandomState(int(s)).randint(2**31 - 1, size=n_seeds - 1)]
                 for s in self.config.fold_seeds]
 
-    def cross_validate(self, candidates, budget, n_seeds=1, params=None, local_search=False, progress=False):
+    def cross_validate(self, candidates, budget, n_seeds=1, params=None, local_search=None, progress=False):
         """Per candidate, per fold, per weight seed: the FoldResult of training it at ``budget``.
 
         A candidate is a SymbolicLoss, or one per fold. ``params`` override
-        the net's settings; ``local_search`` learns each loss's coefficients
-        first. Results already computed are taken from the evaluator's
-        memory; the rest are dispatched in groups through joblib.
+        the net's settings; a ``local_search`` (LocalSearch) learns each
+        loss's coefficients first. Results already computed are taken from
+        the evaluator's memory; the rest are dispatched in groups through joblib.
         """
         params = dict(params or {})
         seeds = self.seeds(n_seeds)
-        evaluation = self.config.evaluation if local_search else _without_local_search(self.config.evaluation)
+        evaluation = replace(self.config.evaluation, local_search=local_search)
         per_fold = [[c[k] if isinstance(c, list) else c for c in candidates] for k in range(len(self.splits))]
         keys = {}
         todo = {}  # (fold, seed) -> indices of candidates to train
         for k, losses in enumerate(per_fold):
             for s, seed in enumerate(seeds[k]):
                 for i, loss in enumerate(losses):
-                    key = (repr(loss), local_search, k, seed, budget, tuple(sorted(params.items())))
+                    key = (repr(loss), repr(local_search), k, seed, budget, tuple(sorted(params.items())))
                     keys[i, k, s] = key
                     if key not in self._fold_results:
                         todo.setdefault((k, s), []).append(i)
@@ -273,17 +273,18 @@ class Evaluator:
             for group in self._groups([per_fold[k][i] for i in indices]):
                 tasks.append((k, s, [indices[g] for g in group]))
         try:
-            for (k, s, group), results in zip(tasks, self.parallel(
+            # The generator first: zip then exhausts it, and joblib sees every result taken.
+            for results, (k, s, group) in zip(self.parallel(
                 delayed(evaluate_candidates)(evaluation, [per_fold[k][i] for i in group], self.X, self.y,
                                              *self.splits[k], budget, seeds[k][s], params)
                 for k, s, group in tasks
-            )):
+            ), tasks):
                 for i, result in zip(group, results):
                     self._fold_results[keys[i, k, s]] = result
-                    if local_search and result.coefficients is not None:
+                    if local_search is not None and result.coefficients is not None:
                         # Training with the learned coefficients from this seed gives this same result.
                         refined = per_fold[k][i].with_coefficients(result.coefficients)
-                        self._fold_results[(repr(refined), False) + keys[i, k, s][2:]] = result
+                        self._fold_results[(repr(refined), repr(None)) + keys[i, k, s][2:]] = result
                 if progress:
                     self.progress(len(results) / len(self.splits))
         except Exception as exc:
@@ -433,7 +434,3 @@ class Evaluator:
     @property
     def n_trained(self):
         return self.totals["trained"]
-
-
-def _without_local_search(evaluation):
-    return evaluation if evaluation.local_search is None else replace(evaluation, local_search=None)

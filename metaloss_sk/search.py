@@ -558,15 +558,19 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         return fitness, final
 
     def _rungs(self, n_train):
-        """Budgets of the final selection's rungs: ``factor`` times longer each, up to the final budget."""
+        """Budgets of the final selection's rungs, ``factor`` times longer each, ending at the final budget.
+
+        Counted down from the final budget, so that no rung comes within a
+        factor of the fitness budget, which the genetic search measured already.
+        """
         fitness, final = self._budgets(n_train)
         batch = self.estimator.batch_size
-        final_steps = final.steps(n_train, batch)
-        steps, rungs = fitness.steps(n_train, batch) * self.factor, []
-        while steps < final_steps:
-            rungs.append(Budget(self.estimator.max_epochs, int(steps)))
-            steps *= self.factor
-        return rungs + [final]
+        fitness_steps = fitness.steps(n_train, batch)
+        steps, rungs = final.steps(n_train, batch) / self.factor, [final]
+        while steps >= fitness_steps * self.factor:
+            rungs.insert(0, Budget(self.estimator.max_epochs, int(round(steps))))
+            steps /= self.factor
+        return rungs
 
     def _config(self, state, splits, seeds):
         fast = self._use_fast_loop()

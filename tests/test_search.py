@@ -303,6 +303,7 @@ def test_fit_refine_rescores_the_best_programs_and_keeps_only_improvements():
     assert len(search.refine_results_) == 2
     for r in search.refine_results_:
         assert len(r["fold_coefficients"]) == SMALL["cv"]
+        assert all(c is not None and len(c) == len(parse(r["program"])) - 1 for c in r["fold_coefficients"])
         assert r["kept"] == (r["score_after"] >= r["score_before"])
         if r["kept"]:
             assert len(r["coefficients"]) == len(parse(r["program"])) - 1
