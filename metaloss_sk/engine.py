@@ -52,6 +52,9 @@ class Evaluation:
         Learn each loss's coefficients on the fold's training rows first.
     local_search_budget : Budget or None
         How long the local search's checkpoints train (the fitness budget).
+    gradient_bound : float or None
+        The local search keeps no checkpoint whose loss is steeper than this
+        (see :func:`~metaloss_sk.filters.gradient_violations`).
     """
 
     trainer: object
@@ -61,6 +64,7 @@ class Evaluation:
     standardize: bool = False
     local_search: object = None
     local_search_budget: object = None
+    gradient_bound: float | None = None
 
 
 @dataclass
@@ -141,7 +145,7 @@ def _evaluate(evaluation, losses, X, y, train, test, budget, seed, params):
     if evaluation.local_search is not None:
         refined = []
         found = refine_losses(evaluation.trainer, evaluation.scorer, losses, X[train], y_train, seed,
-                              evaluation.local_search, evaluation.local_search_budget)
+                              evaluation.local_search, evaluation.local_search_budget, evaluation.gradient_bound)
         for k, result in enumerate(found):
             if isinstance(result, Exception):
                 if evaluation.error_score == "raise":
@@ -208,7 +212,7 @@ def refine_on(evaluation, loss, X, y, seed):
         mean, scale = standardize(y)
         y = (y - mean) / scale
     (result,) = refine_losses(evaluation.trainer, evaluation.scorer, [loss], X, y, seed, evaluation.local_search,
-                              evaluation.local_search_budget)
+                              evaluation.local_search_budget, evaluation.gradient_bound)
     if isinstance(result, Exception):
         raise result
     return result.loss

@@ -65,7 +65,7 @@ class EvaluatorConfig:
     candidates_per_task: int = 8
     equivalence: str = "gradient"
     rejection_steps: int = 250
-    gradient_bound: float | None = 100.0
+    gradient_bound: float | None = 10.0
     seed_programs: tuple = ()
 
 

@@ -17,6 +17,7 @@ import torch
 from sklearn.base import BaseEstimator
 
 from ._validation import Interval, Options, check
+from .filters import gradient_violations
 from .refine import SETTINGS, learn_coefficients_group
 from .training import build_net, score, shared_terminals
 
@@ -87,7 +88,7 @@ class LocalSearch(BaseEstimator):
         return self
 
 
-def refine_losses(trainer, scorer, losses, X, y, seed, settings, budget):
+def refine_losses(trainer, scorer, losses, X, y, seed, settings, budget, gradient_bound=None):
     """Learn each loss's coefficients on ``(X, y)``, in lockstep where they share their terminals.
 
     Parameters
@@ -105,6 +106,9 @@ def refine_losses(trainer, scorer, losses, X, y, seed, settings, budget):
     settings : LocalSearch
     budget : Budget
         How long a checkpoint trains (the fitness budget).
+    gradient_bound : float or None
+        A checkpoint whose loss fails :func:`~metaloss_sk.filters.gradient_violations`
+        at this bound is never kept.
 
     Returns
     -------
@@ -126,10 +130,14 @@ def refine_losses(trainer, scorer, losses, X, y, seed, settings, budget):
         return probe.initialized_instance(net.module, module_params)
 
     def validate(candidates):
-        scores = []
-        for net_, failure in trainer.fit(candidates, X[train], y[train], budget, seed):
-            scores.append(np.nan if failure is not None else score(scorer, net_, X[valid], y[valid]))
-        return scores
+        # Coefficients can move a singular point of the program into the outputs' range: such a
+        # checkpoint is never kept, whatever it scores.
+        unstable = ([None] * len(candidates) if gradient_bound is None
+                    else gradient_violations(candidates, gradient_bound))
+        stable = [loss for loss, reason in zip(candidates, unstable) if reason is None]
+        scores = iter([np.nan if failure is not None else score(scorer, net_, X[valid], y[valid])
+                       for net_, failure in trainer.fit(stable, X[train], y[train], budget, seed)] if stable else [])
+        return [np.nan if reason is not None else next(scores) for reason in unstable]
 
     data = [torch.as_tensor(a) for a in (X[train], y[train], X[valid], y[valid])]
     options = dict(optimizer=net.optimizer, optimizer_params={"lr": net.lr, **probe.get_params_for("optimizer")},
@@ -148,5 +156,8 @@ def refine_losses(trainer, scorer, losses, X, y, seed, settings, budget):
         except Exception as exc:  # noqa: BLE001 - reported per loss
             found = [exc] * len(group)
         for k, result in zip(group, found):
+            if (gradient_bound is not None and not isinstance(result, Exception)
+                    and gradient_violations([result.loss], gradient_bound) != [None]):
+                result.coefficients = np.ones_like(result.coefficients)  # unvalidated and unstable: the program
             results[k] = result
     return results

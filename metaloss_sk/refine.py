@@ -93,7 +93,8 @@ class RefineResult:
         The loss whose coefficients were learned.
     checkpoints : list of (int, float)
         ``(meta steps taken, validation score)`` of every checkpoint, the
-        start (0 steps) first; empty without ``validate``.
+        program itself (0 steps, every coefficient 1) first; empty without
+        ``validate``.
     """
 
     coefficients: np.ndarray
@@ -159,9 +160,10 @@ def learn_coefficients(loss, module_factory, X_train, y_train, X_valid, y_valid,
         ``validate(losses) -> scores``: trains with each of a list of losses
         (this loss with candidate coefficients) and returns a score each,
         higher is better (NaN: failed). With it, the coefficients are
-        checkpointed: the start and ``checkpoints`` evenly spaced points of
-        the search are scored, and the best is returned (the earliest of
-        equal scores, so never one worse than the start).
+        checkpointed: the program itself (every coefficient 1) and
+        ``checkpoints`` evenly spaced points of the search are scored, and the
+        best is returned (the earliest of equal scores, so never one worse
+        than the program; the program itself if no checkpoint scores).
     checkpoints : int, default=10
         Checkpoints after the start, when ``validate`` is given (the last at
         the end of the search).
@@ -266,7 +268,9 @@ def learn_coefficients_group(losses, module_factory, X_train, y_train, X_valid, 
         with torch.random.fork_rng(devices=_rng_devices(device)):
             # Every module from the factory has the same structure: look at one.
             tied = _has_tied_parameters(_fresh_module(module_factory, device)[0])
-            validated.score(0, {k: initial[k] for k in alive})
+            # The first checkpoint is the program itself (every coefficient 1), which is
+            # what a refined loss must beat, rather than the perturbed start.
+            validated.score(0, {k: np.ones_like(initial[k]) for k in alive})
             for step, seed in enumerate(module_seeds):
                 train_batches = [(X_train.index_select(0, i), y_train.index_select(0, i))
                                  for i in train_idx[step * unroll:(step + 1) * unroll]]
@@ -293,8 +297,10 @@ def learn_coefficients_group(losses, module_factory, X_train, y_train, X_valid, 
             results.append(errors[k])
             continue
         best = validated.best(k)
+        if best is None:  # not validated: the last coefficients; validated but no checkpoint scored: the program
+            best = css[k].detach().cpu().double().numpy() if validate is None else np.ones_like(initial[k])
         results.append(RefineResult(
-            coefficients=css[k].detach().cpu().double().numpy() if best is None else best,
+            coefficients=best,
             initial_coefficients=initial[k], meta_losses=meta_losses[k], n_nan_steps=n_nan[k], time_s=elapsed,
             base_loss=loss, checkpoints=validated.history[k]))
     return results

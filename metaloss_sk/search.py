@@ -163,12 +163,17 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         so that ``baseline_`` shows it with its learning rate tuned: "auto"
         is the net's lr times 0.1, 0.316, 3.16 and 10; None tries the net's
         lr only.
-    gradient_bound : float or None, default=100
+    gradient_bound : float or None, default=10
         A program whose gradient with respect to the net's outputs is not
         finite, or steeper than this many times the usual loss's steepest,
         anywhere on a grid over the outputs it can meet (probabilities in
         [0, 1]; standardised targets and outputs in [-4, 4] for regression)
-        is rejected before any training. None turns the check off.
+        is rejected before any training, and the local search keeps no
+        coefficients that make a loss so. None turns the check off. At 10,
+        squared-log losses such as ``(log(y + yhat - 1) - ...)^2``, which
+        learn fast at a short budget but diverged on LeNet-5 in the quality
+        benchmark (their gradient is 30 to 40 times cross-entropy's near
+        ``yhat = 0``), are rejected.
     standardize_target : bool, default=True
         For regression, train on targets standardised on each fold's training
         rows and map predictions back (as ``TransformedTargetRegressor`` with
@@ -368,7 +373,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         p_crossover=0.7, p_subtree_mutation=0.25, p_hoist_mutation=0.0, p_point_mutation=0.0,
         p_point_replace=0.05, mutation_depth=(0, 2), parsimony_coefficient=0.0, elitism=1,
         seed_programs="auto", hall_of_fame=10, min_resources="auto", max_resources="auto", factor=3,
-        n_finalists=3, final_seeds=2, baseline_lrs="auto", gradient_bound=100.0, standardize_target=True,
+        n_finalists=3, final_seeds=2, baseline_lrs="auto", gradient_bound=10.0, standardize_target=True,
         max_time=None, n_iter_no_change=None, max_evaluations=None, local_search=None,
         equivalence="gradient", rejection_steps=250, train_loop="auto", candidates_per_task=8,
         checkpoint=None, scoring=None, cv=3, refit=True, n_jobs=None, verbose=0, error_score=np.nan,
@@ -580,7 +585,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
             trainer=Trainer(self.estimator, fast), task=self._task, scorer=self.scorer_,
             error_score=self.error_score, standardize=self._task == "regression" and self.standardize_target,
             local_search=settings if settings.candidates == "all" and self.local_search is not None else None,
-            local_search_budget=fitness)
+            local_search_budget=fitness, gradient_bound=self.gradient_bound)
         return EvaluatorConfig(
             evaluation=evaluation, fold_seeds=tuple(state.fold_seeds), budget=fitness, n_jobs=self.n_jobs,
             candidates_per_task=self.candidates_per_task, equivalence=self.equivalence,

@@ -364,16 +364,38 @@ def test_checkpoints_validate_the_start_and_keep_the_best(data):
     assert abs(float(result.coefficients.sum()) - 4.0) == pytest.approx(-scores[best], abs=1e-5)
 
 
-def test_a_local_search_never_returns_worse_than_its_start_on_its_validation_rows(data):
-    def validate(losses):  # the start is best: any learned change is worse
-        return [-float(np.abs(loss.coefficients.numpy() - start).sum()) for loss in losses]
+def test_a_local_search_never_returns_worse_than_the_program_on_its_validation_rows(data):
+    def validate(losses):  # the program as it is trains best: any learned change is worse
+        return [-float(np.abs(loss.coefficients.numpy() - 1).sum()) for loss in losses]
 
-    loss = SymbolicLoss(CROSS_ENTROPY)
-    start = learn_coefficients(loss, MLP, *data, meta_steps=1, random_state=0).initial_coefficients
-    result = learn_coefficients(loss, MLP, *data, optimizer_params={"lr": 0.5}, meta_steps=10, meta_lr=0.1,
-                                random_state=0, validate=validate, checkpoints=5)
-    np.testing.assert_array_equal(result.coefficients, result.initial_coefficients)
-    assert result.checkpoints[0][0] == 0 and len(result.checkpoints) == 6
+    result = learn_coefficients(SymbolicLoss(CROSS_ENTROPY), MLP, *data, optimizer_params={"lr": 0.5},
+                                meta_steps=10, meta_lr=0.1, random_state=0, validate=validate, checkpoints=5)
+    np.testing.assert_array_equal(result.coefficients, np.ones(4))
+    assert result.checkpoints[0] == (0, 0.0) and len(result.checkpoints) == 6
+
+
+def test_a_local_search_whose_checkpoints_all_fail_returns_the_program(data):
+    result = learn_coefficients(SymbolicLoss(CROSS_ENTROPY), MLP, *data, meta_steps=4, random_state=0,
+                                validate=lambda losses: [np.nan] * len(losses), checkpoints=2)
+    np.testing.assert_array_equal(result.coefficients, np.ones(4))
+
+
+def test_the_local_search_keeps_no_coefficients_that_make_the_loss_singular():
+    from conftest import classifier, iris
+
+    from metaloss_sk.filters import gradient_violations
+    from metaloss_sk.local_search import LocalSearch, refine_losses
+    from metaloss_sk.training import Budget, Trainer
+
+    # log|y + yhat - 1| is singular at yhat = 1 for y = 0: a coefficient on yhat above the one on
+    # the constant moves the singular point inside (0, 1).
+    X, y = iris()
+    loss = SymbolicLoss("neg(mul(y, log(add(add(y, yhat), -1.0))))")
+    for checkpoints in (0, 4):  # the last coefficients, unvalidated, are singular here
+        settings = LocalSearch(meta_steps=8, meta_lr=0.05, checkpoints=checkpoints)
+        (result,) = refine_losses(Trainer(classifier()), lambda net, X, y: net.score(X, y), [loss], X, y, 0,
+                                  settings, Budget(4), gradient_bound=10)
+        assert gradient_violations([result.loss], 10) == [None]
 
 
 def test_the_skorch_local_search_validates_by_training_the_net():
