@@ -247,24 +247,29 @@ class Evaluator:
         return [[int(s)] + [int(v) for v in np.random.RandomState(int(s)).randint(2**31 - 1, size=n_seeds - 1)]
                 for s in self.config.fold_seeds]
 
-    def cross_validate(self, candidates, budget, n_seeds=1, params=None, local_search=None, progress=False):
+    def cross_validate(self, candidates, budget, n_seeds=1, params=None, local_search=None, local_search_budget=None,
+                       progress=False):
         """Per candidate, per fold, per weight seed: the FoldResult of training it at ``budget``.
 
         A candidate is a SymbolicLoss, or one per fold. ``params`` override
         the net's settings; a ``local_search`` (LocalSearch) learns each
-        loss's coefficients first. Results already computed are taken from
-        the evaluator's memory; the rest are dispatched in groups through joblib.
+        loss's coefficients first, its checkpoints trained for
+        ``local_search_budget`` (default the configured one). Results already
+        computed are taken from the evaluator's memory; the rest are
+        dispatched in groups through joblib.
         """
         params = dict(params or {})
         seeds = self.seeds(n_seeds)
-        evaluation = replace(self.config.evaluation, local_search=local_search)
+        evaluation = replace(self.config.evaluation, local_search=local_search,
+                             local_search_budget=local_search_budget or self.config.evaluation.local_search_budget)
         per_fold = [[c[k] if isinstance(c, list) else c for c in candidates] for k in range(len(self.splits))]
         keys = {}
         todo = {}  # (fold, seed) -> indices of candidates to train
         for k, losses in enumerate(per_fold):
             for s, seed in enumerate(seeds[k]):
                 for i, loss in enumerate(losses):
-                    key = (repr(loss), repr(local_search), k, seed, budget, tuple(sorted(params.items())))
+                    key = (repr(loss), repr((local_search, local_search and evaluation.local_search_budget)), k,
+                           seed, budget, tuple(sorted(params.items())))
                     keys[i, k, s] = key
                     if key not in self._fold_results:
                         todo.setdefault((k, s), []).append(i)
@@ -284,7 +289,7 @@ class Evaluator:
                     if local_search is not None and result.coefficients is not None:
                         # Training with the learned coefficients from this seed gives this same result.
                         refined = per_fold[k][i].with_coefficients(result.coefficients)
-                        self._fold_results[(repr(refined), repr(None)) + keys[i, k, s][2:]] = result
+                        self._fold_results[(repr(refined), repr((None, None))) + keys[i, k, s][2:]] = result
                 if progress:
                     self.progress(len(results) / len(self.splits))
         except Exception as exc:

@@ -678,7 +678,8 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
 
         Each of the ``top_k`` best distinct programs becomes a loss
         with one coefficient per edge, learned by unrolled differentiation on
-        every fold's training rows, and is rescored at the final budget with
+        every fold's training rows (its checkpoints validated at the final
+        budget), and is rescored at the final budget with
         the search's own folds and weight seeds. A refined loss is kept only
         where its CV score there is at least the program's own; ``best_loss_``,
         ``best_score_``, ``best_params_``, ``hall_of_fame_``, ``baseline_``'s
@@ -734,7 +735,9 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         for row in rows:  # each program's own score at the final budget, if it has none yet
             if row.last.n_resources != final_steps or row.last.n_seeds != self.final_seeds:
                 evaluate.promote([row.program], final, self.final_seeds)
-        learned = evaluate.cross_validate([row.loss for row in rows], evaluate.config.budget, local_search=settings)
+        # Checkpoints validated at the final budget: the local search answers to what the net trains for.
+        learned = evaluate.cross_validate([row.loss for row in rows], final, local_search=settings,
+                                          local_search_budget=final)
         refined = [[row.loss.with_coefficients(fold[0].coefficients) if fold[0].coefficients is not None
                     else row.loss for fold in folds] for row, folds in zip(rows, learned)]
         rescored = evaluate.cross_validate(refined, final, self.final_seeds)
@@ -744,8 +747,8 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
             split_scores = [float(np.mean([r.score for r in fold])) for fold in folds]
             after = math.nan if any(r.status != "ok" for fold in folds for r in fold) else float(np.mean(split_scores))
             kept = bool(math.isfinite(after) and after >= row.score)
-            loss = refine_on(replace(evaluate.config.evaluation, local_search=settings), row.loss, X, y,
-                             self._state.refit_seed) if kept else None
+            loss = refine_on(replace(evaluate.config.evaluation, local_search=settings, local_search_budget=final),
+                             row.loss, X, y, self._state.refit_seed) if kept else None
             self.refine_results_.append({
                 "program": str(row.program), "score_before": row.score, "score_after": after, "kept": kept,
                 "coefficients": None if loss is None else loss.get_params()["coefficients"],
