@@ -49,7 +49,7 @@ from tasks import LOADERS, load_task, train  # noqa: E402
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
 RESULTS = HERE / "results"
-CACHE_VERSION = 3  # bumped when the library changes what a search finds
+CACHE_VERSION = 4  # bumped when the library changes what a search finds
 N_JOBS = 2
 COUNTS = {"computed": 0, "cached": 0}  # searches and final trainings, this invocation
 
@@ -103,7 +103,7 @@ MODES = {
             "taylorglo": {"popsize": 6, "generations": 4, "max_time": 150},
             "ml3": {"meta_steps": 500},
             "gp": {"population": 12, "generations": 50, "max_time": 200, "refine_top_k": 2,
-                   "refine_meta_steps": 50},
+                   "refine_meta_steps": 50, "refine_checkpoints": 3},
             "evomal": {"population": 8, "generations": 50, "max_time": 240, "meta_steps": 20, "checkpoints": 2},
         }},
     },
@@ -165,7 +165,7 @@ def run_one_search(task, search, config, verbose, log):
         s = config["gp"]
         return run_search(task, steps, final, s["population"], s["generations"], s["max_time"], local_search=None,
                           refine=True, refine_top_k=s["refine_top_k"], refine_meta_steps=s["refine_meta_steps"],
-                          n_jobs=N_JOBS, verbose=verbose)
+                          refine_checkpoints=s.get("refine_checkpoints", 10), n_jobs=N_JOBS, verbose=verbose)
     if search == "evomal":
         s = config["evomal"]
         return run_search(task, steps, final, s["population"], s["generations"], s["max_time"], local_search="all",

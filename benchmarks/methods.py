@@ -20,11 +20,11 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.model_selection import GridSearchCV, train_test_split
+from ml3 import NeuralLoss, run_ml3  # noqa: F401 - ML3 lives in its own module
+from sklearn.model_selection import GridSearchCV
 from sklearn.utils.parallel import Parallel, delayed
-from tasks import BATCH_SIZE, OPTIMIZER, cv_score, load_task
+from tasks import cv_score, load_task
 from torch import nn
-from torch.func import functional_call
 
 from metaloss_sk import LocalSearch, LossSearchCV, SymbolicLoss
 from metaloss_sk.loss import CROSS_ENTROPY
@@ -115,30 +115,6 @@ class TaylorGLOLoss(nn.Module):
         u, v = y - t[0], yhat - t[1]
         f = t[2] * v + t[3] * v**2 / 2 + t[4] * v**3 / 6 + t[5] * u * v + t[6] * u * v**2 / 2 + t[7] * u**2 * v / 2
         return f.sum(-1).mean() if self.kind != "regression" else f.mean()
-
-
-class NeuralLoss(nn.Module):
-    """ML3's learned loss: an MLP from ``(y, yhat)`` to a non-negative per-sample loss.
-
-    Inputs are the one-hot target and the softmax (multiclass), the target and
-    the sigmoid (binary), or the target and the raw output (regression).
-    """
-
-    def __init__(self, kind="multiclass", n_classes=10, hidden=40):
-        super().__init__()
-        self.kind, self.n_classes = kind, n_classes
-        n_in = 2 * n_classes if kind == "multiclass" else 2
-        self.net = nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                                 nn.Linear(hidden, 1), nn.Softplus())
-
-    def forward(self, out, target):
-        if self.kind == "multiclass":
-            x = torch.cat([F.one_hot(target.long(), self.n_classes).to(out.dtype), torch.softmax(out, -1)], 1)
-        elif self.kind == "binary":
-            x = torch.stack([target.reshape(-1).to(out.dtype), torch.sigmoid(out.reshape(-1))], 1)
-        else:
-            x = torch.stack([target.reshape(-1).to(out.dtype), out.reshape(-1)], 1)
-        return self.net(x).mean()
 
 
 def make_criterion(task, spec):
@@ -251,90 +227,6 @@ def run_taylorglo(task, steps, popsize, generations, max_time, sigma=1.2, seed=0
     }
 
 
-# --------------------------------------------------------------------------- ML3
-def _task_loss(kind):
-    if kind == "multiclass":
-        return F.cross_entropy
-    if kind == "binary":
-        return lambda out, t: F.binary_cross_entropy_with_logits(out.reshape(-1), t.reshape(-1).to(out.dtype))
-    return lambda out, t: F.mse_loss(out, t.reshape(out.shape))
-
-
-def run_ml3(task, meta_steps, reset_every=300, seed=0, hidden=40, meta_lr=1e-3, valid_fraction=0.2):
-    """ML3: meta-learn a neural loss by differentiating through one SGD step of the network.
-
-    As in ML3's algorithm, the network trains along with the loss: every meta
-    step takes one differentiable step of the task's optimiser (SGD with
-    Nesterov momentum and weight decay, torch's update rule, the momentum
-    buffer carried over detached) on a training batch with the learned loss,
-    measures the task loss (cross-entropy, BCE or MSE) on a validation batch
-    with the updated weights through :func:`torch.func.functional_call`, takes
-    an Adam step on the loss network, and keeps the updated weights. The
-    network is re-initialised every ``reset_every`` steps, so the loss sees
-    every stage of training. ``valid_fraction`` of the training part is held
-    out for the meta objective, as :mod:`metaloss_sk.refine` does.
-    """
-    start = time.perf_counter()
-    X, y = task.X_train, task.y_train
-    tr, va = train_test_split(np.arange(len(X)), test_size=valid_fraction, random_state=seed,
-                              stratify=y if task.classification else None)
-    Xt, yt = torch.as_tensor(X[tr]), torch.as_tensor(y[tr])
-    Xv, yv = torch.as_tensor(X[va]), torch.as_tensor(y[va])
-    torch.manual_seed(seed)
-    loss_net = NeuralLoss(task.kind, task.n_classes, hidden)
-    meta_opt = torch.optim.Adam(loss_net.parameters(), lr=meta_lr)
-    task_loss = _task_loss(task.kind)
-    lr, momentum, wd = OPTIMIZER["lr"], OPTIMIZER["momentum"], OPTIMIZER["weight_decay"]
-    generator = torch.Generator().manual_seed(seed)
-    meta_losses, skipped, module, params, buffers = [], 0, None, None, None
-    with torch.random.fork_rng():
-        for step in range(meta_steps):
-            if step % reset_every == 0:
-                torch.manual_seed(int(torch.randint(2**31 - 1, (1,), generator=generator)))
-                module = task.make_module()
-                params = {n: p.detach() for n, p in module.named_parameters()}
-                buffers = {n: None for n in params}
-            current = {n: p.requires_grad_() for n, p in params.items()}
-            ib = torch.randint(len(Xt), (min(BATCH_SIZE, len(Xt)),), generator=generator)
-            iv = torch.randint(len(Xv), (min(BATCH_SIZE, len(Xv)),), generator=generator)
-            inner = loss_net(functional_call(module, current, (Xt[ib],)), yt[ib])
-            grads = torch.autograd.grad(inner, list(current.values()), create_graph=True)
-            updated, new_buffers = {}, {}
-            for (n, p), g in zip(current.items(), grads):
-                g = g + wd * p
-                buf = g if buffers[n] is None else momentum * buffers[n] + g
-                updated[n] = p - lr * (g + momentum * buf if OPTIMIZER["nesterov"] else buf)
-                new_buffers[n] = buf.detach()
-            meta = task_loss(functional_call(module, updated, (Xv[iv],)), yv[iv])
-            meta_losses.append(meta.item())
-            finite = math.isfinite(meta_losses[-1]) and all(torch.isfinite(p).all() for p in updated.values())
-            if finite:
-                meta_opt.zero_grad(set_to_none=True)
-                meta.backward(inputs=list(loss_net.parameters()))
-                finite = all(torch.isfinite(p.grad).all() for p in loss_net.parameters() if p.grad is not None)
-                if finite:
-                    meta_opt.step()
-            if finite:
-                params = {n: p.detach() for n, p in updated.items()}
-                buffers = new_buffers
-            else:  # the network diverged: start a fresh one
-                skipped += 1
-                module = task.make_module()
-                params = {n: p.detach() for n, p in module.named_parameters()}
-                buffers = {n: None for n in params}
-    window = max(1, meta_steps // 20)
-    curve = [float(np.mean(meta_losses[i:i + window])) for i in range(0, meta_steps, window)]
-    return {
-        "spec": {"kind": "ml3", "hidden": hidden,
-                 "state": {k: v.tolist() for k, v in loss_net.state_dict().items()}},
-        "time_s": time.perf_counter() - start,
-        "fold_fits": 0,
-        "meta_steps": meta_steps,
-        "cv_score": None,
-        "details": {"meta_loss_curve": curve, "skipped_steps": skipped},
-    }
-
-
 # --------------------------------------------------------------------------- LossSearchCV
 def _history(search):
     keep = ("generation", "best_score", "median_score", "trained", "cache_hits", "failures", "elapsed")
@@ -353,7 +245,8 @@ def _symbolic_spec(loss):
 
 
 def run_search(task, steps, final_steps, population, generations, max_time, local_search=None, meta_steps=250,
-               checkpoints=10, refine=False, refine_top_k=3, refine_meta_steps=250, seed=0, n_jobs=2, verbose=0):
+               checkpoints=10, refine=False, refine_top_k=3, refine_meta_steps=250, refine_checkpoints=10, seed=0,
+               n_jobs=2, verbose=0):
     """GP-LFL (``local_search=None``), EvoMAL (``"all"``) and, with ``refine``, GP-LFL + ``fit_refine``.
 
     The genetic search trains candidates for ``steps``; the winner is chosen at ``final_steps``, the
@@ -392,7 +285,8 @@ def run_search(task, steps, final_steps, population, generations, max_time, loca
                                       "n_resources": int(h["n_resources"])} for h in search.hall_of_fame_[:5]]},
     }}
     if refine:
-        settings = LocalSearch(candidates="winners", meta_steps=refine_meta_steps, top_k=refine_top_k)
+        settings = LocalSearch(candidates="winners", meta_steps=refine_meta_steps, top_k=refine_top_k,
+                               checkpoints=refine_checkpoints)
         start = time.perf_counter()
         search.fit_refine(task.X_train, task.y_train, settings)
         refine_time = time.perf_counter() - start
