@@ -236,7 +236,7 @@ class Evaluator:
         scores = [float(np.mean([r.score for r in fold])) for fold in results]
         failed = next((r for fold in results for r in fold if r.status != "ok"), None)
         n_train = len(self.splits[0][0])
-        return Rung(n_resources=budget.steps(n_train, self.config.evaluation.trainer.estimator.batch_size),
+        return Rung(n_resources=budget.steps(n_train, self.batch_size),
                     scores=scores, n_seeds=len(results[0]) if results else 1,
                     fit_time=float(np.mean([r.fit_time for fold in results for r in fold])) if results else 0.0,
                     status="ok" if failed is None else failed.status, message="" if failed is None else failed.message)
@@ -439,3 +439,8 @@ class Evaluator:
     @property
     def n_trained(self):
         return self.totals["trained"]
+
+    @property
+    def batch_size(self):
+        """The net's batch size (-1: all rows)."""
+        return self.config.evaluation.trainer.estimator.batch_size

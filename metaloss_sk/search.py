@@ -21,7 +21,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch import NeuralNet, NeuralNetBinaryClassifier, NeuralNetClassifier, NeuralNetRegressor
 from tqdm.auto import tqdm
 
-from . import results
+from . import results, selection
 from ._validation import InstanceOf, Interval, Options, Pair, check
 from .checkpoint import SearchState, load_checkpoint, save_checkpoint, signature
 from .engine import Evaluation, refine_on
@@ -563,19 +563,8 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         return fitness, final
 
     def _rungs(self, n_train):
-        """Budgets of the final selection's rungs, ``factor`` times longer each, ending at the final budget.
-
-        Counted down from the final budget, so that no rung comes within a
-        factor of the fitness budget, which the genetic search measured already.
-        """
-        fitness, final = self._budgets(n_train)
-        batch = self.estimator.batch_size
-        fitness_steps = fitness.steps(n_train, batch)
-        steps, rungs = final.steps(n_train, batch) / self.factor, [final]
-        while steps >= fitness_steps * self.factor:
-            rungs.insert(0, Budget(self.estimator.max_epochs, int(round(steps))))
-            steps /= self.factor
-        return rungs
+        """Budgets of the final selection's rungs, the last the final budget."""
+        return selection.rungs(*self._budgets(n_train), n_train, self.estimator.batch_size, self.factor)
 
     def _config(self, state, splits, seeds):
         fast = self._use_fast_loop()
@@ -594,83 +583,29 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
 
     # ----------------------------------------------------------- final selection
     def _select(self, evaluate, interrupted):
-        """Successive halving of the best distinct programs up to the final budget; sets the best loss."""
-        rows = evaluate.rows
-        protected = [rows[rows[p].equivalent_to or p] for p in evaluate.config.seed_programs if p in rows]
-        protected = [row for row in dict.fromkeys(protected) if row.status == "ok"]
-        field = [row for row in rows.values() if not row.equivalent_to and row.status == "ok"]
-        self.n_resources_ = [int(field[0].rungs[0].n_resources)] if field else []
-        self.n_candidates_ = [evaluate.n_trained]
-        if not interrupted and field:
-            rungs = self._rungs(len(evaluate.splits[0][0]))
-            for j, budget in enumerate(rungs):
-                size = math.ceil(self.n_finalists * self.factor ** (len(rungs) - 1 - j))
-                field.sort(key=lambda row: -row.score)
-                field = list(dict.fromkeys(field[:size] + protected))
-                last = j == len(rungs) - 1
-                evaluate.promote([row.program for row in field], budget, self.final_seeds if last else 1)
-                self.n_resources_.append(int(field[0].last.n_resources))
-                self.n_candidates_.append(len(field))
-                field = [row for row in field if row.status == "ok"]
-                protected = [row for row in protected if row.status == "ok"]
-        ordered = list(rows.values())
-        ranks = results.ranking(ordered)
-        best = ordered[int(np.argmin(ranks))] if ordered else None
-        usual = rows.get(str(usual_loss(self._task).program_))
-        if (best is None or not math.isfinite(best.score)) and usual is not None and usual.status == "chance":
-            warnings.warn(
-                "no candidate loss scored better than chance on every fold, the usual loss included, so none "
-                "can be told better than it: best_loss_ is the usual loss. The net probably does not learn "
-                "within its budget: train longer (max_epochs, min_resources) or raise lr.", UserWarning,
-                stacklevel=3)
-            self._set_best(usual.loss, float(np.mean(usual.last.scores)), usual.last.scores)
-            self.best_index_ = list(rows).index(str(usual.program))
-            return
-        if best is None or not math.isfinite(best.score):
-            self.cv_results_ = results.cv_results(ordered, len(evaluate.splits))
-            statuses = [row.status for row in ordered]
-            counts = ", ".join(f"{statuses.count(s)} {s}" for s in dict.fromkeys(statuses))
-            hint = (" Scores at chance level mean the net does not learn within its budget, even with the usual "
-                    "loss: train longer (max_epochs, min_resources) or raise lr."
-                    if "chance" in statuses else "")
-            raise RuntimeError(f"every candidate loss failed to train ({counts}); see cv_results_['status'] and "
-                               f"['message'] (error_score='raise' raises the first error).{hint}")
+        """The final selection (unless interrupted) and the best loss."""
+        budgets = [] if interrupted else self._rungs(len(evaluate.splits[0][0]))
+        self.n_resources_, self.n_candidates_ = selection.successive_halving(
+            evaluate, budgets, self.n_finalists, self.factor, self.final_seeds)
+        rows = list(evaluate.rows.values())
+        try:
+            best = selection.winner(rows, str(usual_loss(self._task).program_))
+        except RuntimeError:
+            self.cv_results_ = results.cv_results(rows, len(evaluate.splits))
+            raise
         loss = best.loss
-        if evaluate.config.evaluation.local_search is not None:
+        if evaluate.config.evaluation.local_search is not None and best.status == "ok":
             loss = refine_on(evaluate.config.evaluation, loss, evaluate.X, evaluate.y, self._state.refit_seed)
-        self._set_best(loss, best.score, best.last.scores)
-        self.best_index_ = list(rows).index(str(best.program))
+        score = best.score if best.status == "ok" else float(np.mean(best.last.scores))
+        self._set_best(loss, score, best.last.scores)
+        self.best_index_ = rows.index(best)
 
     def _baseline(self, evaluate):
-        """The usual loss at the final budget, at the net's learning rate and over ``baseline_lrs``."""
-        budget = self._rungs(len(evaluate.splits[0][0]))[-1]
+        """``baseline_``: the usual loss at the final budget beside the best loss."""
         net_lr = float(self.estimator.lr)
-        if self.baseline_lrs is None:
-            lrs = [net_lr]
-        elif isinstance(self.baseline_lrs, str):
-            lrs = [net_lr * f for f in (0.1, 10**-0.5, 1.0, 10**0.5, 10.0)]
-        else:
-            lrs = sorted({net_lr, *map(float, self.baseline_lrs)})
-        usual = usual_loss(self._task)
-        scores, splits = [], []
-        for lr in lrs:
-            (folds,) = evaluate.cross_validate([usual], budget, self.final_seeds,
-                                               params=None if lr == net_lr else {"lr": lr})
-            failed = any(r.status != "ok" for fold in folds for r in fold)
-            splits.append([float(np.mean([r.score for r in fold])) for fold in folds])
-            scores.append(math.nan if failed else float(np.mean(splits[-1])))
-        tuned = int(np.argmax(np.nan_to_num(scores, nan=-np.inf))) if np.isfinite(scores).any() else None
-        here = lrs.index(net_lr)
-        n_train = len(evaluate.splits[0][0])
-        return {
-            "program": str(usual.program_), "n_resources": int(budget.steps(n_train, self.estimator.batch_size)),
-            "n_seeds": int(self.final_seeds), "lrs": lrs, "mean_test_score": scores,
-            "net_lr": net_lr, "net_lr_score": scores[here], "net_lr_split_scores": splits[here],
-            "tuned_lr": None if tuned is None else lrs[tuned],
-            "tuned_score": math.nan if tuned is None else scores[tuned],
-            "tuned_split_scores": None if tuned is None else splits[tuned],
-            "found_split_scores": [float(s) for s in self._best_split_scores],
-        }
+        base = selection.baseline(evaluate, usual_loss(self._task), self._rungs(len(evaluate.splits[0][0]))[-1],
+                                  selection.learning_rates(self.baseline_lrs, net_lr), self.final_seeds, net_lr)
+        return {**base, "found_split_scores": [float(s) for s in self._best_split_scores]}
 
     # ----------------------------------------------------------- local search after the GP
     def fit_refine(self, X, y, local_search=None):
@@ -726,26 +661,14 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
     def _refine(self, evaluate, X, y, settings=None):
         """Refine the best programs at the final budget, keep improvements, and update the best loss."""
         settings = settings or self._local_search_settings()
-        n_train = len(evaluate.splits[0][0])
-        final = self._rungs(n_train)[-1]
-        final_steps = final.steps(n_train, self.estimator.batch_size)
+        final = self._rungs(len(evaluate.splits[0][0]))[-1]
         rows = [evaluate.rows[entry["program"]] for entry in results.hall_of_fame(evaluate.rows.values(),
                                                                                     settings.top_k)]
         start = time.perf_counter()
-        for row in rows:  # each program's own score at the final budget, if it has none yet
-            if row.last.n_resources != final_steps or row.last.n_seeds != self.final_seeds:
-                evaluate.promote([row.program], final, self.final_seeds)
-        # Checkpoints validated at the final budget: the local search answers to what the net trains for.
-        learned = evaluate.cross_validate([row.loss for row in rows], final, local_search=settings,
-                                          local_search_budget=final)
-        refined = [[row.loss.with_coefficients(fold[0].coefficients) if fold[0].coefficients is not None
-                    else row.loss for fold in folds] for row, folds in zip(rows, learned)]
-        rescored = evaluate.cross_validate(refined, final, self.final_seeds)
+        refined = selection.refine(evaluate, rows, settings, final, self.final_seeds)
         elapsed = time.perf_counter() - start
         self.refine_results_ = []
-        for row, folds, losses in zip(rows, rescored, refined):
-            split_scores = [float(np.mean([r.score for r in fold])) for fold in folds]
-            after = math.nan if any(r.status != "ok" for fold in folds for r in fold) else float(np.mean(split_scores))
+        for row, (losses, split_scores, after) in zip(rows, refined):
             kept = bool(math.isfinite(after) and after >= row.score)
             loss = refine_on(replace(evaluate.config.evaluation, local_search=settings, local_search_budget=final),
                              row.loss, X, y, self._state.refit_seed) if kept else None

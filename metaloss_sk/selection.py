@@ -1,0 +1,158 @@
+"""The final selection: the winner chosen at the budget the net trains with, the usual loss beside it.
+
+Functions of an :class:`~metaloss_sk.evaluator.Evaluator` whose genetic search
+is over; they train through it (so results are cached, grouped and
+independent of ``n_jobs``) and return what the search reports:
+
+- :func:`rungs` and :func:`successive_halving`: the best distinct programs,
+  and the seed programs always, climb rungs of growing budget up to the final
+  one, the field cut by ``factor`` at each (as scikit-learn's
+  ``HalvingGridSearchCV`` does with a resource), the finalists trained with
+  several weight seeds per fold;
+- :func:`winner`: the best program at the highest rung, never one that failed;
+- :func:`baseline`: the usual loss at the final budget, on the same folds and
+  seeds, at the net's learning rate and over a grid of others;
+- :func:`refine`: the local search on the best programs, judged at the final
+  budget.
+"""
+
+import math
+import warnings
+
+import numpy as np
+
+from .results import ranking
+
+__all__ = ["baseline", "learning_rates", "refine", "rungs", "successive_halving", "winner"]
+
+#: The default grid of the baseline's learning rates, as multiples of the net's.
+LR_FACTORS = (0.1, 10**-0.5, 1.0, 10**0.5, 10.0)
+
+
+def rungs(fitness, final, n_train, batch_size, factor):
+    """Budgets of the rungs, ``factor`` times longer each, ending at ``final``.
+
+    Counted down from the final budget, so that no rung comes within a factor
+    of the fitness budget, which the genetic search measured already.
+    """
+    fitness_steps = fitness.steps(n_train, batch_size)
+    steps, out = final.steps(n_train, batch_size) / factor, [final]
+    while steps >= fitness_steps * factor:
+        out.insert(0, type(final)(final.max_epochs, int(round(steps))))
+        steps /= factor
+    return out
+
+
+def successive_halving(evaluate, budgets, n_finalists, factor, final_seeds):
+    """Promote the best distinct programs through ``budgets``; returns ``(n_resources, n_candidates)`` per rung.
+
+    Rung 0 is the genetic search. The field entering rung ``j`` of ``k`` is
+    the ``n_finalists * factor ** (k - 1 - j)`` best by their last score, plus
+    the seed programs; the last rung trains each with ``final_seeds`` weight
+    seeds per fold. A program that fails on any fold, seed or rung leaves the
+    field.
+    """
+    rows = evaluate.rows
+    protected = [rows[rows[p].equivalent_to or p] for p in evaluate.config.seed_programs if p in rows]
+    protected = [row for row in dict.fromkeys(protected) if row.status == "ok"]
+    field = [row for row in rows.values() if not row.equivalent_to and row.status == "ok"]
+    n_resources = [int(field[0].rungs[0].n_resources)] if field else []
+    n_candidates = [evaluate.n_trained]
+    for j, budget in enumerate(budgets if field else []):
+        size = math.ceil(n_finalists * factor ** (len(budgets) - 1 - j))
+        field.sort(key=lambda row: -row.score)
+        field = list(dict.fromkeys(field[:size] + protected))
+        evaluate.promote([row.program for row in field], budget, final_seeds if j == len(budgets) - 1 else 1)
+        n_resources.append(int(field[0].last.n_resources))
+        n_candidates.append(len(field))
+        field = [row for row in field if row.status == "ok"]
+        protected = [row for row in protected if row.status == "ok"]
+    return n_resources, n_candidates
+
+
+def winner(rows, usual_program):
+    """The best row (the first rank of :func:`~metaloss_sk.results.ranking`).
+
+    If every program failed but the usual loss only scored at chance level,
+    the usual loss, with a warning: no loss can be told better than it.
+
+    Raises
+    ------
+    RuntimeError
+        If every program failed otherwise, with the count of each failure and
+        what to do.
+    """
+    rows = list(rows)
+    best = rows[int(np.argmin(ranking(rows)))] if rows else None
+    if best is not None and math.isfinite(best.score):
+        return best
+    usual = next((row for row in rows if str(row.program) == usual_program), None)
+    if usual is not None and usual.status == "chance":
+        warnings.warn(
+            "no candidate loss scored better than chance on every fold, the usual loss included, so none "
+            "can be told better than it: best_loss_ is the usual loss. The net probably does not learn "
+            "within its budget: train longer (max_epochs, min_resources) or raise lr.", UserWarning, stacklevel=4)
+        return usual
+    statuses = [row.status for row in rows]
+    counts = ", ".join(f"{statuses.count(s)} {s}" for s in dict.fromkeys(statuses))
+    hint = (" Scores at chance level mean the net does not learn within its budget, even with the usual "
+            "loss: train longer (max_epochs, min_resources) or raise lr." if "chance" in statuses else "")
+    raise RuntimeError(f"every candidate loss failed to train ({counts}); see cv_results_['status'] and "
+                       f"['message'] (error_score='raise' raises the first error).{hint}")
+
+
+def learning_rates(baseline_lrs, net_lr):
+    """The baseline's learning rates: the net's, and the grid ``baseline_lrs`` asks for."""
+    if baseline_lrs is None:
+        return [net_lr]
+    if isinstance(baseline_lrs, str):  # "auto"
+        return [net_lr * f for f in LR_FACTORS]
+    return sorted({net_lr, *map(float, baseline_lrs)})
+
+
+def _mean_scores(folds):
+    """Per fold the mean over its weight seeds, and the mean over folds (NaN if any failed)."""
+    splits = [float(np.mean([r.score for r in fold])) for fold in folds]
+    failed = any(r.status != "ok" for fold in folds for r in fold)
+    return splits, math.nan if failed else float(np.mean(splits))
+
+
+def baseline(evaluate, usual, budget, lrs, n_seeds, net_lr):
+    """The usual loss at ``budget`` with ``n_seeds`` weight seeds per fold, at each of ``lrs`` (see ``baseline_``)."""
+    scores, splits = [], []
+    for lr in lrs:
+        (folds,) = evaluate.cross_validate([usual], budget, n_seeds, params=None if lr == net_lr else {"lr": lr})
+        split, mean = _mean_scores(folds)
+        splits.append(split)
+        scores.append(mean)
+    tuned = int(np.argmax(np.nan_to_num(scores, nan=-np.inf))) if np.isfinite(scores).any() else None
+    here = lrs.index(net_lr)
+    n_train = len(evaluate.splits[0][0])
+    return {
+        "program": str(usual.program_), "n_resources": int(budget.steps(n_train, evaluate.batch_size)),
+        "n_seeds": int(n_seeds), "lrs": list(lrs), "mean_test_score": scores,
+        "net_lr": net_lr, "net_lr_score": scores[here], "net_lr_split_scores": splits[here],
+        "tuned_lr": None if tuned is None else lrs[tuned],
+        "tuned_score": math.nan if tuned is None else scores[tuned],
+        "tuned_split_scores": None if tuned is None else splits[tuned],
+    }
+
+
+def refine(evaluate, rows, settings, budget, n_seeds):
+    """The local search on each row's program, its checkpoints and its rescoring at ``budget``.
+
+    Each program first gets its own score at ``budget`` with ``n_seeds``
+    weight seeds per fold, if it has none. Returns per row ``(refined losses
+    per fold, split scores, mean score)``.
+    """
+    steps = budget.steps(len(evaluate.splits[0][0]), evaluate.batch_size)
+    for row in rows:
+        if row.last.n_resources != steps or row.last.n_seeds != n_seeds:
+            evaluate.promote([row.program], budget, n_seeds)
+    # Checkpoints validated at this budget: the local search answers to what the net trains for.
+    learned = evaluate.cross_validate([row.loss for row in rows], budget, local_search=settings,
+                                      local_search_budget=budget)
+    refined = [[row.loss if fold[0].coefficients is None else row.loss.with_coefficients(fold[0].coefficients)
+                for fold in folds] for row, folds in zip(rows, learned)]
+    rescored = evaluate.cross_validate(refined, budget, n_seeds)
+    return [(losses, *_mean_scores(folds)) for losses, folds in zip(refined, rescored)]
