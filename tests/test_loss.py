@@ -16,20 +16,12 @@ from skorch import NeuralNetBinaryClassifier, NeuralNetClassifier, NeuralNetRegr
 from torch import nn
 
 from metaloss_sk import SymbolicLoss
+from metaloss_sk.datasets import MLP
 from metaloss_sk.primitives import EVOMAL_FUNCTION_SET, PRIMITIVES
 from metaloss_sk.program import SearchSpace
 
 CE = "neg(mul(y, log(yhat)))"
 MSE = "square(sub(y, yhat))"
-
-
-class MLP(nn.Module):
-    def __init__(self, n_in=64, n_hidden=16, n_out=10):
-        super().__init__()
-        self.layers = nn.Sequential(nn.Linear(n_in, n_hidden), nn.ReLU(), nn.Linear(n_hidden, n_out))
-
-    def forward(self, X):
-        return self.layers(X)
 
 
 def _logits(n=8, c=3, seed=0, dtype=torch.float32):
@@ -72,20 +64,21 @@ def diabetes():
 
 def _classifier(criterion, **kwargs):
     return NeuralNetClassifier(
-        MLP, criterion=criterion, max_epochs=3, lr=0.2, batch_size=64, train_split=None, verbose=0, **kwargs,
+        MLP, module__n_hidden=16, criterion=criterion, max_epochs=3, lr=0.2, batch_size=64, train_split=None,
+        verbose=0, **kwargs,
     )
 
 
 def _binary_classifier(criterion, **kwargs):
     return NeuralNetBinaryClassifier(
-        MLP, module__n_in=30, module__n_out=1, criterion=criterion, max_epochs=3, lr=0.1,
+        MLP, module__n_in=30, module__n_hidden=16, module__n_out=1, criterion=criterion, max_epochs=3, lr=0.1,
         batch_size=64, train_split=None, verbose=0, **kwargs,
     )
 
 
 def _regressor(criterion, **kwargs):
     return NeuralNetRegressor(
-        MLP, module__n_in=10, module__n_out=1, criterion=criterion, max_epochs=3, lr=0.05,
+        MLP, module__n_in=10, module__n_hidden=16, module__n_out=1, criterion=criterion, max_epochs=3, lr=0.05,
         batch_size=64, train_split=None, verbose=0, **kwargs,
     )
 
