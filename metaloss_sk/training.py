@@ -193,6 +193,7 @@ def _fit_fast(estimator, losses, X, y, budget, seed, **params):
     net_ = build_net(estimator, losses[0], budget, len(X), **params)
     torch.manual_seed(seed)
     net_.initialize()
+    net_.check_data(X, y)  # as net.fit does: a classifier infers classes_ here, which scorers read
     device = net_.device
     Xt, yt = torch.as_tensor(X, device=device), torch.as_tensor(y, device=device)
     try:

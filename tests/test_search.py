@@ -8,6 +8,7 @@ import torch
 from conftest import classifier, iris
 from sklearn.base import clone
 from sklearn.datasets import load_diabetes, load_iris
+from sklearn.metrics import f1_score, make_scorer
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
@@ -169,6 +170,31 @@ def test_regressor_with_1d_targets():
     assert "square(sub(y, yhat))" in list(search.cv_results_["program"])
     assert search.best_loss_.task == "regression"
     assert search.predict(X).shape == y.shape
+
+
+TINY = dict(population_size=4, generations=1, cv=2, random_state=0, error_score="raise", baseline_lrs=None)
+
+
+@pytest.mark.parametrize("train_loop", ["fast", "skorch"])
+@pytest.mark.parametrize("scoring", ["accuracy", "f1_macro", "neg_log_loss", "roc_auc_ovr",
+                                     make_scorer(f1_score, average="micro")])
+def test_any_classification_scorer(scoring, train_loop):
+    # Scorers read the net's classes_, which skorch sets in net.fit: the fast loop must too.
+    X, y = iris()
+    search = LossSearchCV(classifier(), scoring=scoring, train_loop=train_loop, **TINY).fit(X, y)
+    assert np.isfinite(search.best_score_)
+    assert search.score(X, y) == pytest.approx(search.scorer_(search.best_estimator_, X, y))
+
+
+@pytest.mark.parametrize("train_loop", ["fast", "skorch"])
+@pytest.mark.parametrize("scoring", ["neg_mean_squared_error", "r2", "neg_mean_absolute_error"])
+def test_any_regression_scorer(scoring, train_loop):
+    X, y = load_diabetes(return_X_y=True)
+    X = StandardScaler().fit_transform(X).astype(np.float32)
+    net = NeuralNetRegressor(MLP, module__n_in=10, module__n_hidden=8, module__n_out=1, max_epochs=3, lr=0.05,
+                             batch_size=32, train_split=None, verbose=0)
+    search = LossSearchCV(net, scoring=scoring, train_loop=train_loop, **TINY).fit(X, y.astype(np.float32))
+    assert np.isfinite(search.best_score_)
 
 
 def test_pipeline_with_scaler_and_float32_cast():
