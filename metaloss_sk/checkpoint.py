@@ -18,7 +18,7 @@ import numpy as np
 from . import _json
 from .program import parse
 
-__all__ = ["SearchState", "signature", "save_checkpoint", "load_checkpoint"]
+__all__ = ["SearchState", "signature", "save_checkpoint", "load_checkpoint", "check_writable"]
 
 FORMAT = "metaloss_sk.checkpoint"
 VERSION = 2
@@ -93,6 +93,18 @@ def signature(params, X, y):
         h.update(str((a.shape, a.dtype.str)).encode())
         h.update(a.tobytes())
     return h.hexdigest()
+
+
+def check_writable(path):
+    """Raise ValueError, before any training, if a checkpoint could not be written at ``path``."""
+    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    if os.path.isdir(os.fspath(path)):
+        raise ValueError(f"checkpoint={os.fspath(path)!r} is a directory; give a file path such as "
+                         f"{os.path.join(os.fspath(path), 'search.json')!r}.")
+    if not os.path.isdir(folder):
+        raise ValueError(f"checkpoint={os.fspath(path)!r}: its folder {folder!r} does not exist; create it first.")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"checkpoint={os.fspath(path)!r}: its folder {folder!r} is not writable.")
 
 
 def save_checkpoint(path, state, signature):

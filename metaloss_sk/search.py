@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from . import results, selection
 from ._validation import InstanceOf, Interval, Options, Pair, check
-from .checkpoint import SearchState, load_checkpoint, save_checkpoint, signature
+from .checkpoint import SearchState, check_writable, load_checkpoint, save_checkpoint, signature
 from .engine import Evaluation, refine_on
 from .evaluator import Evaluator, EvaluatorConfig
 from .evolution import Variation, initial_population, next_generation
@@ -442,6 +442,8 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         """
         start = time.perf_counter()
         self._check_params()
+        if self.checkpoint is not None:
+            check_writable(self.checkpoint)
         self._task = _task_of(self.estimator)
         X, y = self._validate_input(X, y)
         space = SearchSpace(self.function_set, self.constants, self.const_range)

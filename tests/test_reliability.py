@@ -53,6 +53,20 @@ def test_a_checkpoint_of_another_search_is_refused(tmp_path):
         LossSearchCV(classifier(lr=0.05), generations=1, checkpoint=path, **KW).fit(X, y)
 
 
+@pytest.mark.parametrize("where, message", [("missing_dir/search.json", "does not exist"), (".", "is a directory")])
+def test_an_unwritable_checkpoint_path_is_refused_before_any_training(tmp_path, monkeypatch, where, message):
+    from metaloss_sk import search, training
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a candidate trained before the checkpoint path was checked")
+
+    for module in (search, training):
+        monkeypatch.setattr(module, "build_net", no_training)
+    X, y = iris()
+    with pytest.raises(ValueError, match=f"checkpoint=.*{message}"):
+        LossSearchCV(classifier(), generations=1, checkpoint=tmp_path / where, **KW).fit(X, y)
+
+
 def test_a_corrupt_checkpoint_is_refused_with_its_path(tmp_path):
     X, y = iris()
     path = tmp_path / "search.json"
