@@ -73,39 +73,54 @@ _BUILTIN = {
 
 
 def _load_data(args):
+    """Features, target and task from ``--data`` or ``--csv``; everything checked before any training."""
     import sklearn.datasets
 
-    if args.csv is not None:
-        import pandas as pd
+    if args.csv is None:
+        loader, task = _BUILTIN[args.data]
+        X, y = getattr(sklearn.datasets, loader)(return_X_y=True)
+        return X, y, task if args.task == "auto" else args.task
+    import pandas as pd
 
-        frame = pd.read_csv(args.csv)
-        if args.target not in frame.columns:
-            raise ValueError(f"--target {args.target!r} is not a column of {args.csv} "
-                             f"(columns: {', '.join(map(str, frame.columns))})")
-        y = frame.pop(args.target).to_numpy()
-        X = frame.to_numpy(dtype=np.float64)
-        task = args.task
-        if task == "auto":
-            classes = np.unique(y)
-            task = ("regression" if np.issubdtype(y.dtype, np.floating) and len(classes) > 20
-                    else "binary" if len(classes) == 2 else "multiclass")
-        return X, y, task
-    loader, task = _BUILTIN[args.data]
-    X, y = getattr(sklearn.datasets, loader)(return_X_y=True)
-    return X, y, task if args.task == "auto" else args.task
+    frame = pd.read_csv(args.csv)
+    if args.target not in frame.columns:
+        raise ValueError(f"--target {args.target!r} is not a column of {args.csv} "
+                         f"(columns: {', '.join(map(str, frame.columns))})")
+    missing = [str(c) for c in frame.columns if frame[c].isna().any()]
+    if missing:
+        raise ValueError(f"{args.csv} has missing values in column(s) {', '.join(map(repr, missing))}; "
+                         "fill or drop them first (the search needs every value).")
+    y = frame.pop(args.target).to_numpy()
+    text = [str(c) for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+    if text:
+        print(f"One-hot encoding the non-numeric column(s) {', '.join(map(repr, text))}.", file=sys.stderr)
+        frame = pd.get_dummies(frame, columns=text, dtype=float)
+    X = frame.to_numpy(dtype=np.float64)
+    task = args.task
+    if task == "auto":
+        task = _guess_task(y)
+        print(f"Task: {task} (guessed from --target {args.target!r}; override with --task).", file=sys.stderr)
+    return X, y, task
+
+
+def _guess_task(y):
+    """Regression for numbers with many distinct values; otherwise binary or multiclass by the class count."""
+    classes = np.unique(y)
+    numeric = np.issubdtype(y.dtype, np.number)
+    if numeric and (len(classes) > 20 or not np.all(np.mod(classes, 1) == 0)):
+        return "regression"
+    return "binary" if len(classes) == 2 else "multiclass"
 
 
 def _search(args):
-    import json
-
     import torch
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import StandardScaler
     from skorch import NeuralNetBinaryClassifier, NeuralNetClassifier, NeuralNetRegressor
 
-    from metaloss_sk import LocalSearch, LossSearchCV
+    from metaloss_sk import LocalSearch, LossSearchCV, _json
     from metaloss_sk.datasets import MLP
-    from metaloss_sk.io import hall_of_fame_to_dict, loss_to_dict
+    from metaloss_sk.io import SEARCH_RESULT_FORMAT, hall_of_fame_to_dict, loss_to_dict
 
     X, y, task = _load_data(args)
     stratify = None if task == "regression" else y
@@ -133,25 +148,45 @@ def _search(args):
     )
     search.fit(X_train, y_train)
     result = {
+        "format": SEARCH_RESULT_FORMAT, "version": 1,
         "task": task,
         "best_loss": loss_to_dict(search.best_loss_),
         "best_loss_infix": str(search.best_loss_),
         "cv_score": search.best_score_,
         "test_score": search.score(X_test, y_test),
+        "baseline": search.baseline_,
         "hall_of_fame": hall_of_fame_to_dict(search.hall_of_fame_, task=task),
         "search_stats": search.search_stats_,
     }
     print(f"Found loss: {search.best_loss_}\nCV score {search.best_score_:.4f}, "
           f"test score {result['test_score']:.4f}")
+    if search.baseline_ is not None:
+        base = search.baseline_
+        print(f"Usual loss on the same folds: {base['net_lr_score']:.4f} at lr {net.lr:g}, "
+              f"{base['tuned_score']:.4f} at the tuned lr {base['tuned_lr']:g}")
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=2, default=float)
-        print(f"Results written to {args.output}")
+        _json.write(args.output, result)
+        print(f"Results written to {args.output}; metaloss_sk.io.load_loss({args.output!r}) reads the loss.")
+    if args.model:
+        import joblib
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import FunctionTransformer
+
+        model = make_pipeline(scaler, FunctionTransformer(_float32), search)
+        joblib.dump(model, args.model)
+        print(f"Fitted model written to {args.model}; joblib.load({args.model!r}).predict(X) predicts new rows "
+              "(raw features, same columns as the training data).")
     return 0
+
+
+def _float32(X):
+    return np.asarray(X, dtype=np.float32)
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
+        """The usage line, then the error: two lines, as argparse writes them."""
+        self.print_usage(sys.stderr)
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
@@ -167,6 +202,9 @@ def _positive(kind):
 def main(argv=None):
     parser = _Parser(prog="python -m metaloss_sk",
                      description="Learn symbolic loss functions for neural networks (EvoMAL).")
+    from metaloss_sk import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     demo = commands.add_parser("demo", help="search a loss on scikit-learn's digits and compare it with "
                                             "cross-entropy on a held-out test set")
@@ -208,7 +246,10 @@ def main(argv=None):
     search.add_argument("--test-size", type=float, default=0.25, help="held-out test fraction (default 0.25)")
     search.add_argument("--n-jobs", type=int, default=1, help="parallel jobs (default 1)")
     search.add_argument("--checkpoint", help="JSON checkpoint file: written every generation, resumed if present")
-    search.add_argument("--output", help="write the found loss and results to this JSON file")
+    search.add_argument("--output", help="write the found loss and results to this JSON file "
+                                         "(metaloss_sk.io.load_loss reads the loss from it)")
+    search.add_argument("--model", help="write the fitted model (scaling and refit net) to this file with "
+                                        "joblib, for predictions on new rows")
     search.add_argument("--seed", type=int, default=0, help="random_state (default 0)")
     search.add_argument("--quiet", action="store_true", help="no progress output")
     search.set_defaults(run=_search)
@@ -221,7 +262,7 @@ def main(argv=None):
     try:
         return args.run(args)
     except (ValueError, TypeError, OSError) as exc:
-        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+        commands.choices[args.command].error(str(exc))
 
 
 if __name__ == "__main__":

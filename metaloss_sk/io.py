@@ -83,6 +83,8 @@ FORMAT_VERSION = 1
 MAX_PROGRAM_CHARS = 2**20
 
 _HOF_FIELDS = ("program", "infix", "length", "depth", "generation", "mean_test_score", "std_test_score")
+#: What ``python -m metaloss_sk search --output`` writes; its ``best_loss`` field is a loss document.
+SEARCH_RESULT_FORMAT = "metaloss_sk.search_result"
 _LOSS_REQUIRED = ("format", "version", "program", "task")
 _LOSS_OPTIONAL = ("link", "coefficients")
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -207,7 +209,7 @@ def save_loss(loss, path):
 
 
 def load_loss(path):
-    """Read a loss from a JSON file written by :func:`save_loss`.
+    """Read a loss from a JSON file written by :func:`save_loss` (or by the command line's ``--output``).
 
     Safe for untrusted files: nothing in the file is ever evaluated.
 
@@ -226,7 +228,10 @@ def load_loss(path):
     OSError
         If the file cannot be read.
     """
-    return loss_from_dict(_json.read(path, "loss"))
+    document = _json.read(path, "loss")
+    if isinstance(document, dict) and document.get("format") == SEARCH_RESULT_FORMAT:
+        document = document.get("best_loss")  # the command line's result: the loss is one of its fields
+    return loss_from_dict(document)
 
 
 # --------------------------------------------------------------------------- hall of fame

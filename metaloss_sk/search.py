@@ -465,7 +465,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
                                                               tuple(self.init_depth), self.init_method),
                                 rng=rng, fold_seeds=[int(s) for s in fold_seeds], refit_seed=refit_seed)
         elif self.verbose:
-            print(f"[LossSearchCV] resuming from {self.checkpoint} at generation {state.generation}")
+            tqdm.write(f"[LossSearchCV] resuming from {self.checkpoint} at generation {state.generation}")
         self._state = state
         self.history_ = state.history
         config = self._config(state, splits, seeds)
@@ -493,7 +493,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         if self.verbose:
             for line in results.summary_lines(self.best_loss_, self.best_score_, self._best_split_scores,
                                               self.baseline_):
-                print(line)
+                tqdm.write(line)
         return self
 
     def _evolve(self, evaluate, space, variation, state, start):
@@ -546,11 +546,15 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
                 tqdm.write(f"    {rank:>2}. {entry['mean_test_score']:.4f}  {entry['infix']}")
 
     def _progress_bar(self, generation):
-        """A tqdm bar over the candidates still to propose (None when quiet)."""
+        """A tqdm bar over the candidates still to propose (None when quiet).
+
+        Every verbose line goes through ``tqdm.write`` so it never splits the bar.
+        """
         if not self.verbose:
             return None
         return tqdm(total=self.population_size * self.generations, initial=self.population_size * generation,
                     unit="candidate", desc="LossSearchCV", dynamic_ncols=True, leave=True,
+                    disable=None,  # no bar when stderr is not a terminal (logs): the lines alone
                     bar_format="{l_bar}{bar}| {n}/{total} [{elapsed}<{remaining}]")
 
     # ----------------------------------------------------------- budgets
@@ -684,7 +688,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
                 self._set_best(loss, after, split_scores)
         if self.verbose:
             for r in self.refine_results_:
-                print(f"[LossSearchCV] local search {r['program']}: {r['score_before']:.4f} -> "
+                tqdm.write(f"[LossSearchCV] local search {r['program']}: {r['score_before']:.4f} -> "
                       f"{r['score_after']:.4f}{' (kept)' if r['kept'] else ''}")
         if hasattr(self, "hall_of_fame_"):
             self._finish(evaluate, self.search_stats_["time"])

@@ -1,10 +1,12 @@
 """The command line and the examples run as documented."""
 
+import argparse
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from metaloss_sk.__main__ import main
@@ -19,22 +21,54 @@ def test_demo_runs_and_compares_with_cross_entropy(capsys):
     assert "cross-entropy" in out and "found loss" in out and "Found loss:" in out
 
 
-def test_search_writes_the_found_loss_as_json(tmp_path, capsys):
-    output = tmp_path / "result.json"
-    main(["search", "--data", "iris", "--generations", "1", "--population", "3", "--epochs", "2",
-          "--hidden", "8", "--cv", "2", "--quiet", "--output", str(output)])
+def test_search_writes_a_result_that_load_loss_reads_and_a_model_that_predicts(tmp_path, capsys):
+    import joblib
+    from sklearn.datasets import load_iris
+
+    from metaloss_sk.io import load_loss
+
+    output, model = tmp_path / "result.json", tmp_path / "model.joblib"
+    main(["search", "--data", "iris", "--generations", "1", "--population", "3", "--epochs", "4", "--lr", "0.3",
+          "--hidden", "8", "--cv", "2", "--quiet", "--output", str(output), "--model", str(model)])
     result = json.loads(output.read_text())
     assert result["best_loss"]["format"] == "metaloss_sk.loss"
     assert 0 <= result["test_score"] <= 1
+    assert str(load_loss(output)) == result["best_loss_infix"]
+    X, y = load_iris(return_X_y=True)
+    assert set(joblib.load(model).predict(X[:10])) <= set(y)  # raw rows in, labels out
+    out = capsys.readouterr().out
+    assert "load_loss" in out and "joblib.load" in out and "Usual loss on the same folds" in out
 
 
-def test_search_on_a_csv_file(tmp_path):
-    from sklearn.datasets import load_diabetes
-    frame = load_diabetes(as_frame=True).frame
-    csv = tmp_path / "diabetes.csv"
-    frame.to_csv(csv, index=False)
-    main(["search", "--csv", str(csv), "--target", "target", "--generations", "1", "--population", "3",
-          "--epochs", "2", "--hidden", "8", "--cv", "2", "--quiet", "--lr", "0.01"])
+def _csv(tmp_path, text):
+    csv = tmp_path / "data.csv"
+    csv.write_text(text)
+    return str(csv)
+
+
+def test_a_csv_with_a_missing_value_is_refused_before_the_search_naming_the_column(tmp_path, capsys):
+    csv = _csv(tmp_path, "a,b,t\n1,2,0\n3,,1\n" + "5,6,0\n7,8,1\n" * 10)
+    with pytest.raises(SystemExit):
+        main(["search", "--csv", csv, "--target", "t", "--output", str(tmp_path / "r.json")])
+    assert "missing values in column(s) 'b'" in capsys.readouterr().err
+
+
+def test_a_csv_text_column_is_one_hot_encoded_and_an_integer_target_with_many_values_is_regression(tmp_path):
+    from metaloss_sk.__main__ import _load_data
+
+    rng = np.random.default_rng(0)
+    rows = [f"{rng.normal():.3f},{'abc'[i % 3]},{int(rng.integers(0, 300))}" for i in range(90)]
+    csv = _csv(tmp_path, "x,colour,t\n" + "\n".join(rows) + "\n")
+    args = argparse.Namespace(csv=csv, target="t", task="auto", data=None)
+    X, y, task = _load_data(args)
+    assert X.shape == (90, 4) and task == "regression"
+    assert _load_data(argparse.Namespace(csv=csv, target="t", task="multiclass", data=None))[2] == "multiclass"
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and "metaloss_sk" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -44,12 +78,12 @@ def test_search_on_a_csv_file(tmp_path):
     (["search", "--data", "iris", "--csv", "x.csv"], "not allowed with"),
     (["frobnicate"], "invalid choice"),
 ])
-def test_bad_arguments_give_a_one_line_error(argv, message, capsys):
+def test_bad_arguments_give_the_usage_line_and_a_one_line_error(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and message in err
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0].startswith("usage: ") and message in lines[-1] and "error:" in lines[-1]
 
 
 def test_a_missing_target_column_is_named(tmp_path, capsys):
