@@ -126,14 +126,16 @@ class Program:
         """Readable infix form, e.g. ``-(y * log(yhat))``.
 
         With ``coefficients`` (one per edge, i.e. per non-root node) each
-        coefficient is shown where it scales its node.
+        coefficient is shown where it scales its node, to ``precision``
+        significant digits (constants to at least 6); :func:`parse` reads the
+        text back.
         """
         def scale(text, c):
             return f"{c:.{precision}g}*{text}"
 
         text = _fold(
             self.nodes,
-            lambda n: TERMINALS[n] if isinstance(n, int) else f"{n:g}",
+            lambda n: TERMINALS[n] if isinstance(n, int) else f"{n:.{max(precision, 6)}g}",
             lambda p, args: _format_infix(p, args),
             None if coefficients is None else (list(coefficients), scale),
         )
@@ -323,10 +325,15 @@ def _check_nodes(nodes):
 
 
 def parse(text):
-    """Parse a program from gplearn's prefix syntax, e.g. ``neg(mul(y, log(yhat)))``.
+    """Parse a program from gplearn's prefix syntax, e.g. ``neg(mul(y, log(yhat)))``, or the infix form printed.
 
-    The grammar is ``expr := number | y | yhat | name "(" expr ("," expr)* ")"``;
-    nothing is ever evaluated as Python.
+    The prefix grammar is ``expr := number | y | yhat | name "(" expr ("," expr)* ")"``.
+    Text that is not prefix syntax is read as the infix form that
+    :meth:`Program.infix` and ``str(SymbolicLoss)`` print, e.g.
+    ``-(y * log(yhat))``: ``+ - *``, ``x^2`` for ``square``, ``|x|`` for
+    ``abs``, ``aq(a, b)`` for ``div`` and ``name(args)`` for the other
+    primitives (a printed coefficient ``0.5*x`` reads as a multiplication).
+    Nothing is ever evaluated as Python.
 
     Parameters
     ----------
@@ -342,6 +349,16 @@ def parse(text):
         return text
     if not isinstance(text, str):
         raise ValueError(f"a program must be a string, got {type(text).__name__}")
+    try:
+        return _parse_prefix(text)
+    except ValueError as prefix_error:
+        try:
+            return _parse_infix(text)
+        except ValueError:
+            raise prefix_error from None
+
+
+def _parse_prefix(text):
     allowed = PRIMITIVES
     tokens = _tokenize(text)
     if not tokens:
@@ -402,6 +419,110 @@ def parse(text):
                 raise token_error(f"{call[0].name} takes {call[0].arity} argument(s); expected ','")
             i += 1
             break
+
+
+_INFIX_TOKEN = re.compile(r"\s*(?:(?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
+                          r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<punct>[(),+\-*^|]))", re.ASCII)
+#: Infix names that differ from the primitive's (the analytic quotient prints as ``aq``).
+_INFIX_NAMES = {"aq": "div"}
+
+
+def _parse_infix(text):
+    """Read the infix form :meth:`Program.infix` prints (recursive descent, standard precedence)."""
+    tokens, pos = [], 0
+    while pos < len(text):
+        m = _INFIX_TOKEN.match(text, pos)
+        if m is None or m.lastgroup is None:
+            if text[pos:].strip() == "":
+                break
+            raise ValueError(f"unexpected character at position {pos}: {text[pos]!r}")
+        tokens.append(m.group(m.lastgroup))
+        pos = m.end()
+        if len(tokens) > 4 * _MAX_NODES:
+            raise ValueError(f"program is too long (over {4 * _MAX_NODES} tokens)")
+    i = 0
+
+    def peek():
+        return tokens[i] if i < len(tokens) else None
+
+    def take(expected=None):
+        nonlocal i
+        tok = peek()
+        if tok is None or (expected is not None and tok != expected):
+            raise ValueError(f"expected {expected or 'an expression'}, got {tok or 'end of input'!r}")
+        i += 1
+        return tok
+
+    def call(name, *args):
+        primitive = PRIMITIVES[name]
+        if len(args) != primitive.arity:
+            raise ValueError(f"{name} takes {primitive.arity} argument(s), got {len(args)}")
+        return [primitive] + [node for arg in args for node in arg]
+
+    def expression():  # term (("+" | "-") term)*
+        nodes = term()
+        while peek() in ("+", "-"):
+            nodes = call("add" if take() == "+" else "sub", nodes, term())
+        return nodes
+
+    def term():  # unary ("*" unary)*
+        nodes = unary()
+        while peek() == "*":
+            take()
+            nodes = call("mul", nodes, unary())
+        return nodes
+
+    def unary():  # "-" unary | power; a minus before a number is a negative constant
+        if peek() != "-":
+            return power()
+        take()
+        nodes = unary()
+        return [-nodes[0]] if len(nodes) == 1 and isinstance(nodes[0], float) else call("neg", nodes)
+
+    def power():  # atom ("^" "2")*
+        nodes = atom()
+        while peek() == "^":
+            take()
+            if take() not in ("2", "2.0"):
+                raise ValueError("only ^2 (square) is a primitive")
+            nodes = call("square", nodes)
+        return nodes
+
+    def atom():
+        tok = take()
+        if tok == "(":
+            nodes = expression()
+            take(")")
+            return nodes
+        if tok == "|":
+            nodes = expression()
+            take("|")
+            return call("abs", nodes)
+        if tok in TERMINALS:
+            return [TERMINALS.index(tok)]
+        if tok[0].isdigit() or tok[0] == ".":
+            value = float(tok)
+            if not np.isfinite(value):
+                raise ValueError(f"constant {tok} is not finite")
+            return [value]
+        name = _INFIX_NAMES.get(tok, tok)
+        if name not in PRIMITIVES:
+            raise ValueError(f"unknown name {tok!r}")
+        take("(")
+        args = [expression()]
+        while peek() == ",":
+            take()
+            args.append(expression())
+        take(")")
+        return call(name, *args)
+
+    try:
+        nodes = expression()
+    except RecursionError:
+        raise ValueError("program is nested too deeply") from None
+    if i != len(tokens):
+        raise ValueError(f"unexpected trailing token {tokens[i]!r}")
+    return Program(nodes)
 
 
 def _is_number(tok):

@@ -12,6 +12,7 @@ from gplearn._program import _Program
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from metaloss_sk import SymbolicLoss
 from metaloss_sk.primitives import EVOMAL_FUNCTION_SET, PRIMITIVES, Primitive
 from metaloss_sk.program import TERMINALS, Program, SearchSpace, parse
 
@@ -121,7 +122,6 @@ def test_parse_rejects_an_empty_program(text):
         ("log(y, yhat)", 5, ",", "log takes 1 argument"),
         ("add(y,, yhat)", 6, ",", "expected an expression"),
         ("log()", 4, ")", "expected an expression"),
-        ("(y)", 0, "(", "expected an expression"),
         ("log", 3, "end of input", "expected '\\(' after 'log'"),
         ("log y", 4, "y", "expected '\\(' after 'log'"),
         ("add(y, 1e999)", 7, "1e999", "not finite"),
@@ -139,7 +139,7 @@ def test_parse_rejects_malformed_input_naming_position_and_token(text, position,
     [
         ("__import__('os')", 11, "'"),
         ("y.__class__", 1, "."),
-        ("log(yhat) + y", 10, "+"),
+        ("log(yhat) / y", 10, "/"),  # "+" is infix now
         ("add(y; yhat)", 5, ";"),
         ("[y]", 0, "["),
     ],
@@ -211,6 +211,32 @@ def test_infix_keeps_a_coefficient_inside_the_power_it_scales():
 
 def test_infix_rounds_coefficients_to_precision():
     assert parse("neg(y)").infix([1 / 3], precision=2) == "-0.33*y"
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_printed_infix_parses_back_to_the_same_function(seed):
+    space = SearchSpace(EVOMAL_FUNCTION_SET + ("neg", "exp"), const_range=(-3.0, 3.0))
+    program = space.random_program(_rs(seed), init_depth=(1, 5))
+    y = torch.rand(64, 5, dtype=torch.float64)
+    yhat = torch.rand(64, 5, dtype=torch.float64) * 2 - 0.5
+    again = parse(program.infix(precision=17))
+    torch.testing.assert_close(again.evaluate(y, yhat), program.evaluate(y, yhat), equal_nan=True)
+    coefficients = _rs(seed).uniform(-2, 2, size=len(program) - 1)
+    scaled = parse(program.infix(coefficients, precision=17))
+    torch.testing.assert_close(scaled.evaluate(y, yhat), program.evaluate(y, yhat, list(coefficients)),
+                               equal_nan=True)
+
+
+@pytest.mark.parametrize("text", ["-(y*log(yhat))", "-(y * log(yhat))", "-y * log(yhat)"])
+def test_the_infix_form_the_package_prints_is_accepted(text):
+    assert str(parse(text)) in ("neg(mul(y, log(yhat)))", "mul(neg(y), log(yhat))")
+    assert str(SymbolicLoss(text).program_) == str(parse(text))
+
+
+@pytest.mark.parametrize("text", ["y +* 2", "(y", "y^3", "frob(y)", "aq(y)", "|y"])
+def test_malformed_infix_is_refused(text):
+    with pytest.raises(ValueError):
+        parse(text)
 
 
 # ---------------------------------------------------------------- structure
