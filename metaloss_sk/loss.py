@@ -160,8 +160,8 @@ class SymbolicLoss(nn.Module):
         return self.infix()
 
     def infix(self, precision=4):
-        """Readable infix expression, with coefficients where present."""
-        return self.program_.infix(self._coefficient_list(), precision=precision)
+        """Readable infix expression, with coefficients where present (simplified where there are none)."""
+        return self.program_.infix(self._coefficient_list(), precision=precision, simplify=True)
 
     def sympy(self):
         """The loss as a sympy expression in ``y`` and ``yhat``."""

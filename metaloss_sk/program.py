@@ -9,6 +9,7 @@ gplearn's private names.
 """
 
 import contextlib
+import math
 import re
 
 import numpy as np
@@ -122,14 +123,17 @@ class Program:
         """True when the program uses both ``y`` and ``yhat`` (EvoMAL's rule)."""
         return self.terminals_used == set(TERMINALS)
 
-    def infix(self, coefficients=None, precision=4):
+    def infix(self, coefficients=None, precision=4, simplify=False):
         """Readable infix form, e.g. ``-(y * log(yhat))``.
 
         With ``coefficients`` (one per edge, i.e. per non-root node) each
         coefficient is shown where it scales its node, to ``precision``
         significant digits (constants to at least 6); :func:`parse` reads the
-        text back.
+        text back. ``simplify=True`` (without coefficients) prints
+        :meth:`simplified`'s form.
         """
+        if simplify and coefficients is None:
+            return self.simplified().infix(precision=precision)
         def scale(text, c):
             return f"{c:.{precision}g}*{text}"
 
@@ -159,6 +163,41 @@ class Program:
             None if coefficients is None else
             ([sympy.Float(c, 6) for c in coefficients], lambda v, c: c * v),
         )
+
+    def simplified(self):
+        """The same function, written more simply: for printing.
+
+        Constant subtrees become their value (``tanh(1^2)``, ``log(1)``,
+        ``sign(-1)``), ``min(a, a)`` and ``max(a, a)`` become ``a``,
+        multiplying by 1 or adding 0 is dropped, by -1 is a negation and by 0
+        (or the analytic quotient of 0) is 0: every primitive is finite. Values agree with the
+        original to rounding (a constant is computed once, in float64).
+
+        >>> str(parse("add(log(max(yhat, yhat)), mul(sign(-1.0), y))").simplified())
+        'add(log(yhat), neg(y))'
+        """
+        def constant(arg):
+            return arg[0] if len(arg) == 1 and isinstance(arg[0], float) else None
+
+        def node(p, args):
+            if all(constant(arg) is not None for arg in args):
+                with torch.no_grad():
+                    value = float(p.torch_fn(*(torch.tensor(constant(a), dtype=torch.float64) for a in args)))
+                if math.isfinite(value):
+                    return (value,)
+            if p.name in ("min", "max") and Program(args[0]) == Program(args[1]):  # not ==: y is 0, not 0.0
+                return args[0]
+            if p.name == "mul" and (constant(args[0]) in (0.0, 1.0, -1.0) or constant(args[1]) in (0.0, 1.0, -1.0)):
+                c, other = (constant(args[0]), args[1]) if constant(args[0]) in (0.0, 1.0, -1.0) \
+                    else (constant(args[1]), args[0])
+                return (0.0,) if c == 0.0 else other if c == 1.0 else (PRIMITIVES["neg"], *other)
+            if p.name == "div" and constant(args[0]) == 0.0:  # the analytic quotient of 0 is 0
+                return (0.0,)
+            if p.name == "add" and 0.0 in (constant(args[0]), constant(args[1])):
+                return args[1] if constant(args[0]) == 0.0 else args[0]
+            return (p, *(n for arg in args for n in arg))
+
+        return Program(_fold(self.nodes, lambda n: (n,), node))
 
     def canonical(self):
         """The program with the arguments of every commutative primitive in sorted order.

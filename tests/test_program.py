@@ -227,6 +227,30 @@ def test_the_printed_infix_parses_back_to_the_same_function(seed):
                                equal_nan=True)
 
 
+@pytest.mark.parametrize("text, simple", [
+    ("tanh(square(1.0))", "0.761594"),
+    ("log(max(yhat, yhat))", "log(yhat)"),
+    ("mul(sign(-1.0), y)", "-y"),
+    ("add(div(log(1.0), yhat), mul(y, 1.0))", "y"),
+    ("neg(mul(y, log(yhat)))", "-(y * log(yhat))"),
+])
+def test_printed_losses_are_simplified(text, simple):
+    assert parse(text).infix(simplify=True) == simple
+    assert str(SymbolicLoss(text)) == simple
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_simplified_is_the_same_function(seed):
+    space = SearchSpace(EVOMAL_FUNCTION_SET, constants=(0.0, 1.0, -1.0, 2.0))
+    program = space.random_program(_rs(seed), init_depth=(2, 6))
+    y, yhat = torch.rand(64, 5, dtype=torch.float64), torch.rand(64, 5, dtype=torch.float64) * 2 - 0.5
+    simple = program.simplified()
+    assert simple.length <= program.length
+    expected = program.evaluate(y, yhat)  # a constant program evaluates to a scalar
+    torch.testing.assert_close(torch.broadcast_to(simple.evaluate(y, yhat), expected.shape), expected,
+                               rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("text", ["-(y*log(yhat))", "-(y * log(yhat))", "-y * log(yhat)"])
 def test_the_infix_form_the_package_prints_is_accepted(text):
     assert str(parse(text)) in ("neg(mul(y, log(yhat)))", "mul(neg(y), log(yhat))")
