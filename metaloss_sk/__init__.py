@@ -5,8 +5,9 @@ from .loss import SymbolicLoss
 from .primitives import EVOMAL_FUNCTION_SET, PRIMITIVES
 from .program import Program, parse
 from .search import LossSearchCV
+from .selection import simplest_within_one_se
 
 __version__ = "0.1.0"
 
 __all__ = ["LossSearchCV", "LocalSearch", "SymbolicLoss", "Program", "parse", "PRIMITIVES", "EVOMAL_FUNCTION_SET",
-           "__version__"]
+           "simplest_within_one_se", "__version__"]

@@ -3,12 +3,13 @@
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import replace
 from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, MetaEstimatorMixin, is_classifier
+from sklearn.base import BaseEstimator, MetaEstimatorMixin, clone, is_classifier
 from sklearn.compose import TransformedTargetRegressor
 from sklearn.metrics import check_scoring
 from sklearn.model_selection import check_cv
@@ -29,7 +30,7 @@ from .evaluator import Evaluator, EvaluatorConfig
 from .evolution import Variation, initial_population, next_generation
 from .export import to_torch_source
 from .local_search import LocalSearch
-from .loss import usual_loss
+from .loss import SymbolicLoss, usual_loss
 from .primitives import EVOMAL_FUNCTION_SET
 from .program import SearchSpace, parse
 from .training import Budget, Trainer, build_net, fast_path_blockers
@@ -236,8 +237,13 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
     cv : int, cross-validation generator or iterable, default=3
         As in :class:`~sklearn.model_selection.GridSearchCV`. The splits are
         computed once per fit, so every generation sees the same folds.
-    refit : bool, default=True
+    refit : bool or callable, default=True
         Refit the net with the best loss on all the data (``best_estimator_``).
+        A callable, as in ``GridSearchCV``, takes ``cv_results_`` and returns
+        the index of the row to use instead of the best one (its loss becomes
+        ``best_loss_``, its mean score ``best_score_``);
+        :func:`~metaloss_sk.simplest_within_one_se` picks the shortest
+        program within one standard error of the best.
     n_jobs : int or None, default=None
         Candidates trained in parallel through joblib; results do not depend on it.
     verbose : int, default=0
@@ -364,6 +370,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         "candidates_per_task": [Interval(Integral, 1)],
         "verbose": [Interval(Integral, 0)],
         "error_score": [Options(("raise",)), Interval(Real)],
+        "refit": [Options((True, False)), InstanceOf(Callable)],
     }
 
     def __init__(
@@ -599,12 +606,25 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         except RuntimeError:
             self.cv_results_ = results.cv_results(rows, len(evaluate.splits))
             raise
+        if callable(self.refit):
+            best = rows[self._refit_choice(rows, len(evaluate.splits))]
         loss = best.loss
         if evaluate.config.evaluation.local_search is not None and best.status == "ok":
             loss = refine_on(evaluate.config.evaluation, loss, evaluate.X, evaluate.y, self._state.refit_seed)
         score = best.score if best.status == "ok" else float(np.mean(best.last.scores))
         self._set_best(loss, score, best.last.scores)
         self.best_index_ = rows.index(best)
+
+    def _refit_choice(self, rows, n_splits):
+        """The row a callable ``refit`` picks from ``cv_results_``, checked."""
+        index = self.refit(results.cv_results(rows, n_splits))
+        if isinstance(index, bool) or not isinstance(index, Integral) or not 0 <= index < len(rows):
+            raise ValueError(f"refit={self.refit!r} returned {index!r}; a refit callable must return a row "
+                             f"index of cv_results_ (0 to {len(rows) - 1}).")
+        if not math.isfinite(rows[index].score):
+            raise ValueError(f"refit={self.refit!r} chose row {index} ({rows[index].program}), whose status is "
+                             f"{rows[index].status!r}; choose a row with a finite mean_test_score.")
+        return int(index)
 
     def _baseline(self, evaluate):
         """``baseline_``: the usual loss at the final budget beside the best loss."""
@@ -854,6 +874,23 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         """CV score against program length, with the Pareto front (matplotlib)."""
         from .plotting import plot_pareto
         return plot_pareto(self, ax=ax)
+
+    def loss(self, rank=1):
+        """The hall of fame's ``rank``-th loss (1 is the best) as a :class:`SymbolicLoss`.
+
+        With learned coefficients where :meth:`fit_refine` kept some (the
+        best loss is ``best_loss_`` itself, coefficients and all). Use it as
+        ``best_loss_`` is used: ``net.set_params(criterion=search.loss(2))``.
+        """
+        check_is_fitted(self, "hall_of_fame_")
+        if isinstance(rank, bool) or not isinstance(rank, Integral) or not 1 <= rank <= len(self.hall_of_fame_):
+            raise ValueError(f"rank must be an integer from 1 to {len(self.hall_of_fame_)} (the hall of fame's "
+                             f"size), got {rank!r}.")
+        entry = self.hall_of_fame_[rank - 1]
+        if entry["program"] == str(self.best_loss_.program_):  # with its coefficients, if it learned some
+            return clone(self.best_loss_)
+        return SymbolicLoss(entry["program"], task=self.best_loss_.task, link=self.best_loss_.link,
+                            coefficients=entry.get("coefficients"))
 
     def export_torch(self, name="learned_loss"):
         """Source of a standalone PyTorch function computing ``best_loss_`` (no metaloss_sk needed)."""

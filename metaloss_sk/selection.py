@@ -13,7 +13,9 @@ independent of ``n_jobs``) and return what the search reports:
 - :func:`baseline`: the usual loss at the final budget, on the same folds and
   seeds, at the net's learning rate and over a grid of others;
 - :func:`refine`: the local search on the best programs, judged at the final
-  budget.
+  budget;
+- :func:`simplest_within_one_se`: a ``refit`` callable for
+  :class:`~metaloss_sk.LossSearchCV`, as ``GridSearchCV`` takes one.
 """
 
 import math
@@ -156,3 +158,38 @@ def refine(evaluate, rows, settings, budget, n_seeds):
                 for fold in folds] for row, folds in zip(rows, learned)]
     rescored = evaluate.cross_validate(refined, budget, n_seeds)
     return [(losses, *_mean_scores(folds)) for losses, folds in zip(refined, rescored)]
+
+
+def simplest_within_one_se(cv_results):
+    """The simplest loss whose score is within one standard error of the best: a ``refit`` callable.
+
+    ``LossSearchCV(net, refit=simplest_within_one_se)`` picks, among the
+    programs measured at the highest budget any reached (the final rung), the
+    shortest (fewest nodes; the higher score among equals) whose mean CV
+    score is at least the best mean there less the best's standard error
+    (its standard deviation over the folds / sqrt(number of folds)). Use it
+    when a shorter formula that is as good within the CV noise is worth more
+    than the last bit of score: it is easier to read, and often transfers
+    better. Raise ``n_finalists`` to give it more programs to choose from.
+
+    Parameters
+    ----------
+    cv_results : dict
+        ``LossSearchCV.cv_results_``.
+
+    Returns
+    -------
+    int
+        The chosen row of ``cv_results``.
+    """
+    scores = np.asarray(cv_results["mean_test_score"], dtype=float)
+    n_splits = sum(key.startswith("split") and key.endswith("_test_score") for key in cv_results)
+    reached = np.asarray(cv_results["iter"])
+    top = np.isfinite(scores) & (reached == reached[np.isfinite(scores)].max(initial=0))
+    if not top.any():
+        raise ValueError("no program has a finite score; simplest_within_one_se has nothing to choose from.")
+    best = int(np.flatnonzero(top)[np.argmax(scores[top])])
+    std = float(np.asarray(cv_results["std_test_score"], dtype=float)[best])
+    threshold = scores[best] - (std / math.sqrt(max(n_splits, 1)) if math.isfinite(std) else 0.0)
+    lengths = np.asarray(cv_results["length"])
+    return int(min(np.flatnonzero(top & (scores >= threshold)), key=lambda i: (lengths[i], -scores[i])))

@@ -197,6 +197,63 @@ def test_any_regression_scorer(scoring, train_loop):
     assert np.isfinite(search.best_score_)
 
 
+def test_every_hall_of_fame_entry_is_a_usable_loss(fitted):
+    search, X, y = fitted
+    assert str(search.loss(1)) == str(search.best_loss_)
+    for rank, entry in enumerate(search.hall_of_fame_, 1):
+        loss = search.loss(rank)
+        assert isinstance(loss, SymbolicLoss) and str(loss.program_) == entry["program"]
+    with pytest.raises(ValueError, match="rank must be an integer from 1"):
+        search.loss(len(search.hall_of_fame_) + 1)
+
+
+def test_a_refit_callable_chooses_the_loss_as_in_grid_search():
+    X, y = iris()
+    ce = "neg(mul(y, log(yhat)))"
+    search = LossSearchCV(classifier(), refit=lambda results: list(results["program"]).index(ce), **SMALL)
+    search.fit(X, y)
+    assert str(search.best_loss_.program_) == ce
+    assert search.cv_results_["program"][search.best_index_] == ce
+    assert search.best_score_ == search.cv_results_["mean_test_score"][search.best_index_]
+    assert search.best_estimator_.criterion is search.best_loss_ or \
+        str(search.best_estimator_.criterion) == str(search.best_loss_)
+    with pytest.raises(ValueError, match="refit=.*returned 10000"):
+        LossSearchCV(classifier(), refit=lambda results: 10000, **SMALL).fit(X, y)
+    with pytest.raises(ValueError, match="refit"):
+        LossSearchCV(classifier(), refit="yes", **SMALL).fit(X, y)
+
+
+def test_simplest_within_one_se_picks_the_shortest_program_near_the_best_at_the_final_rung():
+    from metaloss_sk import simplest_within_one_se
+
+    results = {
+        "program": ["a", "b", "c", "d", "e"],
+        "length": np.array([9, 5, 3, 1, 7]),
+        "iter": np.array([2, 2, 2, 1, 2]),
+        "mean_test_score": np.array([0.90, 0.88, 0.80, 0.95, np.nan]),
+        "std_test_score": np.array([0.04, 0.01, 0.01, 0.0, np.nan]),
+        "split0_test_score": np.zeros(5), "split1_test_score": np.zeros(5), "split2_test_score": np.zeros(5),
+        "split3_test_score": np.zeros(5),
+    }
+    # Best at the final rung: a (0.90, se 0.04 / 2 = 0.02): b (0.88) is within and shorter; c is not; d never
+    # reached the final rung; e failed.
+    assert simplest_within_one_se(results) == 1
+    results["std_test_score"][0] = 0.0
+    assert simplest_within_one_se(results) == 0
+
+
+def test_refit_with_the_simplest_within_one_se():
+    from metaloss_sk import simplest_within_one_se
+
+    X, y = iris()
+    search = LossSearchCV(classifier(), refit=simplest_within_one_se, n_finalists=4, **SMALL).fit(X, y)
+    results = search.cv_results_
+    final = results["iter"] == results["iter"].max()
+    assert final[search.best_index_]
+    best = np.nanargmax(np.where(final, results["mean_test_score"], -np.inf))
+    assert results["length"][search.best_index_] <= results["length"][best]
+
+
 def test_pipeline_with_scaler_and_float32_cast():
     X, y = load_iris(return_X_y=True)
     pipe = make_pipeline(StandardScaler(), FunctionTransformer(lambda a: a.astype(np.float32)),
