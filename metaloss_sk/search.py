@@ -13,8 +13,9 @@ from sklearn.base import BaseEstimator, MetaEstimatorMixin, clone, is_classifier
 from sklearn.compose import TransformedTargetRegressor
 from sklearn.metrics import check_scoring
 from sklearn.model_selection import check_cv
-from sklearn.preprocessing import LabelEncoder, StandardScaler
-from sklearn.utils import check_random_state
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer, LabelEncoder, StandardScaler
+from sklearn.utils import _safe_indexing, check_array, check_consistent_length, check_random_state
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.parallel import Parallel
@@ -55,8 +56,13 @@ def _task_of(net):
         )
     raise TypeError(
         f"estimator must be a skorch net (NeuralNetClassifier, NeuralNetBinaryClassifier or "
-        f"NeuralNetRegressor), got {type(net).__name__}."
+        f"NeuralNetRegressor) or a Pipeline whose last step is one, got {type(net).__name__}."
     )
+
+
+def _float32(X):
+    """Rows as a dense float32 array (what a torch module takes)."""
+    return np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float32)
 
 
 def _estimator_has(attr):
@@ -451,7 +457,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         self._check_params()
         if self.checkpoint is not None:
             check_writable(self.checkpoint)
-        self._task = _task_of(self.estimator)
+        self._task = _task_of(self._net)
         X, y = self._validate_input(X, y)
         space = SearchSpace(self.function_set, self.constants, self.const_range)
         seeds = self._seed_programs()
@@ -459,12 +465,13 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         splits = list(check_cv(self.cv, y, classifier=is_classifier(self.estimator)).split(X, y))
         fold_seeds = rng.randint(np.iinfo(np.int32).max, size=len(splits))
         refit_seed = int(rng.randint(np.iinfo(np.int32).max))
-        self.scorer_ = check_scoring(self.estimator, scoring=self.scoring)
-        self._preflight(X, y)
+        self.scorer_ = check_scoring(self._net, scoring=self.scoring)
+        raw_X, X_all, (X_folds, y_folds, splits) = X, self._net_rows(X, y), self._fold_rows(X, y, splits)
+        self._preflight(X_all, y)
         variation = Variation(self.p_crossover, self.p_subtree_mutation, self.p_hoist_mutation,
                               self.p_point_mutation, self.p_point_replace,
                               tuple(self.mutation_depth), self.max_height)
-        self._signature = signature(self._search_settings(), X, y)
+        self._signature = signature(self._search_settings(), X_all, y)
         state = load_checkpoint(self.checkpoint, self._signature) if self.checkpoint is not None else None
         resumed = state is not None
         if state is None:
@@ -479,16 +486,16 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         bar = self._progress_bar(state.generation)
         try:
             with Parallel(n_jobs=self.n_jobs, return_as="generator") as parallel:
-                evaluate = Evaluator(config, X, y, splits, parallel, progress=bar and _Progress(bar))
+                evaluate = Evaluator(config, X_folds, y_folds, splits, parallel, progress=bar and _Progress(bar))
                 if resumed:
                     evaluate.restore(state.evaluator)
                 interrupted = self._evolve(evaluate, space, variation, state, start)
                 if bar is not None:
                     bar.close()
                     bar = None
-                self._select(evaluate, interrupted)
+                self._select(evaluate, interrupted, X_all, y)
                 if self.local_search is not None and self._local_search_settings().candidates == "winners":
-                    self._refine(evaluate, X, y)
+                    self._refine(evaluate, X_all, y)
                 self._finish(evaluate, time.perf_counter() - start)
                 self.baseline_ = None if interrupted else self._baseline(evaluate)
         finally:
@@ -496,7 +503,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
                 bar.close()
         self._state.evaluator = evaluate.state()
         if self.refit:
-            self.best_estimator_ = self._refit(X, y)
+            self.best_estimator_ = self._refit(raw_X, y)
         if self.verbose:
             for line in results.summary_lines(self.best_loss_, self.best_score_, self._best_split_scores,
                                               self.baseline_):
@@ -567,7 +574,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
     # ----------------------------------------------------------- budgets
     def _budgets(self, n_train):
         """The fitness budget and the final budget, in optimizer steps over ``n_train`` rows."""
-        net = self.estimator
+        net = self._net
         final = (Budget(net.max_epochs) if self.max_resources == "auto"
                  else Budget(net.max_epochs, self.max_resources))
         final_steps = final.steps(n_train, net.batch_size)
@@ -577,14 +584,14 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
 
     def _rungs(self, n_train):
         """Budgets of the final selection's rungs, the last the final budget."""
-        return selection.rungs(*self._budgets(n_train), n_train, self.estimator.batch_size, self.factor)
+        return selection.rungs(*self._budgets(n_train), n_train, self._net.batch_size, self.factor)
 
     def _config(self, state, splits, seeds):
         fast = self._use_fast_loop()
         settings = self._local_search_settings()
         fitness, _ = self._budgets(len(splits[0][0]))
         evaluation = Evaluation(
-            trainer=Trainer(self.estimator, fast), task=self._task, scorer=self.scorer_,
+            trainer=Trainer(self._net, fast), task=self._task, scorer=self.scorer_,
             error_score=self.error_score, standardize=self._task == "regression" and self.standardize_target,
             local_search=settings if settings.candidates == "all" and self.local_search is not None else None,
             local_search_budget=fitness, gradient_bound=self.gradient_bound)
@@ -595,8 +602,8 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
             seed_programs=tuple(str(p) for p in seeds))
 
     # ----------------------------------------------------------- final selection
-    def _select(self, evaluate, interrupted):
-        """The final selection (unless interrupted) and the best loss."""
+    def _select(self, evaluate, interrupted, X, y):
+        """The final selection (unless interrupted) and the best loss; ``X, y``: all rows, as the net sees them."""
         budgets = [] if interrupted else self._rungs(len(evaluate.splits[0][0]))
         self.n_resources_, self.n_candidates_ = selection.successive_halving(
             evaluate, budgets, self.n_finalists, self.factor, self.final_seeds)
@@ -610,7 +617,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
             best = rows[self._refit_choice(rows, len(evaluate.splits))]
         loss = best.loss
         if evaluate.config.evaluation.local_search is not None and best.status == "ok":
-            loss = refine_on(evaluate.config.evaluation, loss, evaluate.X, evaluate.y, self._state.refit_seed)
+            loss = refine_on(evaluate.config.evaluation, loss, X, y, self._state.refit_seed)
         score = best.score if best.status == "ok" else float(np.mean(best.last.scores))
         self._set_best(loss, score, best.last.scores)
         self.best_index_ = rows.index(best)
@@ -628,7 +635,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
 
     def _baseline(self, evaluate):
         """``baseline_``: the usual loss at the final budget beside the best loss."""
-        net_lr = float(self.estimator.lr)
+        net_lr = float(self._net.lr)
         base = selection.baseline(evaluate, usual_loss(self._task), self._rungs(len(evaluate.splits[0][0]))[-1],
                                   selection.learning_rates(self.baseline_lrs, net_lr), self.final_seeds, net_lr)
         return {**base, "found_split_scores": [float(s) for s in self._best_split_scores]}
@@ -669,10 +676,12 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         splits = list(check_cv(self.cv, y, classifier=is_classifier(self.estimator)).split(X, y))
         if len(splits) != len(self._state.fold_seeds):
             raise ValueError(f"cv gave {len(splits)} splits, expected {len(self._state.fold_seeds)}.")
+        X_folds, y_folds, splits = self._fold_rows(X, y, splits)
         with Parallel(n_jobs=self.n_jobs, return_as="generator") as parallel:
-            evaluate = Evaluator(self._config(self._state, splits, self._seed_programs()), X, y, splits, parallel)
+            evaluate = Evaluator(self._config(self._state, splits, self._seed_programs()), X_folds, y_folds, splits,
+                                 parallel)
             evaluate.restore(self._state.evaluator)
-            self._refine(evaluate, X, y, local_search)
+            self._refine(evaluate, self._net_rows(X, y), y, local_search)
             self._state.evaluator = evaluate.state()
         if self.baseline_ is not None:
             self.baseline_["found_split_scores"] = [float(s) for s in self._best_split_scores]
@@ -773,19 +782,65 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
                                              or not self.const_range[0] <= self.const_range[1]):
             raise ValueError(f"const_range must be None or a pair (low, high), got {self.const_range!r}.")
 
+    @property
+    def _net(self):
+        """The skorch net: the estimator, or the last step of a Pipeline."""
+        return self.estimator.steps[-1][1] if isinstance(self.estimator, Pipeline) else self.estimator
+
+    def _preprocessing(self):
+        """An unfitted clone of the Pipeline's steps before the net, or None."""
+        if not isinstance(self.estimator, Pipeline) or len(self.estimator.steps) < 2:
+            return None
+        return clone(self.estimator[:-1])
+
+    def _net_rows(self, X, y):
+        """All rows as the net sees them: through the Pipeline's steps fitted on them, as float32."""
+        steps = self._preprocessing()
+        return X if steps is None else _float32(steps.fit(X, y).transform(X))
+
+    def _fold_rows(self, X, y, splits):
+        """``(X, y, splits)`` for the evaluator: each fold's rows through steps fitted on its training rows.
+
+        Without preprocessing, the data and splits as they are. With it, one
+        block of rows per fold (every row, transformed by the steps fitted on
+        that fold's training rows, so its test rows never inform them) and
+        each fold's splits shifted into its block: the evaluator indexes rows
+        as always, and nothing leaks across folds.
+        """
+        steps = self._preprocessing()
+        if steps is None:
+            return X, y, splits
+        blocks = [_float32(clone(steps).fit(_safe_indexing(X, train), y[train]).transform(X))
+                  for train, _ in splits]
+        if len({block.shape[1:] for block in blocks}) > 1:
+            raise ValueError(f"the Pipeline's steps give a different number of features on different folds "
+                             f"({sorted({block.shape[1] for block in blocks})}); fix the categories (for "
+                             "OneHotEncoder, pass categories= or handle_unknown='ignore').")
+        n = len(y)
+        return (np.concatenate(blocks), np.concatenate([y] * len(splits)),
+                [(train + k * n, test + k * n) for k, (train, test) in enumerate(splits)])
+
     def _validate_input(self, X, y, reset=True):
         if y is None:
             raise ValueError("LossSearchCV needs targets: y is None.")
-        X, y = validate_data(self, X, y, dtype=np.float32, order="C", allow_nd=True, ensure_min_samples=2,
-                             reset=reset, multi_output=self._task == "regression",
-                             y_numeric=self._task == "regression")
+        if self._preprocessing() is not None:  # the Pipeline's steps take the rows as they are
+            validate_data(self, X, skip_check_array=True, reset=reset)
+            y = check_array(y, ensure_2d=False, dtype="numeric" if self._task == "regression" else None,
+                            ensure_min_samples=2)
+            check_consistent_length(X, y)
+            if self._task == "regression":
+                y = y.astype(np.float32)
+        else:
+            X, y = validate_data(self, X, y, dtype=np.float32, order="C", allow_nd=True, ensure_min_samples=2,
+                                 reset=reset, multi_output=self._task == "regression",
+                                 y_numeric=self._task == "regression")
         if self._task == "regression":
             if reset:
                 self._y_1d = np.ndim(y) == 1
             return X, self._encode(y)
         check_classification_targets(y)
         if reset:
-            classes = getattr(self.estimator, "classes", None)
+            classes = getattr(self._net, "classes", None)
             self._encoder = LabelEncoder().fit(y if classes is None else classes)
             self.classes_ = self._encoder.classes_
             if len(self.classes_) < 2:
@@ -819,7 +874,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
 
     def _use_fast_loop(self):
         """True for the fast loop; raises if it was asked for and cannot be used."""
-        blockers = fast_path_blockers(self.estimator)
+        blockers = fast_path_blockers(self._net)
         if self.train_loop == "fast" and blockers:
             raise ValueError(f"train_loop='fast' cannot train this net: it {'; '.join(blockers)}. "
                              "Use train_loop='auto' or 'skorch'.")
@@ -827,11 +882,11 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
 
     def _preflight(self, X, y):
         """Fail early, with the net's own message, when the net cannot run a batch at all."""
-        criterion_params = sorted(k for k in self.estimator.get_params(deep=False) if k.startswith("criterion__"))
+        criterion_params = sorted(k for k in self._net.get_params(deep=False) if k.startswith("criterion__"))
         if criterion_params:
             raise ValueError(f"the estimator sets {', '.join(criterion_params)}, but LossSearchCV replaces "
                              "the criterion with each candidate loss; remove those settings.")
-        net = build_net(self.estimator, usual_loss(self._task))
+        net = build_net(self._net, usual_loss(self._task))
         torch.manual_seed(0)
         try:
             net.initialize()
@@ -852,8 +907,12 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         return {k: v for k, v in self.get_params(deep=False).items() if k not in ignored}
 
     def _refit(self, X, y):
-        net = build_net(self.estimator, self.best_loss_, verbose=self.estimator.verbose,
-                        train_split=self.estimator.train_split)
+        """``best_estimator_``: the net (after the Pipeline's steps, if any) trained with ``best_loss_``."""
+        net = build_net(self._net, self.best_loss_, verbose=self._net.verbose, train_split=self._net.train_split)
+        steps = self._preprocessing()
+        if steps is not None:
+            net = Pipeline([*steps.steps, ("to_float32", FunctionTransformer(_float32)),
+                            (self.estimator.steps[-1][0], net)])
         if self._task == "regression" and self.standardize_target:
             net = TransformedTargetRegressor(regressor=net, transformer=StandardScaler())
         torch.manual_seed(self._state.refit_seed)
@@ -900,6 +959,9 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
     # ----------------------------------------------------------- delegation
     def _check_X(self, X):
         check_is_fitted(self, "best_estimator_")
+        if self._preprocessing() is not None:  # best_estimator_ is the Pipeline: its steps take the raw rows
+            validate_data(self, X, skip_check_array=True, reset=False)
+            return X
         return validate_data(self, X, dtype=np.float32, order="C", allow_nd=True, reset=False)
 
     @available_if(_estimator_has("predict"))

@@ -254,6 +254,42 @@ def test_refit_with_the_simplest_within_one_se():
     assert results["length"][search.best_index_] <= results["length"][best]
 
 
+class _RecordingScaler(StandardScaler):
+    """A StandardScaler that records how many rows every fit saw."""
+
+    fits = []
+
+    def fit(self, X, y=None, sample_weight=None):
+        type(self).fits.append(len(X))
+        return super().fit(X, y, sample_weight)
+
+
+def test_a_pipeline_is_searched_with_its_steps_fitted_per_fold():
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import OneHotEncoder
+
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    X["size"] = np.where(X["sepal length (cm)"] > 5.8, "big", "small")
+    columns = ColumnTransformer([("num", _RecordingScaler(), list(X.columns[:4])), ("cat", OneHotEncoder(), ["size"])])
+    pipe = make_pipeline(columns, classifier(module__n_in=6))
+    _RecordingScaler.fits.clear()
+    search = LossSearchCV(pipe, population_size=4, generations=1, cv=3, random_state=0, baseline_lrs=None).fit(X, y)
+    # Fitted on all rows (the rows the winner's final training sees), on each fold's training rows
+    # only (no leakage across folds), and once more inside the refit Pipeline.
+    assert _RecordingScaler.fits == [150, 100, 100, 100, 150]
+    assert isinstance(search.best_estimator_, type(pipe))
+    assert search.best_estimator_[-1].criterion is search.best_loss_ or \
+        str(search.best_estimator_[-1].criterion) == str(search.best_loss_)
+    assert search.n_features_in_ == 5 and list(search.feature_names_in_) == list(X.columns)
+    assert set(search.predict(X.iloc[:20])) <= set(y) and 0 <= search.score(X, y) <= 1
+
+
+def test_a_pipeline_must_end_in_a_skorch_net():
+    X, y = iris()
+    with pytest.raises(TypeError, match="Pipeline whose last step is one"):
+        LossSearchCV(make_pipeline(StandardScaler(), StandardScaler()), **SMALL).fit(X, y)
+
+
 def test_pipeline_with_scaler_and_float32_cast():
     X, y = load_iris(return_X_y=True)
     pipe = make_pipeline(StandardScaler(), FunctionTransformer(lambda a: a.astype(np.float32)),
