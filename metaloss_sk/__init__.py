@@ -2,7 +2,7 @@
 
 from .local_search import LocalSearch
 from .loss import SymbolicLoss
-from .primitives import EVOMAL_FUNCTION_SET, PRIMITIVES
+from .primitives import EVOMAL_FUNCTION_SET, PRIMITIVES, Primitive, register_primitive
 from .program import Program, parse
 from .search import LossSearchCV
 from .selection import simplest_within_one_se
@@ -10,4 +10,4 @@ from .selection import simplest_within_one_se
 __version__ = "0.1.0"
 
 __all__ = ["LossSearchCV", "LocalSearch", "SymbolicLoss", "Program", "parse", "PRIMITIVES", "EVOMAL_FUNCTION_SET",
-           "simplest_within_one_se", "__version__"]
+           "Primitive", "register_primitive", "simplest_within_one_se", "__version__"]

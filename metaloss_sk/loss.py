@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from ._validation import check_coefficients
+from .primitives import learn_primitives, user_primitives
 from .program import parse
 from .terminals import binary_terminals, multiclass_terminals, reduce_loss, regression_terminals
 
@@ -113,7 +114,7 @@ class SymbolicLoss(nn.Module):
         # Rebuild through the constructor: robust across versions and classes.
         state = {k: v for k, v in self.__dict__.items()
                  if k not in ("program_", "_buffers", "_parameters", "_modules", "_evaluator_cache")}
-        return (_rebuild, (self.get_params(),), state)
+        return (_rebuild, (self.get_params(), user_primitives(self.program_.nodes)), state)
 
     def __setstate__(self, state):
         self.__dict__.update(state)
@@ -218,7 +219,8 @@ def usual_loss(task):
     return SymbolicLoss(SQUARED_ERROR if task == "regression" else CROSS_ENTROPY, task=task)
 
 
-def _rebuild(params):
+def _rebuild(params, primitives=()):
+    learn_primitives(primitives)
     return SymbolicLoss(**params)
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import sympy
 import torch
 
-__all__ = ["Primitive", "PRIMITIVES", "EVOMAL_FUNCTION_SET", "resolve_function_set"]
+__all__ = ["Primitive", "PRIMITIVES", "EVOMAL_FUNCTION_SET", "register_primitive", "resolve_function_set"]
 
 @dataclass(frozen=True)
 class Primitive:
@@ -126,8 +126,61 @@ _ALL = [
     Primitive("sigmoid", 1, torch.sigmoid, lambda x: 1 / (1 + sympy.exp(-x))),
 ]
 
-#: Every primitive known to the library, by name.
+#: Every primitive known, by name: the library's, and the user's (:func:`register_primitive`).
 PRIMITIVES = {p.name: p for p in _ALL}
+_BUILT_IN = frozenset(PRIMITIVES)
+
+
+def register_primitive(primitive):
+    """Make a user primitive known by name, as gplearn's ``make_function`` does.
+
+    Programs that use it can then be parsed, trained (search workers learn it
+    with the programs sent to them), saved and loaded as JSON (register it
+    again before loading, in a new session) and exported (if its torch
+    function is a named function that uses nothing but torch). Giving the
+    primitive in a search's ``function_set`` registers it.
+
+    Parameters
+    ----------
+    primitive : Primitive
+        Its ``torch_fn`` must be element-wise and finite in value and gradient
+        for finite inputs, as the protected built-in primitives are.
+
+    Returns
+    -------
+    Primitive
+
+    Raises
+    ------
+    ValueError
+        If the name is not an identifier, is a terminal's (``y``, ``yhat``) or
+        a built-in primitive's, or another primitive of that name is registered.
+    """
+    if not isinstance(primitive, Primitive):
+        raise TypeError(f"register_primitive takes a Primitive, got {type(primitive).__name__}.")
+    name = primitive.name
+    if not isinstance(name, str) or not name.isidentifier() or name in ("y", "yhat", "aq"):
+        raise ValueError(f"a primitive's name must be an identifier other than y, yhat and aq, got {name!r}.")
+    if isinstance(primitive.arity, bool) or primitive.arity not in (1, 2):
+        raise ValueError(f"primitive {name!r}: arity must be 1 or 2, got {primitive.arity!r}.")
+    if not callable(primitive.torch_fn):
+        raise ValueError(f"primitive {name!r}: torch_fn must be callable, got {primitive.torch_fn!r}.")
+    known = PRIMITIVES.get(name)
+    if known is not None and known is not primitive and (name in _BUILT_IN or known != primitive):
+        raise ValueError(f"a different primitive named {name!r} is already registered; choose another name.")
+    PRIMITIVES[name] = primitive
+    return primitive
+
+
+def user_primitives(nodes):
+    """The registered user primitives among ``nodes``: what a pickled program takes along."""
+    return tuple({n.name: n for n in nodes if isinstance(n, Primitive) and n.name not in _BUILT_IN}.values())
+
+
+def learn_primitives(primitives):
+    """Register primitives that arrived with a pickled program (a worker's first sight of them)."""
+    for primitive in primitives:
+        PRIMITIVES.setdefault(primitive.name, primitive)
 
 #: The twelve primitives of EvoMAL's search space (the default function set).
 EVOMAL_FUNCTION_SET = (
@@ -152,7 +205,7 @@ def resolve_function_set(function_set):
     resolved = []
     for item in function_set:
         if isinstance(item, Primitive):
-            resolved.append(item)
+            resolved.append(register_primitive(item))
         elif isinstance(item, str) and item in PRIMITIVES:
             resolved.append(PRIMITIVES[item])
         else:

@@ -18,7 +18,7 @@ import torch
 from gplearn._program import _Program
 from gplearn.functions import _Function
 
-from .primitives import PRIMITIVES, Primitive, resolve_function_set
+from .primitives import PRIMITIVES, Primitive, learn_primitives, resolve_function_set, user_primitives
 
 __all__ = ["Program", "SearchSpace", "TERMINALS", "parse"]
 
@@ -79,7 +79,8 @@ class Program:
         raise AttributeError("Program is immutable")
 
     def __reduce__(self):
-        return (parse, (str(self),))
+        custom = user_primitives(self.nodes)
+        return (_unpickle, (str(self), custom)) if custom else (parse, (str(self),))
 
     def __str__(self):
         if self._text is None:
@@ -427,7 +428,8 @@ def _parse_prefix(text):
             i += 1
         elif tok[0].isalpha() or tok[0] == "_":
             if tok not in allowed:
-                raise token_error(f"unknown primitive (known: {', '.join(sorted(allowed))})")
+                raise token_error(f"unknown primitive (known: {', '.join(sorted(allowed))}; register your own "
+                                  "with metaloss_sk.register_primitive)")
             i += 1
             if i >= len(tokens) or tokens[i][1] != "(":
                 raise token_error(f"expected '(' after {tok!r}")
@@ -562,6 +564,11 @@ def _parse_infix(text):
     if i != len(tokens):
         raise ValueError(f"unexpected trailing token {tokens[i]!r}")
     return Program(nodes)
+
+
+def _unpickle(text, primitives):
+    learn_primitives(primitives)
+    return parse(text)
 
 
 def _is_number(tok):

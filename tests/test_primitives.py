@@ -145,3 +145,72 @@ def test_resolve_function_set_rejects_a_string_naming_it():
 def test_resolve_function_set_rejects_a_duplicate():
     with pytest.raises(ValueError, match="twice"):
         resolve_function_set(["add", "mul", "add"])
+
+
+# ---------------------------------------------------------------- user primitives
+
+
+def softplus(x):
+    return torch.log1p(torch.exp(-torch.abs(x))) + torch.clamp_min(x, 0.0)
+
+
+def sym_softplus(x):
+    return sympy.log(1 + sympy.exp(x))
+
+
+SOFTPLUS = Primitive("softplus", 1, softplus, sym_softplus)
+
+
+@pytest.fixture
+def registered(monkeypatch):
+    """SOFTPLUS registered for one test only."""
+    monkeypatch.setitem(PRIMITIVES, "softplus", SOFTPLUS)
+    return SOFTPLUS
+
+
+def test_a_user_primitive_works_in_a_search_with_workers(monkeypatch):
+    from conftest import classifier, iris
+
+    from metaloss_sk import LossSearchCV
+
+    monkeypatch.setitem(PRIMITIVES, "softplus", SOFTPLUS)  # so the test leaves the registry as it found it
+    monkeypatch.delitem(PRIMITIVES, "softplus")
+    X, y = iris()
+    search = LossSearchCV(classifier(), function_set=("add", "mul", "log", "neg", SOFTPLUS), n_jobs=2,
+                          seed_programs=["neg(mul(y, log(yhat)))", "softplus(sub(yhat, y))"],
+                          population_size=4, generations=1, cv=2, random_state=0, baseline_lrs=None)
+    search.fit(X, y)  # workers learn the primitive from the programs sent to them
+    row = list(search.cv_results_["program"]).index("softplus(sub(yhat, y))")
+    assert search.cv_results_["status"][row] in ("ok", "chance")
+    assert PRIMITIVES["softplus"] is SOFTPLUS
+
+
+def test_a_user_primitive_round_trips_through_pickle_json_and_export(registered, monkeypatch):
+    import pickle
+
+    from metaloss_sk import SymbolicLoss
+    from metaloss_sk.export import to_torch_source
+    from metaloss_sk.io import dumps_loss, loads_loss
+
+    loss = SymbolicLoss("softplus(sub(yhat, y))")
+    data, text = pickle.dumps(loss), dumps_loss(loss)
+    monkeypatch.delitem(PRIMITIVES, "softplus")  # a fresh worker, or a new session
+    with pytest.raises(ValueError, match="unknown primitive.*register_primitive"):
+        loads_loss(text)
+    assert str(pickle.loads(data).program_) == "softplus(sub(yhat, y))"  # the pickle carries it
+    assert str(loads_loss(text).program_) == "softplus(sub(yhat, y))"  # registered by the unpickling
+    source = to_torch_source(loss)
+    assert "def softplus(x):" in source
+
+
+@pytest.mark.parametrize("primitive, message", [
+    (Primitive("log", 1, torch.log1p, sympy.log), "already registered"),
+    (Primitive("yhat", 1, softplus, sym_softplus), "identifier other than"),
+    (Primitive("triple", 3, softplus, sym_softplus), "arity must be 1 or 2"),
+    (Primitive("nothing", 1, None, sym_softplus), "torch_fn must be callable"),
+])
+def test_register_primitive_refuses_bad_primitives(primitive, message):
+    from metaloss_sk import register_primitive
+
+    with pytest.raises(ValueError, match=message):
+        register_primitive(primitive)
