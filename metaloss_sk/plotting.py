@@ -114,7 +114,7 @@ def _per_sample_regression(loss, residual, target):
         return torch.broadcast_to(values, y.shape).numpy()
 
 
-def plot_loss_shape(losses, ax=None, n_classes=10, labels=None, target=0.0):
+def plot_loss_shape(losses, ax=None, n_classes=10, labels=None, target=0.0, normalize=True):
     """The shape of learned losses, with a conventional loss for reference.
 
     For classification losses the curve is the per-sample loss (the program
@@ -138,6 +138,11 @@ def plot_loss_shape(losses, ax=None, n_classes=10, labels=None, target=0.0):
         Legend labels, one per loss; the infix formulas by default.
     target : float, default=0.0
         The target ``y`` at which regression losses are drawn.
+    normalize : bool, default=True
+        Scale every curve, the reference too, to [0, 1] over the plotted range
+        (min-max): losses of very different magnitudes share one axis and
+        their shapes compare (an offset and a positive scale change the step
+        size, not the shape). False draws the raw values.
 
     Returns
     -------
@@ -157,25 +162,31 @@ def plot_loss_shape(losses, ax=None, n_classes=10, labels=None, target=0.0):
         raise ValueError(f"n_classes must be an integer >= 2, got {n_classes!r}.")
     ax = _axes(ax)
 
+    def draw(values, *style, label):
+        if normalize:
+            low, high = np.nanmin(values), np.nanmax(values)
+            values = (values - low) / (high - low if high > low else 1.0)
+        ax.plot(x, values, *style, label=label)
+
     if regression.pop():
         x = np.linspace(-3.0, 3.0, 301)
         for loss, label in zip(losses, labels):
-            ax.plot(x, _per_sample_regression(loss, x, target), label=label)
+            draw(_per_sample_regression(loss, x, target), label=label)
         reference = SymbolicLoss(SQUARED_ERROR, task="regression")
-        ax.plot(x, _per_sample_regression(reference, x, target), "k--", label="squared error")
+        draw(_per_sample_regression(reference, x, target), "k--", label="squared error")
         ax.set_xlabel(f"residual  yhat \u2212 y   (y = {target:g})")
         ax.set_title("Learned loss shape (regression)")
     else:
         x = np.linspace(1e-3, 1 - 1e-3, 400)
         for loss, label in zip(losses, labels):
-            ax.plot(x, _per_sample_classification(loss, x, n_classes), label=label)
+            draw(_per_sample_classification(loss, x, n_classes), label=label)
         reference = SymbolicLoss(CROSS_ENTROPY)
-        ax.plot(x, _per_sample_classification(reference, x, n_classes), "k--", label="cross-entropy")
+        draw(_per_sample_classification(reference, x, n_classes), "k--", label="cross-entropy")
         classes = sorted({2 if loss.task == "binary" else n_classes for loss in losses})
         ax.set_xlabel("predicted probability p of the true class")
         ax.set_title(f"Learned loss shape ({' / '.join(map(str, classes))} classes; "
                      "the others share 1 \u2212 p)", fontsize="medium")
-    ax.set_ylabel("per-sample loss")
+    ax.set_ylabel("per-sample loss, scaled to [0, 1]" if normalize else "per-sample loss")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
     return ax
@@ -229,10 +240,14 @@ def plot_pareto(search, ax=None, annotate=True):
         ax.step(np.append(fx, lengths.max()), np.append(fy, fy[-1]), where="post", color="C3", alpha=0.8)
     ax.scatter(fx, fy, s=40, color="C3", zorder=3, label="Pareto front")
     if annotate:
-        # Alternate below and above the points so that neighbours do not overlap.
+        # Alternate below and above the points so that neighbours do not overlap; labels of
+        # points in the right half run leftwards, so none leaves the axes.
+        middle = (lengths.min() + lengths.max()) / 2
         for k, (x, y, text) in enumerate(zip(fx, fy, infix[front])):
+            right = x > middle
             ax.annotate(_short(str(text), 32), (x, y), textcoords="offset points",
-                        xytext=(5, -11 if k % 2 == 0 else 5), fontsize="x-small", color="C3")
+                        xytext=(-5 if right else 5, -11 if k % 2 == 0 else 5), ha="right" if right else "left",
+                        fontsize="x-small", color="C3")
     ax.set_xlabel("program length (nodes)")
     ax.set_ylabel("mean CV score")
     ax.set_title("Score against complexity")

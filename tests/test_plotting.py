@@ -80,7 +80,7 @@ def test_plot_pareto(search, tmp_path):
 
 
 def test_plot_loss_shape_of_cross_entropy_is_minus_log_p(tmp_path):
-    ax = plot_loss_shape(SymbolicLoss(CE), n_classes=5)
+    ax = plot_loss_shape(SymbolicLoss(CE), n_classes=5, normalize=False)
     assert isinstance(ax, Axes)
     curve, reference = ax.lines
     p = np.asarray(curve.get_xdata())
@@ -95,7 +95,8 @@ def test_plot_loss_shape_evaluates_the_whole_sample_with_coefficients():
     # Squared error with the others sharing 1 - p: (1 - p)^2 + (k - 1) ((1 - p) / (k - 1))^2, scaled by 2.
     k = 4
     loss = SymbolicLoss("square(sub(y, yhat))", coefficients=[2.0, 1.0, 1.0])
-    ax = plot_loss_shape([loss, SymbolicLoss(CE)], n_classes=k, labels=["scaled squared error", "ce"])
+    ax = plot_loss_shape([loss, SymbolicLoss(CE)], n_classes=k, labels=["scaled squared error", "ce"],
+                         normalize=False)
     assert len(ax.lines) == 3
     p = np.asarray(ax.lines[0].get_xdata())
     expected = (2 * (1 - p)) ** 2 + (k - 1) * (2 * (1 - p) / (k - 1)) ** 2
@@ -104,7 +105,7 @@ def test_plot_loss_shape_evaluates_the_whole_sample_with_coefficients():
 
 
 def test_plot_loss_shape_binary_and_search(search):
-    ax = plot_loss_shape(SymbolicLoss("square(sub(y, yhat))", task="binary"))
+    ax = plot_loss_shape(SymbolicLoss("square(sub(y, yhat))", task="binary"), normalize=False)
     p = np.asarray(ax.lines[0].get_xdata())
     np.testing.assert_allclose(ax.lines[0].get_ydata(), 2 * (1 - p) ** 2, rtol=1e-6)
     ax = plot_loss_shape(search, n_classes=3)  # the best loss
@@ -112,13 +113,26 @@ def test_plot_loss_shape_binary_and_search(search):
 
 
 def test_plot_loss_shape_regression(tmp_path):
-    ax = plot_loss_shape([SymbolicLoss("abs(sub(y, yhat))", task="regression")], target=1.0)
+    ax = plot_loss_shape([SymbolicLoss("abs(sub(y, yhat))", task="regression")], target=1.0, normalize=False)
     curve, reference = ax.lines
     r = np.asarray(curve.get_xdata())
     assert r.min() < 0 < r.max()
     np.testing.assert_allclose(curve.get_ydata(), np.abs(r), atol=1e-12)
     np.testing.assert_allclose(reference.get_ydata(), r**2, atol=1e-12)
     saves(ax, tmp_path, "loss_shape_regression")
+
+
+def test_plot_loss_shape_scales_losses_of_any_magnitude_to_one_axis(tmp_path):
+    big = SymbolicLoss("square(sub(y, yhat))", coefficients=[40.0, 1.0, 1.0])  # about 0 to 3000
+    ax = plot_loss_shape([big, SymbolicLoss(CE)], n_classes=10)
+    for line in ax.lines:
+        values = np.asarray(line.get_ydata())
+        assert values.min() == pytest.approx(0.0) and values.max() == pytest.approx(1.0)
+    p = np.asarray(ax.lines[1].get_xdata())
+    ce = -np.log(p)
+    np.testing.assert_allclose(ax.lines[1].get_ydata(), (ce - ce.min()) / (ce.max() - ce.min()), rtol=1e-8)
+    assert "scaled" in ax.get_ylabel()
+    saves(ax, tmp_path, "loss_shape_scaled")
 
 
 def test_plot_loss_shape_errors():
