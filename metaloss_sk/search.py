@@ -713,7 +713,9 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
                 "fold_coefficients": [refined_loss.get_params()["coefficients"] for refined_loss in losses],
                 "time": elapsed / max(len(rows), 1),
             })
-            if kept and after >= self.best_score_:
+            # Another program replaces the best only by scoring higher, not by tying with it.
+            same = str(row.program) == str(self.best_loss_.program_)
+            if kept and (after > self.best_score_ or (same and after >= self.best_score_)):
                 self._set_best(loss, after, split_scores)
         if self.verbose:
             for r in self.refine_results_:
