@@ -466,7 +466,8 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         fold_seeds = rng.randint(np.iinfo(np.int32).max, size=len(splits))
         refit_seed = int(rng.randint(np.iinfo(np.int32).max))
         self.scorer_ = check_scoring(self._net, scoring=self.scoring)
-        raw_X, X_all, (X_folds, y_folds, splits) = X, self._net_rows(X, y), self._fold_rows(X, y, splits)
+        # The net's rows: all of them (for the winner's final local search), and per fold (for the evaluator).
+        X_all, (X_folds, y_folds, splits) = self._net_rows(X, y), self._fold_rows(X, y, splits)
         self._preflight(X_all, y)
         variation = Variation(self.p_crossover, self.p_subtree_mutation, self.p_hoist_mutation,
                               self.p_point_mutation, self.p_point_replace,
@@ -503,7 +504,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
                 bar.close()
         self._state.evaluator = evaluate.state()
         if self.refit:
-            self.best_estimator_ = self._refit(raw_X, y)
+            self.best_estimator_ = self._refit(X, y)
         if self.verbose:
             for line in results.summary_lines(self.best_loss_, self.best_score_, self._best_split_scores,
                                               self.baseline_):
