@@ -170,6 +170,14 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         so that ``baseline_`` shows it with its learning rate tuned: "auto"
         is the net's lr times 0.1, 0.316, 3.16 and 10; None tries the net's
         lr only.
+    search_lr : {"net", "tuned"}, default="net"
+        The learning rate candidates train with. "net" is the net's own.
+        "tuned" first tunes it for the usual loss over ``baseline_lrs`` by
+        CV at the final budget (the ``baseline_`` trainings, run before the
+        search instead of after it), then searches, selects and refits at
+        that rate: the found loss must beat the usual loss at the usual
+        loss's best learning rate, trained at the same rate, so it cannot win
+        by acting as a larger step size. ``search_lr_`` holds the rate used.
     gradient_bound : float or None, default=10
         A program whose gradient with respect to the net's outputs is not
         finite, or steeper than this many times the usual loss's steepest,
@@ -303,6 +311,9 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         Training steps per net at each rung (rung 0: the genetic search).
     n_candidates_ : list of int
         Programs trained at each rung.
+    search_lr_ : float
+        The learning rate the candidates, the finalists and
+        ``best_estimator_`` trained with (see ``search_lr``).
     hall_of_fame_ : list of dict
         The best distinct programs, best first, as plain values.
     history_ : list of dict
@@ -377,6 +388,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         "verbose": [Interval(Integral, 0)],
         "error_score": [Options(("raise",)), Interval(Real)],
         "refit": [Options((True, False)), InstanceOf(Callable)],
+        "search_lr": [Options(("net", "tuned"))],
     }
 
     def __init__(
@@ -386,7 +398,8 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         p_crossover=0.7, p_subtree_mutation=0.25, p_hoist_mutation=0.0, p_point_mutation=0.0,
         p_point_replace=0.05, mutation_depth=(0, 2), parsimony_coefficient=0.0, elitism=1,
         seed_programs="auto", hall_of_fame=10, min_resources="auto", max_resources="auto", factor=3,
-        n_finalists=3, final_seeds=2, baseline_lrs="auto", gradient_bound=10.0, standardize_target=True,
+        n_finalists=3, final_seeds=2, baseline_lrs="auto", search_lr="net", gradient_bound=10.0,
+        standardize_target=True,
         max_time=None, n_iter_no_change=None, max_evaluations=None, local_search=None,
         equivalence="gradient", rejection_steps=250, train_loop="auto", candidates_per_task=8,
         checkpoint=None, scoring=None, cv=3, refit=True, n_jobs=None, verbose=0, error_score=np.nan,
@@ -418,6 +431,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         self.n_finalists = n_finalists
         self.final_seeds = final_seeds
         self.baseline_lrs = baseline_lrs
+        self.search_lr = search_lr
         self.gradient_bound = gradient_bound
         self.standardize_target = standardize_target
         self.max_time = max_time
@@ -483,10 +497,16 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
             tqdm.write(f"[LossSearchCV] resuming from {self.checkpoint} at generation {state.generation}")
         self._state = state
         self.history_ = state.history
-        config = self._config(state, splits, seeds)
+        config = self._config(state, splits, seeds, self._net)
         bar = self._progress_bar(state.generation)
         try:
             with Parallel(n_jobs=self.n_jobs, return_as="generator") as parallel:
+                baseline = None
+                self.search_lr_ = float(self._net.lr)
+                if self.search_lr == "tuned":
+                    baseline = self._usual_baseline(Evaluator(config, X_folds, y_folds, splits, parallel))
+                    self.search_lr_ = self._tuned_lr(baseline)
+                    config = self._config(state, splits, seeds, self._search_net())
                 evaluate = Evaluator(config, X_folds, y_folds, splits, parallel, progress=bar and _Progress(bar))
                 if resumed:
                     evaluate.restore(state.evaluator)
@@ -498,7 +518,10 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
                 if self.local_search is not None and self._local_search_settings().candidates == "winners":
                     self._refine(evaluate, X_all, y)
                 self._finish(evaluate, time.perf_counter() - start)
-                self.baseline_ = None if interrupted else self._baseline(evaluate)
+                self.baseline_ = None
+                if not interrupted:
+                    baseline = baseline or self._usual_baseline(evaluate)
+                    self.baseline_ = {**baseline, "found_split_scores": [float(s) for s in self._best_split_scores]}
         finally:
             if bar is not None:
                 bar.close()
@@ -587,12 +610,12 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         """Budgets of the final selection's rungs, the last the final budget."""
         return selection.rungs(*self._budgets(n_train), n_train, self._net.batch_size, self.factor)
 
-    def _config(self, state, splits, seeds):
+    def _config(self, state, splits, seeds, net):
         fast = self._use_fast_loop()
         settings = self._local_search_settings()
         fitness, _ = self._budgets(len(splits[0][0]))
         evaluation = Evaluation(
-            trainer=Trainer(self._net, fast), task=self._task, scorer=self.scorer_,
+            trainer=Trainer(net, fast), task=self._task, scorer=self.scorer_,
             error_score=self.error_score, standardize=self._task == "regression" and self.standardize_target,
             local_search=settings if settings.candidates == "all" and self.local_search is not None else None,
             local_search_budget=fitness, gradient_bound=self.gradient_bound)
@@ -634,12 +657,26 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
                              f"{rows[index].status!r}; choose a row with a finite mean_test_score.")
         return int(index)
 
-    def _baseline(self, evaluate):
-        """``baseline_``: the usual loss at the final budget beside the best loss."""
+    def _usual_baseline(self, evaluate):
+        """The usual loss at the final budget over the learning rates (``baseline_`` less the found scores).
+
+        ``evaluate`` trains at the net's own learning rate unless told another.
+        """
         net_lr = float(self._net.lr)
-        base = selection.baseline(evaluate, usual_loss(self._task), self._rungs(len(evaluate.splits[0][0]))[-1],
+        return selection.baseline(evaluate, usual_loss(self._task), self._rungs(len(evaluate.splits[0][0]))[-1],
                                   selection.learning_rates(self.baseline_lrs, net_lr), self.final_seeds, net_lr)
-        return {**base, "found_split_scores": [float(s) for s in self._best_split_scores]}
+
+    def _tuned_lr(self, baseline):
+        """``search_lr="tuned"``: the usual loss's best learning rate, or the net's if it failed at every one."""
+        if baseline["tuned_lr"] is None:
+            warnings.warn("search_lr='tuned': the usual loss failed at every learning rate of baseline_lrs; "
+                          "the search runs at the net's own learning rate.", UserWarning, stacklevel=3)
+            return float(self._net.lr)
+        return float(baseline["tuned_lr"])
+
+    def _search_net(self):
+        """The net the candidates train: the estimator's, at ``search_lr_``."""
+        return self._net if self.search_lr_ == float(self._net.lr) else clone(self._net).set_params(lr=self.search_lr_)
 
     # ----------------------------------------------------------- local search after the GP
     def fit_refine(self, X, y, local_search=None):
@@ -679,8 +716,8 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
             raise ValueError(f"cv gave {len(splits)} splits, expected {len(self._state.fold_seeds)}.")
         X_folds, y_folds, splits = self._fold_rows(X, y, splits)
         with Parallel(n_jobs=self.n_jobs, return_as="generator") as parallel:
-            evaluate = Evaluator(self._config(self._state, splits, self._seed_programs()), X_folds, y_folds, splits,
-                                 parallel)
+            evaluate = Evaluator(self._config(self._state, splits, self._seed_programs(), self._search_net()),
+                                 X_folds, y_folds, splits, parallel)
             evaluate.restore(self._state.evaluator)
             self._refine(evaluate, self._net_rows(X, y), y, local_search)
             self._state.evaluator = evaluate.state()
@@ -764,6 +801,9 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
                 and self.min_resources > self.max_resources:
             raise ValueError(f"min_resources={self.min_resources} exceeds max_resources={self.max_resources}; "
                              "the fitness budget cannot be longer than the final one.")
+        if self.search_lr == "tuned" and self.baseline_lrs is None:
+            raise ValueError("search_lr='tuned' tunes the learning rate over baseline_lrs, which is None; "
+                             "give baseline_lrs ('auto' or a sequence of learning rates) or use search_lr='net'.")
         if self.baseline_lrs is not None and not isinstance(self.baseline_lrs, str):
             try:
                 lrs = [float(v) for v in self.baseline_lrs]
@@ -911,7 +951,8 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
 
     def _refit(self, X, y):
         """``best_estimator_``: the net (after the Pipeline's steps, if any) trained with ``best_loss_``."""
-        net = build_net(self._net, self.best_loss_, verbose=self._net.verbose, train_split=self._net.train_split)
+        net = build_net(self._search_net(), self.best_loss_, verbose=self._net.verbose,
+                        train_split=self._net.train_split)
         steps = self._preprocessing()
         if steps is not None:
             net = Pipeline([*steps.steps, ("to_float32", FunctionTransformer(_float32)),

@@ -168,3 +168,27 @@ def test_chance_level_is_measured_with_the_search_scorer():
                                       train, test, Budget(4), 0)
     assert anti.status == "chance" and anti.score <= 1 / 3  # the measured score is kept
     assert usual.status == "ok" and usual.score > 1 / 3
+
+
+def test_search_lr_tuned_searches_at_the_usual_losss_best_learning_rate():
+    X, y = iris()
+    search = LossSearchCV(classifier(lr=0.05), search_lr="tuned", baseline_lrs=[0.02, 0.5], population_size=4,
+                          generations=1, cv=2, random_state=0).fit(X, y)
+    base = search.baseline_
+    assert search.search_lr_ == base["tuned_lr"] == base["lrs"][int(np.nanargmax(base["mean_test_score"]))]
+    assert base["net_lr"] == 0.05 and search.search_lr_ != 0.05
+    assert search.best_estimator_.lr == search.search_lr_
+    # The usual loss's row at the final rung trained at the tuned rate: the same nets as the baseline's there.
+    results = search.cv_results_
+    row = list(results["program"]).index(base["program"])
+    assert results["n_resources"][row] == base["n_resources"]
+    assert results["mean_test_score"][row] == base["tuned_score"]
+
+
+def test_search_lr_net_is_the_nets_own_and_tuned_needs_a_grid():
+    X, y = iris()
+    search = LossSearchCV(classifier(), population_size=4, generations=1, cv=2, random_state=0,
+                          baseline_lrs=None).fit(X, y)
+    assert search.search_lr_ == 0.2 and search.best_estimator_.lr == 0.2
+    with pytest.raises(ValueError, match="search_lr='tuned'.*baseline_lrs"):
+        LossSearchCV(classifier(), search_lr="tuned", baseline_lrs=None).fit(X, y)
