@@ -170,17 +170,12 @@ def _search(args):
     if args.model:
         import joblib
         from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import FunctionTransformer
 
-        model = make_pipeline(scaler, FunctionTransformer(_float32), search)
+        model = make_pipeline(scaler, search)  # the search casts rows to float32 itself
         joblib.dump(model, args.model)
         print(f"Fitted model written to {args.model}; joblib.load({args.model!r}).predict(X) predicts new rows "
               "(raw features, same columns as the training data).")
     return 0
-
-
-def _float32(X):
-    return np.asarray(X, dtype=np.float32)
 
 
 class _Parser(argparse.ArgumentParser):
