@@ -129,14 +129,16 @@ class Program:
 
         With ``coefficients`` (one per edge, i.e. per non-root node) each
         coefficient is shown where it scales its node, to ``precision``
-        significant digits (constants to at least 6); :func:`parse` reads the
+        significant digits (constants to at least 6; coefficients that round
+        to 1 are left out); :func:`parse` reads the
         text back. ``simplify=True`` (without coefficients) prints
         :meth:`simplified`'s form.
         """
         if simplify and coefficients is None:
             return self.simplified().infix(precision=precision)
         def scale(text, c):
-            return f"{c:.{precision}g}*{text}"
+            shown = f"{c:.{precision}g}"
+            return text if shown == "1" else f"{shown}*{text}"  # a coefficient of 1 (at this precision) is noise
 
         text = _fold(
             self.nodes,

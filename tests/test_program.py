@@ -206,7 +206,9 @@ def test_infix_shows_each_coefficient_on_its_edge():
 
 
 def test_infix_keeps_a_coefficient_inside_the_power_it_scales():
-    assert parse("square(sub(y, yhat))").infix([0.5, 1.0, 1.0]) == "(0.5*(1*y - 1*yhat))^2"
+    assert parse("square(sub(y, yhat))").infix([0.5, 1.0, 1.0]) == "(0.5*(y - yhat))^2"  # 1 is left out
+    assert parse("square(sub(y, yhat))").infix([0.5, 1.00004, 1.0]) == "(0.5*(y - yhat))^2"
+    assert parse("square(sub(y, yhat))").infix([0.5, 1.00004, 1.0], precision=6) == "(0.5*(1.00004*y - yhat))^2"
 
 
 def test_infix_rounds_coefficients_to_precision():
