@@ -17,7 +17,7 @@ predictions mapped back before scoring, so scores are in the user's units.
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -42,7 +42,10 @@ class Evaluation:
     task : str
         "multiclass", "binary" or "regression".
     scorer : callable
-        ``scorer(net, X, y)``, higher is better.
+        ``scorer(net, X, y)``, higher is better: the score that selects.
+    other_scorers : tuple of (str, callable)
+        Every metric of a multi-metric ``scoring``, by name, recorded beside
+        the score (the selecting one among them is not scored twice).
     error_score : float or "raise"
         The score of a failed candidate; "raise" re-raises errors (a loss that
         merely turns non-finite is still recorded, never raised).
@@ -60,6 +63,7 @@ class Evaluation:
     trainer: object
     task: str
     scorer: object
+    other_scorers: tuple = ()
     error_score: object = np.nan
     standardize: bool = False
     local_search: object = None
@@ -75,6 +79,7 @@ class FoldResult:
     fit_time: float = 0.0
     status: str = "ok"  # "ok", "nan" (loss or score not finite), "chance" (no better than chance) or "error"
     message: str = ""
+    other_scores: dict = field(default_factory=dict)  # the other metrics, by name, where scored
     coefficients: list | None = None  # learned by the local search, if it ran
     meta_nan_steps: int = 0  # local search steps skipped because the meta objective was not finite
     local_search_time: float = 0.0  # the part of fit_time spent in the local search
@@ -189,10 +194,20 @@ def _score(evaluation, net_, failure, X, y, chance, failed_score):
         return FoldResult(failed_score, status="error", message=f"{type(exc).__name__}: {exc}")
     if not math.isfinite(value):
         return FoldResult(failed_score, status="nan", message="the score is not finite")
+    others = {name: value if scorer is evaluation.scorer else _other_score(scorer, net_, X, y)
+              for name, scorer in evaluation.other_scorers}
     if value <= chance:  # a failure, but its score is kept: it tells how far from learning the net was
-        return FoldResult(value, status="chance",
+        return FoldResult(value, status="chance", other_scores=others,
                           message=f"score {value:.4g} is no better than chance ({chance:.4g})")
-    return FoldResult(value)
+    return FoldResult(value, other_scores=others)
+
+
+def _other_score(scorer, net_, X, y):
+    """A metric that only informs: NaN where it cannot be computed."""
+    try:
+        return score(scorer, net_, X, y)
+    except Exception:  # noqa: BLE001 - recorded as missing; the selecting score decides failures
+        return math.nan
 
 
 def _chance(evaluation, X_train, y_train, X_test, y_test):

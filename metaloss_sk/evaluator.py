@@ -79,6 +79,7 @@ class Rung:
     fit_time: float = 0.0  # per fold, mean
     status: str = "ok"
     message: str = ""
+    other_scores: dict = field(default_factory=dict)  # metric name -> per fold, the mean over the seeds
 
     @property
     def mean(self):
@@ -236,7 +237,10 @@ class Evaluator:
         scores = [float(np.mean([r.score for r in fold])) for fold in results]
         failed = next((r for fold in results for r in fold if r.status != "ok"), None)
         n_train = len(self.splits[0][0])
-        return Rung(n_resources=budget.steps(n_train, self.batch_size),
+        names = [name for name, _ in self.config.evaluation.other_scorers]
+        others = {name: [float(np.mean([r.other_scores.get(name, math.nan) for r in fold])) for fold in results]
+                  for name in names}
+        return Rung(n_resources=budget.steps(n_train, self.batch_size), other_scores=others,
                     scores=scores, n_seeds=len(results[0]) if results else 1,
                     fit_time=float(np.mean([r.fit_time for fold in results for r in fold])) if results else 0.0,
                     status="ok" if failed is None else failed.status, message="" if failed is None else failed.message)
@@ -427,7 +431,8 @@ class Evaluator:
         self.rows = {}
         for entry in state["rows"]:
             loss = SymbolicLoss(**entry["loss"])
-            rungs = [Rung(**{**r, "scores": [math.nan if v is None else v for v in r["scores"]]})
+            rungs = [Rung(**{**r, "scores": _nan(r["scores"]),
+                             "other_scores": {k: _nan(v) for k, v in r.get("other_scores", {}).items()}})
                      for r in entry["rungs"]]
             self.rows[entry["program"]] = Row(
                 program=loss.program_, loss=loss, generation=entry["generation"], rungs=rungs,
@@ -444,3 +449,8 @@ class Evaluator:
     def batch_size(self):
         """The net's batch size (-1: all rows)."""
         return self.config.evaluation.trainer.estimator.batch_size
+
+
+def _nan(values):
+    """Scores read back from JSON: null is NaN."""
+    return [math.nan if v is None else v for v in values]

@@ -64,6 +64,15 @@ def cv_results(rows, n_splits):
     }
     for k in range(n_splits):
         out[f"split{k}_test_score"] = np.array(at_last(lambda r, k=k: r.scores[k], np.nan), dtype=float)
+    names = dict.fromkeys(name for row in rows if row.last is not None for name in row.last.other_scores)
+    for name in names:  # multi-metric scoring: the other metrics at the same rung
+        per_fold = [row.last.other_scores.get(name) if row.last is not None else None for row in rows]
+        per_fold = np.array([[np.nan] * n_splits if v is None else v for v in per_fold], dtype=float)
+        for k in range(n_splits):
+            out[f"split{k}_test_{name}"] = per_fold[:, k]
+        ok = np.array([row.status == "ok" for row in rows])  # as mean_test_score: NaN for a failure
+        out[f"mean_test_{name}"] = np.where(ok, per_fold.mean(axis=1), np.nan)
+        out[f"std_test_{name}"] = np.where(ok, per_fold.std(axis=1), np.nan)
     for i in range(n_rungs):
         out[f"iter{i}_mean_test_score"] = np.array(
             [row.rungs[i].mean if len(row.rungs) > i else np.nan for row in rows], dtype=float)

@@ -246,13 +246,20 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         with the result an uninterrupted run would have given; a checkpoint
         written with other settings or data is refused. Interrupting ``fit``
         (Ctrl-C) stops the genetic search with the results so far.
-    scoring : str, callable or None, default=None
+    scoring : str, callable, list, tuple, dict or None, default=None
         Scorer for the held-out folds; None uses the estimator's ``score``.
+        Several metrics, as in ``GridSearchCV`` (a list or tuple of scorer
+        names, or a dict of name to scorer), need ``refit`` to name the one
+        that selects; the others are recorded in ``cv_results_``
+        (``mean_test_<name>``, ``std_test_<name>``, ``splitK_test_<name>``)
+        beside ``mean_test_score``, which is the selecting metric's.
     cv : int, cross-validation generator or iterable, default=3
         As in :class:`~sklearn.model_selection.GridSearchCV`. The splits are
         computed once per fit, so every generation sees the same folds.
-    refit : bool or callable, default=True
+    refit : bool, str or callable, default=True
         Refit the net with the best loss on all the data (``best_estimator_``).
+        With multi-metric ``scoring``, the name of the metric that selects
+        the loss (and the net is refit).
         A callable, as in ``GridSearchCV``, takes ``cv_results_`` and returns
         the index of the row to use instead of the best one (its loss becomes
         ``best_loss_``, its mean score ``best_score_``);
@@ -387,7 +394,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         "candidates_per_task": [Interval(Integral, 1)],
         "verbose": [Interval(Integral, 0)],
         "error_score": [Options(("raise",)), Interval(Real)],
-        "refit": [Options((True, False)), InstanceOf(Callable)],
+        "refit": [Options((True, False)), InstanceOf(str), InstanceOf(Callable)],
         "search_lr": [Options(("net", "tuned"))],
     }
 
@@ -479,7 +486,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         splits = list(check_cv(self.cv, y, classifier=is_classifier(self.estimator)).split(X, y))
         fold_seeds = rng.randint(np.iinfo(np.int32).max, size=len(splits))
         refit_seed = int(rng.randint(np.iinfo(np.int32).max))
-        self.scorer_ = check_scoring(self._net, scoring=self.scoring)
+        self._scorer, self._other_scorers, self.scorer_ = self._scorers()
         # The net's rows: all of them (for the winner's final local search), and per fold (for the evaluator).
         X_all, (X_folds, y_folds, splits) = self._net_rows(X, y), self._fold_rows(X, y, splits)
         self._preflight(X_all, y)
@@ -615,7 +622,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         settings = self._local_search_settings()
         fitness, _ = self._budgets(len(splits[0][0]))
         evaluation = Evaluation(
-            trainer=Trainer(net, fast), task=self._task, scorer=self.scorer_,
+            trainer=Trainer(net, fast), task=self._task, scorer=self._scorer, other_scorers=self._other_scorers,
             error_score=self.error_score, standardize=self._task == "regression" and self.standardize_target,
             local_search=settings if settings.candidates == "all" and self.local_search is not None else None,
             local_search_budget=fitness, gradient_bound=self.gradient_bound)
@@ -645,6 +652,24 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         score = best.score if best.status == "ok" else float(np.mean(best.last.scores))
         self._set_best(loss, score, best.last.scores)
         self.best_index_ = rows.index(best)
+
+    def _scorers(self):
+        """``(selecting scorer, other (name, scorer) pairs, scorer_)``; ``scorer_`` is a dict for multi-metric."""
+        if isinstance(self.scoring, (list, tuple, set, dict)):
+            named = dict(self.scoring) if isinstance(self.scoring, dict) else {s: s for s in self.scoring}
+            if not named or not all(isinstance(name, str) for name in named):
+                raise ValueError(f"multi-metric scoring must be a non-empty list of scorer names or a dict of name "
+                                 f"to scorer, got {self.scoring!r}.")
+            scorers = {name: check_scoring(self._net, scoring=s) for name, s in named.items()}
+            if not isinstance(self.refit, str) or self.refit not in scorers:
+                raise ValueError(f"with multi-metric scoring, refit must name the metric that selects the loss, "
+                                 f"one of {sorted(scorers)}; got refit={self.refit!r}.")
+            return scorers[self.refit], tuple(scorers.items()), scorers
+        if isinstance(self.refit, str):
+            raise ValueError(f"refit={self.refit!r} names a metric, but scoring is a single metric; give scoring "
+                             "a list or dict of metrics, or use refit=True.")
+        scorer = check_scoring(self._net, scoring=self.scoring)
+        return scorer, (), scorer
 
     def _refit_choice(self, rows, n_splits):
         """The row a callable ``refit`` picks from ``cv_results_``, checked."""
@@ -1038,7 +1063,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
     def score(self, X, y):
         """Score ``best_estimator_`` on ``(X, y)`` with the search's scorer."""
         X = self._check_X(X)
-        return float(self.scorer_(self.best_estimator_, X, self._encode(np.asarray(y))))
+        return float(self._scorer(self.best_estimator_, X, self._encode(np.asarray(y))))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -41,6 +41,17 @@ def test_a_resumed_search_ends_as_an_uninterrupted_one(tmp_path):
     assert len(resumed.history_) == 4
 
 
+def test_a_resumed_multi_metric_search_keeps_every_metric(tmp_path):
+    X, y = iris()
+    path = tmp_path / "search.json"
+    kw = dict(KW, scoring={"acc": "accuracy", "nll": "neg_log_loss"}, refit="acc")
+    LossSearchCV(classifier(), generations=1, checkpoint=path, **kw).fit(X, y)
+    resumed = LossSearchCV(classifier(), generations=2, checkpoint=path, **kw).fit(X, y)
+    whole = LossSearchCV(classifier(), generations=2, **kw).fit(X, y)
+    same_results(resumed, whole)
+    np.testing.assert_array_equal(resumed.cv_results_["mean_test_nll"], whole.cv_results_["mean_test_nll"])
+
+
 def test_a_checkpoint_of_another_search_is_refused(tmp_path):
     X, y = iris()
     path = tmp_path / "search.json"

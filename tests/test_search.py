@@ -464,3 +464,30 @@ def test_local_search_results_do_not_depend_on_n_jobs():
     b = LossSearchCV(classifier(), n_jobs=2, **kw).fit(X, y)
     np.testing.assert_array_equal(a.cv_results_["mean_test_score"], b.cv_results_["mean_test_score"])
     assert a.best_loss_.get_params() == b.best_loss_.get_params()
+
+
+def test_multi_metric_scoring_selects_by_the_refit_metric_and_records_the_others():
+    X, y = iris()
+    search = LossSearchCV(classifier(), scoring=["accuracy", "f1_macro", "neg_log_loss"], refit="f1_macro",
+                          **TINY).fit(X, y)
+    results = search.cv_results_
+    np.testing.assert_array_equal(results["mean_test_f1_macro"], results["mean_test_score"])
+    for name in ("accuracy", "neg_log_loss"):
+        scored = (results["iter"] == results["iter"].max()) & (results["status"] == "ok")
+        assert scored.any() and np.isfinite(results[f"mean_test_{name}"][scored]).all()
+        assert f"split1_test_{name}" in results and f"std_test_{name}" in results
+    assert set(search.scorer_) == {"accuracy", "f1_macro", "neg_log_loss"}
+    assert search.best_score_ == results["mean_test_f1_macro"][search.best_index_]
+    assert search.score(X, y) == pytest.approx(search.scorer_["f1_macro"](search.best_estimator_, X, y))
+
+
+@pytest.mark.parametrize("scoring, refit, message", [
+    (["accuracy", "f1_macro"], True, "refit must name the metric"),
+    (["accuracy", "f1_macro"], "recall", "refit must name the metric"),
+    ("accuracy", "accuracy", "scoring is a single metric"),
+    ({"a": "accuracy", 3: "f1_macro"}, "a", "dict of name to scorer"),
+])
+def test_multi_metric_scoring_needs_refit_to_name_a_metric(scoring, refit, message):
+    X, y = iris()
+    with pytest.raises(ValueError, match=message):
+        LossSearchCV(classifier(), scoring=scoring, refit=refit, **TINY).fit(X, y)
