@@ -80,8 +80,10 @@ def _load_data(args):
         loader, task = _BUILTIN[args.data]
         X, y = getattr(sklearn.datasets, loader)(return_X_y=True)
         return X, y, task if args.task == "auto" else args.task
-    import pandas as pd
-
+    try:
+        import pandas as pd
+    except ImportError:
+        raise ValueError("--csv needs pandas, which is not installed: pip install pandas") from None
     frame = pd.read_csv(args.csv)
     if args.target not in frame.columns:
         raise ValueError(f"--target {args.target!r} is not a column of {args.csv} "
