@@ -17,6 +17,7 @@ predictions mapped back before scoring, so scores are in the user's units.
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,7 +29,7 @@ from sklearn.metrics import r2_score
 from .local_search import refine_losses
 from .training import score
 
-__all__ = ["Evaluation", "FoldResult", "evaluate_candidates", "standardize", "refine_on"]
+__all__ = ["Evaluation", "FoldResult", "evaluate_candidates", "single_thread", "standardize", "refine_on"]
 
 
 @dataclass(frozen=True)
@@ -124,12 +125,23 @@ def evaluate_candidates(evaluation, losses, X, y, train, test, budget, seed, par
     -------
     list of FoldResult
     """
+    with single_thread():
+        return _evaluate(evaluation, losses, X, y, train, test, budget, seed, params or {})
+
+
+@contextmanager
+def single_thread():
+    """Run the enclosed torch work on one intra-op thread, then restore the caller's setting.
+
+    Every piece of the search's torch work runs under it (training, local
+    search, the filters): tasks run in parallel instead of their small matrix
+    products, no task competes with the others for cores, and results do not
+    depend on ``n_jobs``.
+    """
     threads = torch.get_num_threads()
-    # One thread per task: results then do not depend on n_jobs, and tasks run
-    # in parallel instead of their small matrix products.
     torch.set_num_threads(1)
     try:
-        return _evaluate(evaluation, losses, X, y, train, test, budget, seed, params or {})
+        yield
     finally:
         torch.set_num_threads(threads)
 

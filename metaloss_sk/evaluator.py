@@ -19,7 +19,7 @@ import torch
 from joblib import effective_n_jobs
 from sklearn.utils.parallel import delayed
 
-from .engine import evaluate_candidates, standardize
+from .engine import evaluate_candidates, single_thread, standardize
 from .filters import Probe, commutative_key, gradient_violations, symbolic_key
 from .loss import SymbolicLoss
 from .training import build_net
@@ -27,7 +27,7 @@ from .training import build_net
 __all__ = ["EvaluatorConfig", "Evaluator", "Row", "Rung"]
 
 _PROBE_ROWS = 100
-TOTALS = ("cache_hits", "equivalent", "rejected", "trained", "failures", "meta_nan_steps", "filter_time",
+TOTALS = ("cache_hits", "equivalent", "rejected", "trained", "promoted", "failures", "meta_nan_steps", "filter_time",
           "train_time", "fit_time", "local_search_time", "fold_fits", "ladder_fits", "ladder_time")
 
 
@@ -42,7 +42,7 @@ class EvaluatorConfig:
     fold_seeds : tuple of int
         The seed of every fold: its initialisation and batch order.
     budget : Budget
-        The fitness budget of the genetic search (rung 0).
+        The fitness budget of the genetic search (rung 0; rung 1 after a screening).
     n_jobs : int or None
         Workers, for the grouping (results do not depend on it).
     candidates_per_task : int
@@ -55,7 +55,14 @@ class EvaluatorConfig:
         Largest gradient a loss may have on its output domain, in units of the
         usual loss's largest; None turns the check off.
     seed_programs : tuple of str
-        Programs never filtered out (the usual loss the search starts from).
+        Programs never filtered out nor left unpromoted (the usual loss the
+        search starts from).
+    screening : Budget or None
+        The budget at which each generation's new programs are screened
+        before the best ``1 / factor`` go on to the local search and the
+        fitness budget; None: every new program goes straight there.
+    factor : float
+        The ladder's ratio: of the screened programs, ``1 / factor`` are promoted.
     """
 
     evaluation: object
@@ -67,6 +74,8 @@ class EvaluatorConfig:
     rejection_steps: int = 250
     gradient_bound: float | None = 10.0
     seed_programs: tuple = ()
+    screening: object = None
+    factor: float = 3
 
 
 @dataclass
@@ -145,7 +154,12 @@ class Evaluator:
         """Fitness of every program of ``population`` at the fitness budget, and the generation's statistics.
 
         At most ``max_new`` programs are trained; the others (beyond the
-        search's evaluation budget) get fitness ``-inf``.
+        search's evaluation budget) get fitness ``-inf``. With a screening
+        budget, every new program is first trained for it (without local
+        search) and only the best ``1 / factor`` of them, and the seed
+        programs, go on to the local search and the fitness budget; the
+        others keep their screening score as fitness, below every promoted
+        program's.
         """
         config = self.config
         if config.equivalence == "none":  # no cache: every program is trained, repeats too
@@ -154,7 +168,8 @@ class Evaluator:
             new = list(dict.fromkeys(p for p in population if str(p) not in self.rows))
         start = time.perf_counter()
         losses = {str(p): SymbolicLoss(str(p), task=config.evaluation.task) for p in new}
-        alias, rejected = self._filter(new, losses)
+        with single_thread():
+            alias, rejected = self._filter(new, losses)
         to_train = [p for p in new if str(p) not in alias and str(p) not in rejected]
         skipped = set()
         if max_new is not None:
@@ -162,23 +177,27 @@ class Evaluator:
             to_train = to_train[:max_new]
         filter_time = time.perf_counter() - start
         self.progress(len(population) - len(to_train))
-        folds = self.cross_validate([losses[str(p)] for p in to_train], config.budget,
-                                    local_search=config.evaluation.local_search, progress=True)
-        train_time = time.perf_counter() - start - filter_time
         stats = {"proposed": len(population), "cache_hits": len(population) - len(new), "equivalent": 0,
-                 "rejected": 0, "trained": len(to_train), "failures": 0, "fit_time": 0.0,
-                 "local_search_time": 0.0, "filter_time": filter_time, "train_time": train_time,
-                 "fold_fits": len(to_train) * len(self.splits), "meta_nan_steps": 0}
-        for p, results in zip(to_train, folds):
-            row = self._row(p, generation, losses[str(p)])
-            row.rungs = [self._rung(results, config.budget)]
-            row.status, row.message = row.last.status, row.last.message
-            if config.evaluation.local_search is not None:
-                row.fold_coefficients = [fold[0].coefficients for fold in results]
-            stats["meta_nan_steps"] += sum(fold[0].meta_nan_steps for fold in results)
-            stats["fit_time"] += sum(fold[0].fit_time for fold in results)
-            stats["local_search_time"] += sum(fold[0].local_search_time for fold in results)
-            stats["failures"] += row.status != "ok"
+                 "rejected": 0, "trained": len(to_train), "promoted": len(to_train), "failures": 0,
+                 "fit_time": 0.0, "local_search_time": 0.0, "filter_time": filter_time, "fold_fits": 0,
+                 "meta_nan_steps": 0}
+        promoted, weight, fresh = to_train, 1.0, (generation, losses)
+        if config.screening is not None and to_train:
+            weight = 0.5  # of the progress bar's unit per candidate, for each pass
+            screened = self.cross_validate([losses[str(p)] for p in to_train], config.screening, progress=weight)
+            self._add_rungs(to_train, screened, config.screening, stats, fresh)
+            fresh = None
+            promoted = self._promoted(to_train)
+            stats["promoted"] = len(promoted)
+            self.progress(weight * (len(to_train) - len(promoted)))
+        folds = self.cross_validate([losses[str(p)] for p in promoted], config.budget,
+                                    local_search=config.evaluation.local_search, progress=weight)
+        self._add_rungs(promoted, folds, config.budget, stats, fresh)
+        if config.evaluation.local_search is not None:
+            for p, results in zip(promoted, folds):
+                self.rows[str(p)].fold_coefficients = [fold[0].coefficients for fold in results]
+        stats["failures"] = sum(self.rows[str(p)].status != "ok" for p in to_train)
+        stats["train_time"] = time.perf_counter() - start - filter_time
         for p in new:
             key = str(p)
             if key in alias and alias[key] in self.rows and self.rows[alias[key]].status == "rejected":
@@ -196,14 +215,62 @@ class Evaluator:
                 stats["equivalent"] += 1
         for key in TOTALS:
             self.totals[key] += stats.get(key, 0)
-        fitness = np.array([-np.inf if str(p) in skipped or str(p) not in self.rows
-                            else self.rows[str(p)].score for p in population])
-        fitness = np.nan_to_num(fitness, nan=-np.inf)
+        fitness = self._fitness(population, skipped)
         finite = fitness[np.isfinite(fitness)]
-        stats.update(best_score=float(finite.max()) if finite.size else math.nan,
-                     median_score=float(np.median(finite)) if finite.size else math.nan,
-                     best_program=str(population[int(np.argmax(fitness))]))
+        scores = np.array([self.rows[str(p)].score for p in population if str(p) not in skipped
+                           and str(p) in self.rows and self.reached_fitness(self.rows[str(p)])])
+        scores = scores[np.isfinite(scores)]
+        stats.update(best_score=float(scores.max()) if scores.size else math.nan,
+                     median_score=float(np.median(scores)) if scores.size else math.nan,
+                     best_program=str(population[int(np.argmax(fitness))]) if finite.size else str(population[0]))
         return fitness, stats
+
+    def _add_rungs(self, programs, folds, budget, stats, fresh=None):
+        """Record each program's rung at ``budget``; ``fresh=(generation, losses)``: in new rows."""
+        for p, results in zip(programs, folds):
+            row = self.rows[str(p)] if fresh is None else self._row(p, fresh[0], fresh[1][str(p)])
+            row.rungs.append(self._rung(results, budget))
+            row.status, row.message = row.last.status, row.last.message
+            stats["meta_nan_steps"] += sum(fold[0].meta_nan_steps for fold in results)
+            stats["fit_time"] += sum(fold[0].fit_time for fold in results)
+            stats["local_search_time"] += sum(fold[0].local_search_time for fold in results)
+            stats["fold_fits"] += len(results)
+
+    def _promoted(self, screened):
+        """The seed programs, and the best ``1 / factor`` (at least one) of the other ``screened`` programs."""
+        protected = set(self.config.seed_programs)
+        size = math.ceil(len(screened) / self.config.factor)
+        # A score at chance level after a short budget may still rise: such programs fill the
+        # places the others leave, by their score; those that failed otherwise never go on.
+        live = [self.rows[str(p)] for p in screened
+                if self.rows[str(p)].status in ("ok", "chance") and str(p) not in protected]
+        live.sort(key=lambda row: (row.status != "ok", -float(np.mean(row.last.scores))))
+        best = {str(row.program) for row in live[:size]}
+        return [p for p in screened if str(p) in protected or str(p) in best]
+
+    def reached_fitness(self, row):
+        """Whether ``row`` was trained at the fitness budget (not only screened)."""
+        return len(row.rungs) > (self.config.screening is not None)
+
+    def _fitness(self, population, skipped):
+        """The genetic search's fitness: screened-only programs rank below every promoted one.
+
+        Their screening scores are shifted (order kept) to just below the
+        lowest promoted score in the population, so a tournament prefers any
+        promoted program and, among the rest, the better screened one.
+        """
+        rows = [None if str(p) in skipped else self.rows.get(str(p)) for p in population]
+        fitness = np.array([-np.inf if row is None else row.score for row in rows], dtype=float)
+        fitness = np.nan_to_num(fitness, nan=-np.inf)
+        if self.config.screening is None:
+            return fitness
+        screened_only = np.array([row is not None and not self.reached_fitness(row) for row in rows])
+        top, low = fitness[~screened_only], fitness[screened_only]
+        top, low = top[np.isfinite(top)], low[np.isfinite(low)]
+        if top.size and low.size:
+            gap = max(float(top.max() - top.min()), 1.0) * 1e-3
+            fitness[screened_only] += top.min() - low.max() - gap
+        return fitness
 
     def _row(self, program, generation, loss):
         # A program trained again (no cache) keeps the generation that first proposed it.
@@ -252,7 +319,7 @@ class Evaluator:
                 for s in self.config.fold_seeds]
 
     def cross_validate(self, candidates, budget, n_seeds=1, params=None, local_search=None, local_search_budget=None,
-                       progress=False):
+                       progress=0.0):
         """Per candidate, per fold, per weight seed: the FoldResult of training it at ``budget``.
 
         A candidate is a SymbolicLoss, or one per fold. ``params`` override
@@ -294,8 +361,8 @@ class Evaluator:
                         # Training with the learned coefficients from this seed gives this same result.
                         refined = per_fold[k][i].with_coefficients(result.coefficients)
                         self._fold_results[(repr(refined), repr((None, None))) + keys[i, k, s][2:]] = result
-                if progress:
-                    self.progress(len(results) / len(self.splits))
+                if progress:  # the progress bar's unit per candidate this pass is worth
+                    self.progress(progress * len(results) / len(self.splits))
         except Exception as exc:
             if type(exc).__name__ not in ("TerminatedWorkerError", "KilledWorker"):
                 raise
@@ -391,7 +458,7 @@ class Evaluator:
             # One chunk per worker: the protocol's cost is mostly per step, not per loss.
             groups = np.array_split(np.arange(len(kept)), min(effective_n_jobs(config.n_jobs), len(kept)))
             verdicts = [v for chunk in self.parallel(
-                delayed(probe.reject)([losses[str(kept[i])] for i in group], steps=config.rejection_steps)
+                delayed(_reject)(probe, [losses[str(kept[i])] for i in group], config.rejection_steps)
                 for group in groups) for v in chunk]
             for i, reject in zip([i for group in groups for i in group], verdicts):
                 if reject:
@@ -449,6 +516,12 @@ class Evaluator:
     def batch_size(self):
         """The net's batch size (-1: all rows)."""
         return self.config.evaluation.trainer.estimator.batch_size
+
+
+def _reject(probe, losses, steps):
+    """EvoMAL's rejection protocol on ``losses`` (a parallel task, on one thread as every task)."""
+    with single_thread():
+        return probe.reject(losses, steps=steps)
 
 
 def _nan(values):

@@ -95,18 +95,19 @@ def search_stats(history, totals, n_splits, elapsed, meta_steps=0):
     """``search_stats_``: what the search did, in totals.
 
     ``meta_steps`` is the number of meta steps of one local search run on
-    every trained candidate and fold (0 without).
+    every candidate trained at the fitness budget and fold (0 without).
     """
     stats = {
         "generations": len(history),
         "proposed": sum(h["proposed"] for h in history),
         "evaluations": totals["trained"],
+        "promoted": totals["promoted"],
         "fold_fits": totals["fold_fits"] + totals["ladder_fits"],
         "cache_hits": totals["cache_hits"],
         "equivalent": totals["equivalent"],
         "rejected": totals["rejected"],
         "failures": totals["failures"],
-        "meta_steps": totals["trained"] * n_splits * meta_steps,
+        "meta_steps": totals["promoted"] * n_splits * meta_steps,
         "meta_nan_steps": totals["meta_nan_steps"],
         "filter_time": totals["filter_time"],
         "train_time": totals["train_time"],
@@ -125,6 +126,7 @@ def generation_line(entry, generations):
     eta = entry["elapsed"] / done * max(generations - done, 0)
     return (f"[LossSearchCV] gen {entry['generation']:>3}  best {entry['best_score']:.4f}  "
             f"median {entry['median_score']:.4f}  trained {entry['trained']:>3}  "
+            f"promoted {entry.get('promoted', entry['trained']):>3}  "
             f"cache hits {entry['cache_hits']:>3}  equivalent {entry['equivalent']:>3}  "
             f"rejected {entry['rejected']:>3}  failures {entry['failures']:>3}  "
             f"elapsed {entry['elapsed']:7.1f}s  eta {eta:7.1f}s")

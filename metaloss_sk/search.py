@@ -161,6 +161,14 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         Each rung of the final selection trains ``factor`` times longer than
         the one before, with a ``factor`` times smaller field, from the
         fitness budget up to the final one.
+    screening : "auto", int or None, default=None
+        A rung below the fitness budget inside every generation: each new
+        program first trains for this many optimizer steps ("auto": the
+        fitness budget divided by ``factor``), without local search, and
+        only the best ``1 / factor`` of them (and the seed programs) go on to
+        the local search and the fitness budget. The others keep their
+        screening score as fitness, below every promoted program's, and
+        never enter the final selection. None screens nothing.
     n_finalists : int, default=3
         Programs at the final rung (besides the seed programs).
     final_seeds : int, default=2
@@ -306,7 +314,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
     cv_results_ : dict of arrays
         One row per distinct program: ``program``, ``infix``, ``length``,
         ``depth``, ``generation``, ``iter`` (the highest rung it reached: 0 is
-        the fitness budget), ``n_resources`` (its training steps there),
+        the fitness budget, or the screening budget with ``screening``), ``n_resources`` (its training steps there),
         ``splitK_test_score``, ``mean_test_score``, ``std_test_score`` and
         ``mean_fit_time`` at that rung, ``iterI_mean_test_score`` at every
         rung I, ``rank_test_score`` (programs that reached a higher rung rank
@@ -315,7 +323,8 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         this one shares, or "") and ``params`` (each loss as skorch
         parameters).
     n_resources_ : list of int
-        Training steps per net at each rung (rung 0: the genetic search).
+        Training steps per net at each rung (rung 0: the genetic search's
+        fitness budget, or its screening budget and then the fitness budget).
     n_candidates_ : list of int
         Programs trained at each rung.
     search_lr_ : float
@@ -325,13 +334,15 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         The best distinct programs, best first, as plain values.
     history_ : list of dict
         One entry per generation: best and median score, programs proposed,
-        cache hits, equivalent, rejected, trained and failed, filter and
+        cache hits, equivalent, rejected, trained, promoted past the
+        screening (all trained ones without ``screening``) and failed, filter and
         training time, the workers' time training candidates (``fit_time``:
         summed over the parallel tasks) and the part of it spent in the local
         search (``local_search_time``), and elapsed time.
     search_stats_ : dict
         Totals: generations, programs proposed, evaluations (programs trained
-        by the genetic search), fold fits (networks trained, the final
+        by the genetic search), promoted (of those, trained at the fitness
+        budget), fold fits (networks trained, the final
         selection's ``ladder_fits`` included), cache hits, equivalent,
         rejected, failures, local search meta steps (and those skipped for a
         non-finite meta objective), and time (all, filtering, training, the
@@ -380,6 +391,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         "min_resources": [Options(("auto",)), Interval(Integral, 1)],
         "max_resources": [Options(("auto",)), Interval(Integral, 1)],
         "factor": [Interval(Real, 1, None, closed="neither")],
+        "screening": [Options(("auto",)), Interval(Integral, 1), None],
         "n_finalists": [Interval(Integral, 1)],
         "final_seeds": [Interval(Integral, 1)],
         "gradient_bound": [Interval(Real, 0, None, closed="neither"), None],
@@ -405,7 +417,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         p_crossover=0.7, p_subtree_mutation=0.25, p_hoist_mutation=0.0, p_point_mutation=0.0,
         p_point_replace=0.05, mutation_depth=(0, 2), parsimony_coefficient=0.0, elitism=1,
         seed_programs="auto", hall_of_fame=10, min_resources="auto", max_resources="auto", factor=3,
-        n_finalists=3, final_seeds=2, baseline_lrs="auto", search_lr="net", gradient_bound=10.0,
+        screening=None, n_finalists=3, final_seeds=2, baseline_lrs="auto", search_lr="net", gradient_bound=10.0,
         standardize_target=True,
         max_time=None, n_iter_no_change=None, max_evaluations=None, local_search=None,
         equivalence="gradient", rejection_steps=250, train_loop="auto", candidates_per_task=8,
@@ -435,6 +447,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         self.min_resources = min_resources
         self.max_resources = max_resources
         self.factor = factor
+        self.screening = screening
         self.n_finalists = n_finalists
         self.final_seeds = final_seeds
         self.baseline_lrs = baseline_lrs
@@ -613,6 +626,18 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         fitness = final if steps >= final_steps else Budget(net.max_epochs, steps)
         return fitness, final
 
+    def _screening_budget(self, n_train):
+        """The screening budget inside each generation, or None."""
+        if self.screening is None:
+            return None
+        fitness_steps = self._budgets(n_train)[0].steps(n_train, self._net.batch_size)
+        steps = max(int(round(fitness_steps / self.factor)), 1) if self.screening == "auto" else self.screening
+        if steps >= fitness_steps:
+            raise ValueError(f"screening={self.screening!r} gives {steps} optimizer steps, not fewer than the "
+                             f"fitness budget's {fitness_steps} (min_resources={self.min_resources!r}): "
+                             "give fewer steps, or screening=None.")
+        return Budget(self._net.max_epochs, steps)
+
     def _rungs(self, n_train):
         """Budgets of the final selection's rungs, the last the final budget."""
         return selection.rungs(*self._budgets(n_train), n_train, self._net.batch_size, self.factor)
@@ -630,7 +655,8 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
             evaluation=evaluation, fold_seeds=tuple(state.fold_seeds), budget=fitness, n_jobs=self.n_jobs,
             candidates_per_task=self.candidates_per_task, equivalence=self.equivalence,
             rejection_steps=self.rejection_steps, gradient_bound=self.gradient_bound,
-            seed_programs=tuple(str(p) for p in seeds))
+            seed_programs=tuple(str(p) for p in seeds), screening=self._screening_budget(len(splits[0][0])),
+            factor=self.factor)
 
     # ----------------------------------------------------------- final selection
     def _select(self, evaluate, interrupted, X, y):
@@ -971,7 +997,9 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
     def _search_settings(self):
         """The parameters that decide the genetic search's course (a checkpoint must match them)."""
         ignored = ("n_jobs", "verbose", "max_time", "checkpoint", "refit", "generations", "n_iter_no_change",
-                   "max_evaluations", "max_resources", "factor", "n_finalists", "final_seeds", "baseline_lrs")
+                   "max_evaluations", "max_resources", "n_finalists", "final_seeds", "baseline_lrs")
+        if self.screening is None:  # then factor shapes the final selection only
+            ignored += ("factor",)
         return {k: v for k, v in self.get_params(deep=False).items() if k not in ignored}
 
     def _refit(self, X, y):

@@ -48,7 +48,7 @@ def rungs(fitness, final, n_train, batch_size, factor):
 def successive_halving(evaluate, budgets, n_finalists, factor, final_seeds):
     """Promote the best distinct programs through ``budgets``; returns ``(n_resources, n_candidates)`` per rung.
 
-    Rung 0 is the genetic search. The field entering rung ``j`` of ``k`` is
+    Rung 0 is the genetic search (rungs 0 and 1 with a screening). The field entering rung ``j`` of ``k`` is
     the ``n_finalists * factor ** (k - 1 - j)`` best by their last score, plus
     the seed programs; the last rung trains each with ``final_seeds`` weight
     seeds per fold. A program that fails on any fold, seed or rung leaves the
@@ -57,12 +57,16 @@ def successive_halving(evaluate, budgets, n_finalists, factor, final_seeds):
     rows = evaluate.rows
     protected = [rows[rows[p].equivalent_to or p] for p in evaluate.config.seed_programs if p in rows]
     protected = [row for row in dict.fromkeys(protected) if row.status == "ok"]
-    field = [row for row in rows.values() if not row.equivalent_to and row.status == "ok"]
-    n_resources = [int(field[0].rungs[0].n_resources)] if field else []
-    n_candidates = [evaluate.n_trained]
+    field = [row for row in rows.values()
+             if not row.equivalent_to and row.status == "ok" and evaluate.reached_fitness(row)]
+    n_train = len(evaluate.splits[0][0])
+    searched = [evaluate.config.budget] if evaluate.config.screening is None else [evaluate.config.screening,
+                                                                                   evaluate.config.budget]
+    n_resources = [int(b.steps(n_train, evaluate.batch_size)) for b in searched]
+    n_candidates = [evaluate.n_trained] + ([evaluate.totals["promoted"]] if len(searched) > 1 else [])
     for j, budget in enumerate(budgets if field else []):
         size = math.ceil(n_finalists * factor ** (len(budgets) - 1 - j))
-        field.sort(key=lambda row: -row.score)
+        field.sort(key=lambda row: (-len(row.rungs), -row.score))  # promoted programs first
         field = list(dict.fromkeys(field[:size] + protected))
         evaluate.promote([row.program for row in field], budget, final_seeds if j == len(budgets) - 1 else 1)
         n_resources.append(int(field[0].last.n_resources))

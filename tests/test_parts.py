@@ -132,3 +132,35 @@ def test_the_engine_scores_every_loss_of_a_group_as_it_would_alone():
     assert all(r.status == "ok" for r in together)
     lr = evaluate_candidates(evaluation, losses[:1], X, y, train, test, Budget(4), 0, params={"lr": 1e-6})
     assert lr[0].score != together[0].score  # settings of the net can be overridden per call
+
+
+# ---------------------------------------------------------------- screening inside a generation
+PROGRAMS = [CE, "square(sub(y, yhat))", "mul(y, yhat)", "neg(mul(y, yhat))", "abs(sub(y, yhat))",
+            "neg(mul(y, sqrt(yhat)))", "square(sub(yhat, y))"]
+
+
+def test_screening_promotes_the_best_third_and_the_seed_and_ranks_the_rest_below():
+    evaluator = _evaluator(screening=Budget(4, 4), factor=3, seed_programs=(CE,), equivalence="exact")
+    population = [parse(p) for p in PROGRAMS]
+    fitness, stats = evaluator.generation(population, 0)
+    rows = [evaluator.rows[p] for p in PROGRAMS]
+    assert all(row.rungs[0].n_resources == 4 for row in rows)
+    promoted = [row for row in rows if len(row.rungs) == 2]
+    assert stats["trained"] == 7 and stats["promoted"] == len(promoted) <= 1 + 3
+    assert rows[0] in promoted and all(row.rungs[1].n_resources == 12 for row in promoted)
+    others = [row for row in rows[1:] if row.status == "ok"]
+    best = sorted(others, key=lambda row: -row.rungs[0].mean)[:3]
+    assert {str(row.program) for row in promoted} == {CE} | {str(row.program) for row in best}
+    is_promoted = np.array([len(row.rungs) == 2 for row in rows])
+    assert fitness[is_promoted].min() > fitness[~is_promoted].max()
+    screened = [(row.rungs[0].mean, f) for row, f in zip(rows, fitness) if len(row.rungs) == 1 and row.status == "ok"]
+    assert sorted(screened) == sorted(screened, key=lambda pair: pair[1])  # the screening order is kept
+    assert stats["fold_fits"] == 2 * (7 + len(promoted))
+    assert stats["best_score"] == max(row.score for row in promoted)
+
+
+def test_without_screening_every_new_program_is_promoted():
+    evaluator = _evaluator()
+    _, stats = evaluator.generation([parse(p) for p in PROGRAMS[:3]], 0)
+    assert stats["trained"] == stats["promoted"] == 3
+    assert all(len(evaluator.rows[p].rungs) == 1 for p in PROGRAMS[:3])

@@ -491,3 +491,65 @@ def test_multi_metric_scoring_needs_refit_to_name_a_metric(scoring, refit, messa
     X, y = iris()
     with pytest.raises(ValueError, match=message):
         LossSearchCV(classifier(), scoring=scoring, refit=refit, **TINY).fit(X, y)
+
+
+def test_screening_is_a_rung_below_the_fitness_budget_and_keeps_results_independent_of_n_jobs():
+    X, y = iris()
+    kw = dict(SMALL, population_size=6, screening="auto", min_resources=6, refit=False)
+    a = LossSearchCV(classifier(), n_jobs=1, **kw).fit(X, y)
+    b = LossSearchCV(classifier(), n_jobs=2, **kw).fit(X, y)
+    assert a.n_resources_[:2] == [2, 6] and a.n_candidates_[1] == a.search_stats_["promoted"]
+    assert a.search_stats_["promoted"] < a.search_stats_["evaluations"]
+    results = a.cv_results_
+    assert results["iter"][a.best_index_] >= 1  # the winner was trained at the fitness budget at least
+    trained = results["status"] != "rejected"
+    assert set(results["n_resources"][trained & (results["iter"] == 0)]) == {2} and 6 in results["n_resources"]
+    np.testing.assert_array_equal(results["split0_test_score"], b.cv_results_["split0_test_score"])
+    assert list(results["program"]) == list(b.cv_results_["program"])
+
+
+def test_screening_must_be_shorter_than_the_fitness_budget():
+    X, y = iris()
+    with pytest.raises(ValueError, match="screening=6 gives 6 optimizer steps"):
+        LossSearchCV(classifier(), screening=6, min_resources=6, **SMALL).fit(X, y)
+
+
+def test_no_filter_or_training_runs_on_more_threads_than_one(monkeypatch):
+    from metaloss_sk import evaluator, filters, training
+
+    seen = []
+
+    def spy(owner, name):
+        original = getattr(owner, name)
+
+        def wrapped(*args, **kwargs):
+            seen.append((name, torch.get_num_threads()))
+            return original(*args, **kwargs)
+        monkeypatch.setattr(owner, name, wrapped)
+
+    spy(filters.Probe, "reject")
+    spy(filters.Probe, "fingerprints")
+    spy(evaluator, "gradient_violations")
+    spy(training.Trainer, "fit")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        X, y = iris()
+        LossSearchCV(classifier(), n_jobs=1, refit=False, **SMALL).fit(X, y)
+        assert torch.get_num_threads() == 2  # the caller's setting is restored
+    finally:
+        torch.set_num_threads(threads)
+    assert {name for name, _ in seen} == {"reject", "fingerprints", "gradient_violations", "fit"}
+    assert {n for _, n in seen} == {1}
+
+
+def test_a_seed_is_never_rejected_even_by_a_short_rejection_protocol():
+    from sklearn.datasets import make_blobs
+
+    X, y = make_blobs(n_samples=60, centers=3, random_state=0)
+    X = StandardScaler().fit_transform(X).astype(np.float32)
+    net = classifier(module__n_in=2, max_epochs=2, lr=0.05)
+    search = LossSearchCV(net, population_size=6, generations=1, cv=2, rejection_steps=20, random_state=0,
+                          refit=False).fit(X, y)
+    ce = list(search.cv_results_["program"]).index("neg(mul(y, log(yhat)))")
+    assert search.cv_results_["status"][ce] != "rejected"
