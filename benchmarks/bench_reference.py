@@ -1,0 +1,118 @@
+"""EvoMAL's reference setting, generation by generation: seconds per generation and per trained candidate.
+
+The setting of the reference implementation's side-by-side timing (issue 22):
+digits, MLP 64-128-10, population 25, 500-step fitness, EvoMAL's local search
+(250 meta steps, the default validated checkpoints) on every candidate that
+reaches the fitness budget, one 25 % validation split, SGD lr 0.01 with
+Nesterov momentum. Each search seed runs ``--generations`` generations with
+screening off (every new program gets the local search and the fitness
+budget, as before issue 22) and with ``screening="auto"`` (each new program
+first trains for 500 / 3 steps; the best third and the seeded cross-entropy go
+on), alternating which runs first. The winner is chosen at the fitness budget
+(``max_resources=500``, two weight seeds for the finalists), so its score
+compares the searches' results. The machine's 1-minute load average is
+recorded before and after; the reference's figures, measured side by side on
+this machine class, are 31-34 s per generation (1.15-1.23 s per local search,
+0.90-0.92 s per fitness run).
+
+    python benchmarks/bench_reference.py [--generations 5] [--seeds 0 1] [--n-jobs 2]
+"""
+
+import argparse
+import datetime
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.datasets import load_digits
+from sklearn.model_selection import ShuffleSplit
+from skorch import NeuralNetClassifier
+
+from metaloss_sk import LocalSearch, LossSearchCV
+from metaloss_sk.datasets import MLP
+
+RESULTS = Path(__file__).parent / "results"
+REFERENCE = "31-34"
+
+
+def run(generations, seed, screening, n_jobs):
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16).astype(np.float32)
+    net = NeuralNetClassifier(MLP, lr=0.01, optimizer__momentum=0.9, optimizer__nesterov=True,
+                              optimizer__weight_decay=5e-4, batch_size=128, max_epochs=100,
+                              train_split=None, verbose=0)
+    search = LossSearchCV(net, population_size=25, generations=generations, min_resources=500, max_resources=500,
+                          baseline_lrs=None, local_search=LocalSearch(meta_steps=250), screening=screening,
+                          cv=ShuffleSplit(1, test_size=0.25, random_state=0), refit=False, random_state=seed,
+                          n_jobs=n_jobs)
+    start = time.perf_counter()
+    search.fit(X, y)
+    wall = time.perf_counter() - start
+    stats = search.search_stats_
+    evolve = wall - stats["ladder_time"]
+    return {
+        "wall_s": wall, "s_per_generation": evolve / stats["generations"],
+        "trained": stats["evaluations"], "promoted": stats["promoted"],
+        "s_per_trained": stats["train_time"] / max(stats["evaluations"], 1),
+        "s_per_promoted": stats["train_time"] / max(stats["promoted"], 1),
+        "filter_share": stats["filter_time"] / evolve,
+        "best_score": search.best_score_, "best_loss": search.best_loss_.program_.infix(simplify=True),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--generations", type=int, default=5)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--n-jobs", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    started, load_before = datetime.datetime.now(), os.getloadavg()
+    rows = []
+    for i, seed in enumerate(args.seeds):
+        order = [None, "auto"] if i % 2 == 0 else ["auto", None]
+        for screening in order:
+            result = run(args.generations, seed, screening, args.n_jobs)
+            rows.append({"seed": seed, "screening": screening, **result})
+            print(rows[-1], flush=True)
+    load_after = os.getloadavg()
+    lines = [
+        "# EvoMAL's reference setting: seconds per generation, screening off and on",
+        "",
+        f"`python benchmarks/bench_reference.py --generations {args.generations} --seeds "
+        f"{' '.join(map(str, args.seeds))} --n-jobs {args.n_jobs}` on {started:%Y-%m-%d %H:%M} "
+        f"({platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}); load average "
+        f"(1, 5, 15 min) {', '.join(f'{v:.2f}' for v in load_before)} before, "
+        f"{', '.join(f'{v:.2f}' for v in load_after)} after.",
+        "",
+        "Digits, MLP 64-128-10, population 25, 500-step fitness, local search of 250 meta steps with 10 "
+        "validated checkpoints on every candidate at the fitness budget, one 25 % validation split, "
+        f"{args.n_jobs} jobs. *s / generation*: the genetic search's wall time (without the final selection) "
+        "per generation; *s / trained*, *s / promoted*: its training time per program trained (screened) "
+        "and per program given the local search and the fitness budget; *best*: the winner's validation "
+        "accuracy at the fitness budget (two weight seeds). The reference implementation: "
+        f"{REFERENCE} s per generation on this machine class (issue 22).",
+        "",
+        "| seed | screening | s / generation | trained | promoted | s / trained | s / promoted | filter share "
+        "| best | winner |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['seed']} | {r['screening']} | {r['s_per_generation']:.2f} | {r['trained']} "
+                     f"| {r['promoted']} | {r['s_per_trained']:.3f} | {r['s_per_promoted']:.3f} "
+                     f"| {r['filter_share']:.3f} | {r['best_score']:.4f} | `{r['best_loss']}` |")
+    off = np.mean([r["s_per_generation"] for r in rows if r["screening"] is None])
+    on = np.mean([r["s_per_generation"] for r in rows if r["screening"] == "auto"])
+    lines += ["", f"Mean seconds per generation: {off:.2f} without screening, {on:.2f} with: **{off / on:.2f}x**; "
+              f"the reference's {REFERENCE} s are {31 / on:.1f}x to {34 / on:.1f}x the screened search's.", ""]
+    text = "\n".join(lines)
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "reference_setting.md").write_text(text)
+
+
+if __name__ == "__main__":
+    main()
