@@ -161,7 +161,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         Each rung of the final selection trains ``factor`` times longer than
         the one before, with a ``factor`` times smaller field, from the
         fitness budget up to the final one.
-    screening : "auto", int or None, default=None
+    screening : "auto", int or None, default="auto"
         A rung below the fitness budget inside every generation: each new
         program first trains for this many optimizer steps ("auto": the
         fitness budget divided by ``factor``), without local search, and
@@ -417,7 +417,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         p_crossover=0.7, p_subtree_mutation=0.25, p_hoist_mutation=0.0, p_point_mutation=0.0,
         p_point_replace=0.05, mutation_depth=(0, 2), parsimony_coefficient=0.0, elitism=1,
         seed_programs="auto", hall_of_fame=10, min_resources="auto", max_resources="auto", factor=3,
-        screening=None, n_finalists=3, final_seeds=2, baseline_lrs="auto", search_lr="net", gradient_bound=10.0,
+        screening="auto", n_finalists=3, final_seeds=2, baseline_lrs="auto", search_lr="net", gradient_bound=10.0,
         standardize_target=True,
         max_time=None, n_iter_no_change=None, max_evaluations=None, local_search=None,
         equivalence="gradient", rejection_steps=250, train_loop="auto", candidates_per_task=8,

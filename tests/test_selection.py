@@ -27,7 +27,8 @@ KW = dict(population_size=6, generations=2, cv=2, random_state=0, rejection_step
 
 @pytest.fixture(scope="module")
 def laddered():
-    # 75 training rows per fold, batches of 32: 3 steps an epoch, 24 steps for the net's 8 epochs.
+    # 75 training rows per fold, batches of 32: 3 steps an epoch, 24 steps for the net's 8 epochs;
+    # screening ("auto") is the fitness budget over factor: 3 steps.
     X, y = iris()
     search = LossSearchCV(classifier(max_epochs=8), min_resources=6, factor=2, n_finalists=2, **KW).fit(X, y)
     return search, X, y
@@ -35,7 +36,7 @@ def laddered():
 
 def test_rungs_climb_from_the_fitness_budget_to_the_nets_own(laddered):
     search, _, _ = laddered
-    assert search.n_resources_ == [6, 12, 24]
+    assert search.n_resources_ == [3, 6, 12, 24]
     assert search.n_candidates_[1:] == sorted(search.n_candidates_[1:], reverse=True)
     assert search.n_candidates_[-1] <= 2 + 1  # the finalists and the usual loss
 
@@ -44,19 +45,19 @@ def test_the_best_loss_is_scored_at_the_final_budget(laddered):
     search, _, _ = laddered
     results = search.cv_results_
     best = search.best_index_
-    assert results["n_resources"][best] == 24 and results["iter"][best] == 2
+    assert results["n_resources"][best] == 24 and results["iter"][best] == 3
     assert results["rank_test_score"][best] == 1
     assert search.best_score_ == pytest.approx(results["mean_test_score"][best])
     assert str(search.best_loss_.program_) == results["program"][best]
     # A program that only reached the fitness budget ranks below every finalist, whatever its score there.
-    finalists = results["iter"] == 2
+    finalists = results["iter"] == 3
     assert results["rank_test_score"][~finalists].min() > results["rank_test_score"][finalists].max()
 
 
 def test_the_usual_loss_always_reaches_the_final_rung(laddered):
     search, _, _ = laddered
     row = list(search.cv_results_["program"]).index(CE)
-    assert search.cv_results_["iter"][row] == 2
+    assert search.cv_results_["iter"][row] == 3
 
 
 def test_finalists_train_with_two_weight_seeds_per_fold(monkeypatch):
