@@ -95,6 +95,10 @@ class RefineResult:
         ``(meta steps taken, validation score)`` of every checkpoint, the
         program itself (0 steps, every coefficient 1) first; empty without
         ``validate``.
+    confirmed : list of (int, float)
+        With ``confirm``: the program itself and the best checkpoint, scored
+        by ``confirm``; empty when the program itself scored best (or no
+        checkpoint scored).
     """
 
     coefficients: np.ndarray
@@ -104,6 +108,7 @@ class RefineResult:
     time_s: float
     base_loss: SymbolicLoss = field(repr=False)
     checkpoints: list = field(default_factory=list)
+    confirmed: list = field(default_factory=list)
 
     @property
     def loss(self):
@@ -114,7 +119,7 @@ class RefineResult:
 def learn_coefficients(loss, module_factory, X_train, y_train, X_valid, y_valid, *,
                        optimizer=torch.optim.SGD, optimizer_params=None, meta_steps=250,
                        meta_lr=1e-3, unroll=1, batch_size=128, coefficients=None,
-                       random_state=None, device="cpu", validate=None, checkpoints=10):
+                       random_state=None, device="cpu", validate=None, checkpoints=10, confirm=None):
     """Meta-learn a loss program's coefficients by unrolled differentiation (EvoMAL).
 
     Parameters
@@ -167,6 +172,11 @@ def learn_coefficients(loss, module_factory, X_train, y_train, X_valid, y_valid,
     checkpoints : int, default=10
         Checkpoints after the start, when ``validate`` is given (the last at
         the end of the search).
+    confirm : callable or None, default=None
+        A second, more faithful ``validate`` (a longer training, say), for when
+        ``validate`` is a cheap screen: if the best checkpoint is not the
+        program itself, both are scored by ``confirm`` and the checkpoint is
+        kept only if it scores strictly higher there.
 
     Returns
     -------
@@ -188,8 +198,9 @@ def learn_coefficients(loss, module_factory, X_train, y_train, X_valid, y_valid,
         raise ValueError("module_factory must be a callable returning a fresh torch.nn.Module.")
     check({"meta_steps": meta_steps, "unroll": unroll, "batch_size": batch_size, "meta_lr": meta_lr,
            "checkpoints": checkpoints}, SETTINGS)
-    if validate is not None and not callable(validate):
-        raise ValueError(f"validate must be a callable or None, got {validate!r}.")
+    for name, value in (("validate", validate), ("confirm", confirm)):
+        if value is not None and not callable(value):
+            raise ValueError(f"{name} must be a callable or None, got {value!r}.")
     device = _torch_device(device)
     _check_data("X_train", "y_train", X_train, y_train)
     _check_data("X_valid", "y_valid", X_valid, y_valid)
@@ -198,6 +209,7 @@ def learn_coefficients(loss, module_factory, X_train, y_train, X_valid, y_valid,
         optimizer_params=optimizer_params, meta_steps=meta_steps,
         meta_lr=meta_lr, unroll=unroll, batch_size=batch_size, coefficients=[coefficients],
         random_state=check_random_state(random_state), device=device, validate=validate, checkpoints=checkpoints,
+        confirm=confirm,
     )[0]
     if isinstance(outcome, Exception):
         raise outcome
@@ -217,7 +229,7 @@ SETTINGS = {
 
 def learn_coefficients_group(losses, module_factory, X_train, y_train, X_valid, y_valid, *, optimizer,
                              optimizer_params, meta_steps, meta_lr, unroll, batch_size, random_state, device,
-                             coefficients=None, validate=None, checkpoints=10):
+                             coefficients=None, validate=None, checkpoints=10, confirm=None):
     """:func:`learn_coefficients` for several losses of one task and link at once, in lockstep.
 
     The arguments are :func:`learn_coefficients`'s, already checked
@@ -228,8 +240,8 @@ def learn_coefficients_group(losses, module_factory, X_train, y_train, X_valid, 
     those from a copy of the same generator state. The losses' networks step
     in lockstep (see :func:`_unrolled_objectives`), each running the
     operations it would run alone, so a loss's result does not depend on the
-    others learned with it (``validate`` must score each loss as it would
-    alone, too).
+    others learned with it (``validate`` and ``confirm`` must score each loss
+    as they would alone, too).
 
     Returns one :class:`RefineResult` per loss, or the exception its program
     raised (the others go on without it).
@@ -256,7 +268,7 @@ def learn_coefficients_group(losses, module_factory, X_train, y_train, X_valid, 
     n_nan = [0] * len(losses)
     errors = [None] * len(losses)
     alive = [k for k, s in enumerate(starts) if len(s)]  # a one-node program has no coefficient
-    validated = _Checkpoints(losses, validate)
+    validated = _Checkpoints(losses, validate, confirm)
     if alive:
         every = max(1, meta_steps // checkpoints) if validate is not None and checkpoints else 0
         generator = torch.Generator().manual_seed(int(batch_seed))
@@ -290,6 +302,7 @@ def learn_coefficients_group(losses, module_factory, X_train, y_train, X_valid, 
                     break
                 if every and ((step + 1) % every == 0 or step + 1 == meta_steps):
                     validated.score(step + 1, {k: last_finite[k].cpu().double().numpy() for k in alive})
+        validated.confirm([k for k in range(len(losses)) if errors[k] is None])
     elapsed = time.perf_counter() - start
     results = []
     for k, loss in enumerate(losses):
@@ -302,16 +315,17 @@ def learn_coefficients_group(losses, module_factory, X_train, y_train, X_valid, 
         results.append(RefineResult(
             coefficients=best,
             initial_coefficients=initial[k], meta_losses=meta_losses[k], n_nan_steps=n_nan[k], time_s=elapsed,
-            base_loss=loss, checkpoints=validated.history[k]))
+            base_loss=loss, checkpoints=validated.history[k], confirmed=validated.confirmed[k]))
     return results
 
 
 class _Checkpoints:
-    """The validation scores of each loss's checkpoints, and the best one."""
+    """The validation scores of each loss's checkpoints, and the best one (confirmed where asked)."""
 
-    def __init__(self, losses, validate):
-        self.losses, self.validate = losses, validate
+    def __init__(self, losses, validate, confirm=None):
+        self.losses, self.validate, self.confirm_with = losses, validate, confirm
         self.history = {k: [] for k in range(len(losses))}
+        self.confirmed = {k: [] for k in range(len(losses))}
         self._best = {}
 
     def score(self, step, coefficients):
@@ -324,7 +338,21 @@ class _Checkpoints:
             self.history[k].append((step, score))
             # Strictly better only: of equal scores the earliest (the start first) stays.
             if math.isfinite(score) and (k not in self._best or score > self._best[k][0]):
-                self._best[k] = (score, coefficients[k])
+                self._best[k] = (score, coefficients[k], step)
+
+    def confirm(self, keys):
+        """Score the start and the best checkpoint of ``keys`` by ``confirm``; keep it if strictly better."""
+        keys = [k for k in keys if k in self._best and self._best[k][2] != 0]
+        if self.confirm_with is None or not keys:
+            return
+        candidates = [self.losses[k].with_coefficients(c)
+                      for k in keys for c in (np.ones_like(self._best[k][1]), self._best[k][1])]
+        scores = [float(s) for s in self.confirm_with(candidates)]
+        for k, start, best in zip(keys, scores[::2], scores[1::2]):
+            step = self._best[k][2]
+            self.confirmed[k] = [(0, start), (step, best)]
+            if not (math.isfinite(best) and (best > start or not math.isfinite(start))):
+                self._best[k] = (start, np.ones_like(self._best[k][1]), 0)
 
     def best(self, k):
         return self._best[k][1] if k in self._best else None

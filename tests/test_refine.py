@@ -374,6 +374,68 @@ def test_a_local_search_never_returns_worse_than_the_program_on_its_validation_r
     assert result.checkpoints[0] == (0, 0.0) and len(result.checkpoints) == 6
 
 
+@pytest.mark.parametrize("confirmed_better", [True, False])
+def test_the_best_screened_checkpoint_is_kept_only_if_confirm_scores_it_above_the_start(data, confirmed_better):
+    calls = []
+
+    def screen(losses):  # the checkpoints furthest from the start look best
+        return [float(np.abs(loss.coefficients.numpy() - 1).sum()) for loss in losses]
+
+    def confirm(losses):
+        calls.append(len(losses))
+        return screen(losses) if confirmed_better else [-s for s in screen(losses)]
+
+    result = learn_coefficients(SymbolicLoss(CROSS_ENTROPY), MLP, *data, optimizer_params={"lr": 0.5},
+                                meta_steps=8, meta_lr=0.1, random_state=0, validate=screen, checkpoints=4,
+                                confirm=confirm)
+    assert calls == [2]  # the start and the best checkpoint, once
+    (start_step, start), (step, best) = result.confirmed
+    assert start_step == 0 and step == max(result.checkpoints, key=lambda c: c[1])[0] > 0
+    if confirmed_better:
+        assert best > start and not np.allclose(result.coefficients, 1)
+    else:
+        np.testing.assert_array_equal(result.coefficients, np.ones(4))
+
+
+def test_no_confirmation_when_the_start_screens_best(data):
+    def confirm(losses):
+        raise AssertionError("the start needs no confirmation")
+
+    result = learn_coefficients(SymbolicLoss(CROSS_ENTROPY), MLP, *data, optimizer_params={"lr": 0.5},
+                                meta_steps=6, meta_lr=0.1, random_state=0, checkpoints=3, confirm=confirm,
+                                validate=lambda losses: [-float(np.abs(loss.coefficients.numpy() - 1).sum())
+                                                         for loss in losses])
+    np.testing.assert_array_equal(result.coefficients, np.ones(4))
+    assert result.confirmed == []
+
+
+def test_the_skorch_local_search_screens_checkpoints_at_a_fraction_of_the_budget(monkeypatch):
+    from conftest import classifier, iris
+
+    from metaloss_sk.local_search import LocalSearch, refine_losses
+    from metaloss_sk.training import Budget, Trainer
+
+    budgets = []
+    fit = Trainer.fit
+
+    def spy(self, losses, X, y, budget, seed, **params):
+        budgets.append((budget.steps(len(X), 32), len(losses)))
+        return fit(self, losses, X, y, budget, seed, **params)
+
+    monkeypatch.setattr(Trainer, "fit", spy)
+    X, y = iris()  # 120 training rows of 150, batches of 32: 4 steps an epoch, 24 in 6 epochs
+    for screen_factor, expected in ((3, 8), (None, 24)):
+        budgets.clear()
+        settings = LocalSearch(meta_steps=6, meta_lr=0.2, checkpoints=3, screen_factor=screen_factor)
+        (result,) = refine_losses(Trainer(classifier()), lambda net, X, y: net.score(X, y), [SymbolicLoss()],
+                                  X, y, 0, settings, Budget(6))
+        assert budgets[:4] == [(expected, 1)] * 4  # the start and three checkpoints
+        assert budgets[4:] == ([(24, 2)] if result.confirmed else [])
+        assert len(result.checkpoints) == 4
+    with pytest.raises(ValueError, match="screen_factor"):
+        LocalSearch(screen_factor=1).check()
+
+
 def test_a_local_search_whose_checkpoints_all_fail_returns_the_program(data):
     result = learn_coefficients(SymbolicLoss(CROSS_ENTROPY), MLP, *data, meta_steps=4, random_state=0,
                                 validate=lambda losses: [np.nan] * len(losses), checkpoints=2)
@@ -405,7 +467,7 @@ def test_the_skorch_local_search_validates_by_training_the_net():
     from metaloss_sk.training import Budget, Trainer
 
     X, y = iris()
-    settings = LocalSearch(meta_steps=6, meta_lr=0.2, checkpoints=3)
+    settings = LocalSearch(meta_steps=6, meta_lr=0.2, checkpoints=3, screen_factor=None)  # each at Budget(4)
     (result,) = refine_losses(Trainer(classifier()), lambda net, X, y: net.score(X, y), [SymbolicLoss()], X, y,
                               0, settings, Budget(4))
     scores = [score for _, score in result.checkpoints]
