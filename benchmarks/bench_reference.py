@@ -63,7 +63,7 @@ def run(generations, seed, screening, n_jobs):
         "trained": stats["evaluations"], "promoted": stats["promoted"],
         "s_per_trained": stats["train_time"] / max(stats["evaluations"], 1),
         "s_per_promoted": stats["train_time"] / max(stats["promoted"], 1),
-        "worker_s_per_generation": (stats["fit_time"] + stats["local_search_time"]) / stats["generations"],
+        "worker_s_per_generation": stats["fit_time"] / stats["generations"],  # local search included
         "filter_share": stats["filter_time"] / evolve,
         "best_score": search.best_score_, "best_loss": search.best_loss_.program_.infix(simplify=True),
     }
@@ -73,7 +73,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--generations", type=int, default=5)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--n-jobs", type=int, default=2)
+    parser.add_argument("--n-jobs", type=int, nargs="+", default=[2])
     parser.add_argument("--only", choices=["off", "on"], help="run one setting only (default: both, alternating)")
     parser.add_argument("--out", type=Path, default=RESULTS / "reference_setting.md")
     args = parser.parse_args()
@@ -85,16 +85,18 @@ def main():
         if args.only:
             order = [{"off": None, "on": "auto"}[args.only]]
         for screening in order:
-            result = run(args.generations, seed, screening, args.n_jobs)
-            rows.append({"seed": seed, "screening": screening, **result})
+            for n_jobs in args.n_jobs:
+                result = run(args.generations, seed, screening, n_jobs)
+                rows.append({"seed": seed, "screening": screening, "n_jobs": n_jobs, **result})
             print(rows[-1], flush=True)
     load_after = os.getloadavg()
     only = f" --only {args.only}" if args.only else ""
+    jobs = " ".join(map(str, args.n_jobs))
     lines = [
         "# EvoMAL's reference setting: seconds per generation, screening off and on",
         "",
         f"`python benchmarks/bench_reference.py --generations {args.generations} --seeds "
-        f"{' '.join(map(str, args.seeds))} --n-jobs {args.n_jobs}{only}` on {started:%Y-%m-%d %H:%M} "
+        f"{' '.join(map(str, args.seeds))} --n-jobs {jobs}{only}` on {started:%Y-%m-%d %H:%M} "
         f"({platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}); load average "
         f"(1, 5, 15 min) {', '.join(f'{v:.2f}' for v in load_before)} before, "
         f"{', '.join(f'{v:.2f}' for v in load_after)} after.",
@@ -103,28 +105,38 @@ def main():
         "validated checkpoints on every candidate at the fitness budget, one 25 % validation split, "
         "screening `None` (and every checkpoint trained for 500 steps) or `auto` (and checkpoints screened at "
         "167 steps, the best confirmed at 500), "
-        f"{args.n_jobs} jobs. *s / generation*: the genetic search's wall time (without the final selection) "
+        "*s / generation*: the genetic search's wall time (without the final selection) "
         "per generation; *s / trained*, *s / promoted*: its training time per program trained (screened) "
         "and per program given the local search and the fitness budget; *best*: the winner's validation "
         "accuracy at the fitness budget (two weight seeds); *worker s*: the workers' training and local search "
         "time per generation, summed over workers. The reference implementation: "
         f"{REFERENCE} s per generation on this machine class (issue 22).",
         "",
-        "| seed | screening | s / generation | worker s | trained | promoted | s / trained | s / promoted "
+        "| seed | screening | n_jobs | s / generation | worker s | trained | promoted | s / trained | s / promoted "
         "| filter share | best | winner |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
-        lines.append(f"| {r['seed']} | {r['screening']} | {r['s_per_generation']:.2f} "
+        lines.append(f"| {r['seed']} | {r['screening']} | {r['n_jobs']} | {r['s_per_generation']:.2f} "
                      f"| {r['worker_s_per_generation']:.2f} | {r['trained']} "
                      f"| {r['promoted']} | {r['s_per_trained']:.3f} | {r['s_per_promoted']:.3f} "
                      f"| {r['filter_share']:.3f} | {r['best_score']:.4f} | `{r['best_loss']}` |")
-    off = [r["s_per_generation"] for r in rows if r["screening"] is None]
-    on = [r["s_per_generation"] for r in rows if r["screening"] == "auto"]
+    most = max(args.n_jobs)
+    off = [r["s_per_generation"] for r in rows if r["screening"] is None and r["n_jobs"] == most]
+    on = [r["s_per_generation"] for r in rows if r["screening"] == "auto" and r["n_jobs"] == most]
     lines.append("")
+    if len(args.n_jobs) > 1:
+        for setting in (None, "auto"):
+            per_jobs = {j: [r["s_per_generation"] for r in rows if r["screening"] == setting and r["n_jobs"] == j]
+                        for j in args.n_jobs}
+            if all(per_jobs.values()):
+                per_jobs = {j: np.mean(v) for j, v in per_jobs.items()}
+                lines.append(f"Screening {setting}: {most} jobs are {per_jobs[min(args.n_jobs)] / per_jobs[most]:.2f}x "
+                             f"{min(args.n_jobs)} job(s) ({per_jobs[min(args.n_jobs)]:.2f} s against "
+                             f"{per_jobs[most]:.2f} s per generation).")
     if off and on:
-        lines.append(f"Mean seconds per generation: {np.mean(off):.2f} without screening, {np.mean(on):.2f} with: "
-                     f"**{np.mean(off) / np.mean(on):.2f}x**.")
+        lines.append(f"Mean seconds per generation at {most} jobs: {np.mean(off):.2f} without screening, "
+                     f"{np.mean(on):.2f} with: **{np.mean(off) / np.mean(on):.2f}x**.")
     if on:
         lines.append(f"The reference's {REFERENCE} s are {31 / np.mean(on):.1f}x to {34 / np.mean(on):.1f}x the "
                      "screened search's.")
