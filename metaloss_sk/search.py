@@ -3,7 +3,7 @@
 import math
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from numbers import Integral, Real
 
@@ -472,7 +472,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X, y):
+    def fit(self, X, y, **fit_params):
         """Run the search, choose the winner at the final budget, then refit the net with it.
 
         Parameters
@@ -482,11 +482,21 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Class labels (any type; mapped to ``0..n_classes-1`` internally and
             back in ``predict``) or regression targets.
+        **fit_params
+            Not supported: given any (``sample_weight``, say), ``fit`` raises
+            ``TypeError`` before training. skorch hands fit parameters to the
+            module's ``forward`` whole, not per batch, so per-row weights
+            cannot reach a candidate loss that way.
 
         Returns
         -------
         self : LossSearchCV
         """
+        if fit_params:
+            raise TypeError(
+                f"LossSearchCV.fit takes no fit parameters, got {', '.join(sorted(fit_params))}: skorch passes "
+                "them to the module's forward whole, not per batch, so per-row weights cannot reach a candidate "
+                "loss. To weight classes or rows, resample the training rows (sklearn.utils.resample).")
         start = time.perf_counter()
         self._check_params()
         if self.checkpoint is not None:
@@ -925,6 +935,11 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
             if self._task == "regression":
                 y = y.astype(np.float32)
         else:
+            if isinstance(X, Mapping):
+                raise ValueError(
+                    f"X is a dict of arrays ({', '.join(map(repr, X))}), skorch's input for modules with several "
+                    "inputs; LossSearchCV trains candidates on one array. Stack the arrays into one (or one "
+                    "column block each) and split it in the module's forward.")
             X, y = validate_data(self, X, y, dtype=np.float32, order="C", allow_nd=True, ensure_min_samples=2,
                                  reset=reset, multi_output=self._task == "regression",
                                  y_numeric=self._task == "regression")
