@@ -31,20 +31,39 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.datasets import load_digits
-from sklearn.model_selection import ShuffleSplit
+from sklearn.model_selection import ShuffleSplit, train_test_split
 from skorch import NeuralNetClassifier
 
 from metaloss_sk import LocalSearch, LossSearchCV
 from metaloss_sk.datasets import MLP
+from metaloss_sk.training import Budget, build_net
 
 RESULTS = Path(__file__).parent / "results"
 REFERENCE = "31-34"
+TEST_SEEDS = 5
+
+
+def digits():
+    """Digits (X / 16) split 75 / 25, stratified: the search sees the first part only."""
+    X, y = load_digits(return_X_y=True)
+    return train_test_split((X / 16).astype(np.float32), y, test_size=0.25, stratify=y, random_state=0)
+
+
+def test_error(net, loss, data):
+    """Test error % of ``loss`` trained on the whole training part for 500 steps, one figure per weight seed."""
+    X_train, X_test, y_train, y_test = data
+    errors = []
+    for seed in range(TEST_SEEDS):
+        torch.manual_seed(seed)
+        fitted = build_net(net, loss, Budget(net.max_epochs, 500), len(X_train)).fit(X_train, y_train)
+        errors.append(100 * (1 - fitted.score(X_test, y_test)))
+    return errors
 
 
 def run(generations, seed, screening, n_jobs):
     on = screening == "auto"
-    X, y = load_digits(return_X_y=True)
-    X = (X / 16).astype(np.float32)
+    data = digits()
+    X, y = data[0], data[2]
     net = NeuralNetClassifier(MLP, lr=0.01, optimizer__momentum=0.9, optimizer__nesterov=True,
                               optimizer__weight_decay=5e-4, batch_size=128, max_epochs=100,
                               train_split=None, verbose=0)
@@ -66,6 +85,7 @@ def run(generations, seed, screening, n_jobs):
         "worker_s_per_generation": stats["fit_time"] / stats["generations"],  # local search included
         "filter_share": stats["filter_time"] / evolve,
         "best_score": search.best_score_, "best_loss": search.best_loss_.program_.infix(simplify=True),
+        "test_errors": test_error(net, search.best_loss_, data),
     }
 
 
@@ -88,7 +108,7 @@ def main():
             for n_jobs in args.n_jobs:
                 result = run(args.generations, seed, screening, n_jobs)
                 rows.append({"seed": seed, "screening": screening, "n_jobs": n_jobs, **result})
-            print(rows[-1], flush=True)
+                print(rows[-1], flush=True)
     load_after = os.getloadavg()
     only = f" --only {args.only}" if args.only else ""
     jobs = " ".join(map(str, args.n_jobs))
@@ -104,23 +124,26 @@ def main():
         "Digits, MLP 64-128-10, population 25, 500-step fitness, local search of 250 meta steps with 10 "
         "validated checkpoints on every candidate at the fitness budget, one 25 % validation split, "
         "screening `None` (and every checkpoint trained for 500 steps) or `auto` (and checkpoints screened at "
-        "167 steps, the best confirmed at 500), "
-        "*s / generation*: the genetic search's wall time (without the final selection) "
+        "167 steps, the best confirmed at 500). The search sees 75 % of digits; *test error*: the winner "
+        f"trained on all of it for 500 steps, {TEST_SEEDS} weight seeds, on the other 25 %. *wall s*: the whole "
+        "search. *s / generation*: the genetic search's wall time (without the final selection) "
         "per generation; *s / trained*, *s / promoted*: its training time per program trained (screened) "
         "and per program given the local search and the fitness budget; *best*: the winner's validation "
         "accuracy at the fitness budget (two weight seeds); *worker s*: the workers' training and local search "
         "time per generation, summed over workers. The reference implementation: "
         f"{REFERENCE} s per generation on this machine class (issue 22).",
         "",
-        "| seed | screening | n_jobs | s / generation | worker s | trained | promoted | s / trained | s / promoted "
-        "| filter share | best | winner |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| seed | screening | n_jobs | wall s | s / generation | worker s | trained | promoted | s / trained "
+        "| s / promoted | filter share | best | test error % | winner |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r['seed']} | {r['screening']} | {r['n_jobs']} | {r['s_per_generation']:.2f} "
+        lines.append(f"| {r['seed']} | {r['screening']} | {r['n_jobs']} | {r['wall_s']:.1f} "
+                     f"| {r['s_per_generation']:.2f} "
                      f"| {r['worker_s_per_generation']:.2f} | {r['trained']} "
                      f"| {r['promoted']} | {r['s_per_trained']:.3f} | {r['s_per_promoted']:.3f} "
-                     f"| {r['filter_share']:.3f} | {r['best_score']:.4f} | `{r['best_loss']}` |")
+                     f"| {r['filter_share']:.3f} | {r['best_score']:.4f} "
+                     f"| {np.mean(r['test_errors']):.2f} ± {np.std(r['test_errors']):.2f} | `{r['best_loss']}` |")
     most = max(args.n_jobs)
     off = [r["s_per_generation"] for r in rows if r["screening"] is None and r["n_jobs"] == most]
     on = [r["s_per_generation"] for r in rows if r["screening"] == "auto" and r["n_jobs"] == most]
@@ -135,6 +158,14 @@ def main():
                              f"{min(args.n_jobs)} job(s) ({per_jobs[min(args.n_jobs)]:.2f} s against "
                              f"{per_jobs[most]:.2f} s per generation).")
     if off and on:
+        walls = {k: np.mean([r["wall_s"] for r in rows if r["screening"] == k and r["n_jobs"] == most])
+                 for k in (None, "auto")}
+        errors = {k: np.concatenate([r["test_errors"] for r in rows if r["screening"] == k and r["n_jobs"] == most])
+                  for k in (None, "auto")}
+        lines.append(f"Whole searches at {most} jobs: {walls[None]:.1f} s without screening, {walls['auto']:.1f} s "
+                     f"with: **{walls[None] / walls['auto']:.2f}x**; winners' test error {errors[None].mean():.2f} ± "
+                     f"{errors[None].std():.2f} % without, {errors['auto'].mean():.2f} ± {errors['auto'].std():.2f} % "
+                     f"with (every search seed's winner, {TEST_SEEDS} weight seeds each).")
         lines.append(f"Mean seconds per generation at {most} jobs: {np.mean(off):.2f} without screening, "
                      f"{np.mean(on):.2f} with: **{np.mean(off) / np.mean(on):.2f}x**.")
     if on:
