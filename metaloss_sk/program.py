@@ -232,6 +232,8 @@ class Program:
         - a subtree without terminals (constants and their coefficients) is
           computed at the first call, once per dtype and device, when the
           coefficients do not require grad (at every call when they do);
+        - a coefficient of exactly 1 is not multiplied by, when the
+          coefficients do not require grad;
         - a subtree whose gradient cannot reach the root, the argument of a
           primitive with ``zero_gradient`` (``sign``), is computed without
           recording its graph, as long as the root depends on ``yhat``
@@ -248,8 +250,13 @@ class Program:
         cs = coefficients
         cacheable = cs is None or not (torch.is_tensor(cs) and cs.requires_grad)
         if cacheable and torch.is_tensor(cs):
-            cs = cs.unbind()  # once, not one indexing per node and call
+            # Once, not one indexing per node and call; a coefficient of exactly 1 is
+            # skipped (x * 1 is x, bit for bit, and so is its gradient).
+            cs = [None if one else c for c, one in zip(cs.unbind(), (cs == 1).tolist())]
         cache = {}
+
+        def scaled(value, i):
+            return value if cs is None or i == 0 or cs[i - 1] is None else value * cs[i - 1]
 
         def folded(like):
             key = (like.dtype, like.device)
@@ -259,7 +266,7 @@ class Program:
                     n = self.nodes[i]
                     value = (n.torch_fn(*(values[k] for k in steps[i][1])) if isinstance(n, Primitive)
                              else like.new_tensor(n))
-                    values[i] = value if cs is None or i == 0 else value * cs[i - 1]
+                    values[i] = scaled(value, i)
                 cache[key] = values
             return cache[key]
 
@@ -275,7 +282,7 @@ class Program:
                             value = (y, yhat)[n].detach() if no_grad else (y, yhat)[n]
                         else:
                             value = n.torch_fn(*(values[k] for k in children))
-                        values[i] = value if cs is None or i == 0 else value * cs[i - 1]
+                        values[i] = scaled(value, i)
             return values[0]
 
         return run

@@ -420,7 +420,7 @@ def _plain_evaluate(program, y, yhat, cs):
     return stack[0]
 
 
-@pytest.mark.parametrize("coefficients", ["none", "fixed", "learned"])
+@pytest.mark.parametrize("coefficients", ["none", "fixed", "fixed, some exactly 1", "learned"])
 def test_evaluator_gives_the_values_and_gradients_of_evaluating_every_node(coefficients):
     space, rng = SearchSpace(EVOMAL_FUNCTION_SET), np.random.RandomState(0)
     z0 = torch.randn(16, 5, generator=torch.Generator().manual_seed(0))
@@ -430,6 +430,8 @@ def test_evaluator_gives_the_values_and_gradients_of_evaluating_every_node(coeff
         cs = None if coefficients == "none" else torch.tensor(
             1 + 0.1 * rng.standard_normal(len(program) - 1), dtype=torch.float32,
             requires_grad=coefficients == "learned")
+        if coefficients == "fixed, some exactly 1":  # skipped by the evaluator, multiplied by the plain one
+            cs[torch.rand(len(cs), generator=torch.Generator().manual_seed(len(cs))) < 0.5] = 1.0
         evaluate = program.evaluator(cs)
         for _ in range(2):  # the second call reuses what the first computed once
             got = []
