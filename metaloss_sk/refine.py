@@ -282,7 +282,7 @@ def learn_coefficients_group(losses, module_factory, X_train, y_train, X_valid, 
             tied = _has_tied_parameters(_fresh_module(module_factory, device)[0])
             # The first checkpoint is the program itself (every coefficient 1), which is
             # what a refined loss must beat, rather than the perturbed start.
-            validated.score(0, {k: np.ones_like(initial[k]) for k in alive})
+            validated.take(0, {k: np.ones_like(initial[k]) for k in alive})
             for step, seed in enumerate(module_seeds):
                 train_batches = [(X_train.index_select(0, i), y_train.index_select(0, i))
                                  for i in train_idx[step * unroll:(step + 1) * unroll]]
@@ -301,8 +301,8 @@ def learn_coefficients_group(losses, module_factory, X_train, y_train, X_valid, 
                 if not alive:
                     break
                 if every and ((step + 1) % every == 0 or step + 1 == meta_steps):
-                    validated.score(step + 1, {k: last_finite[k].cpu().double().numpy() for k in alive})
-        validated.confirm([k for k in range(len(losses)) if errors[k] is None])
+                    validated.take(step + 1, {k: last_finite[k].cpu().double().numpy() for k in alive})
+            validated.settle([k for k in range(len(losses)) if errors[k] is None])
     elapsed = time.perf_counter() - start
     results = []
     for k, loss in enumerate(losses):
@@ -320,25 +320,40 @@ def learn_coefficients_group(losses, module_factory, X_train, y_train, X_valid, 
 
 
 class _Checkpoints:
-    """The validation scores of each loss's checkpoints, and the best one (confirmed where asked)."""
+    """Each loss's checkpoints: taken during the search, validated after it, the best confirmed where asked.
+
+    Validating them together after the search trains up to ``checkpoints + 1``
+    nets in lockstep instead of one batch of nets per checkpoint; each net is
+    trained and scored as it would be alone, so the scores do not change.
+    """
 
     def __init__(self, losses, validate, confirm=None):
         self.losses, self.validate, self.confirm_with = losses, validate, confirm
+        self.taken = []  # (step, loss index, coefficients), in the order taken
         self.history = {k: [] for k in range(len(losses))}
         self.confirmed = {k: [] for k in range(len(losses))}
         self._best = {}
 
-    def score(self, step, coefficients):
-        if self.validate is None or not coefficients:
+    def take(self, step, coefficients):
+        if self.validate is not None:
+            self.taken.extend((step, k, c) for k, c in coefficients.items())
+
+    def settle(self, keys):
+        """Validate the checkpoints of the losses ``keys`` (those that did not fail), then confirm their best."""
+        todo = [(step, k, c) for step, k, c in self.taken if k in keys]
+        if not todo:
             return
-        keys = list(coefficients)
-        scores = self.validate([self.losses[k].with_coefficients(coefficients[k]) for k in keys])
-        for k, score in zip(keys, scores):
+        width = max(sum(1 for _, k, _ in todo if k == key) for key in keys)  # one loss's checkpoints
+        scores = []
+        for i in range(0, len(todo), width):
+            scores.extend(self.validate([self.losses[k].with_coefficients(c) for _, k, c in todo[i:i + width]]))
+        for (step, k, c), score in zip(todo, scores):  # each loss's in the order taken
             score = float(score)
             self.history[k].append((step, score))
             # Strictly better only: of equal scores the earliest (the start first) stays.
             if math.isfinite(score) and (k not in self._best or score > self._best[k][0]):
-                self._best[k] = (score, coefficients[k], step)
+                self._best[k] = (score, c, step)
+        self.confirm(keys)
 
     def confirm(self, keys):
         """Score the start and the best checkpoint of ``keys`` by ``confirm``; keep it if strictly better."""

@@ -201,6 +201,14 @@ def test_global_torch_rng_is_left_as_it_was(data):
     learn_coefficients(SymbolicLoss(), MLP, *data, meta_steps=2, random_state=0)
     assert torch.equal(torch.get_rng_state(), state)
 
+    def reseeding(losses):  # as a real validation does: Trainer.fit seeds torch
+        torch.manual_seed(0)
+        return [float(np.abs(loss.coefficients.numpy() - 1).sum()) for loss in losses]
+
+    result = learn_coefficients(SymbolicLoss(), MLP, *data, meta_steps=4, meta_lr=0.1, random_state=0,
+                                validate=reseeding, checkpoints=2, confirm=reseeding)
+    assert result.confirmed and torch.equal(torch.get_rng_state(), state)
+
 
 class Probabilities(MLP):
     def forward(self, x):
@@ -350,15 +358,16 @@ def test_losses_learned_together_match_each_learned_alone(data, module, unroll):
 def test_checkpoints_validate_the_start_and_keep_the_best(data):
     seen = []
 
-    def validate(losses):  # pretends the coefficients furthest from the start train best, but for one step
+    def validate(losses):  # pretends the coefficients furthest from the start train best, but one fails
         seen.append(len(losses))
         scores = [-abs(float(loss.coefficients.sum()) - 4.0) for loss in losses]
-        return scores if len(seen) != 3 else [np.nan] * len(losses)
+        return [np.nan if i == 2 else score for i, score in enumerate(scores)]
 
     result = learn_coefficients(SymbolicLoss(CROSS_ENTROPY), MLP, *data, optimizer_params={"lr": 0.5},
                                 meta_steps=20, meta_lr=0.05, random_state=0, validate=validate, checkpoints=4)
     steps = [step for step, _ in result.checkpoints]
     assert steps == [0, 5, 10, 15, 20]  # the start, then every quarter of the search
+    assert seen == [5]  # validated together, after the search
     scores = [score for _, score in result.checkpoints]
     best = int(np.nanargmax(scores))
     assert abs(float(result.coefficients.sum()) - 4.0) == pytest.approx(-scores[best], abs=1e-5)
@@ -429,8 +438,8 @@ def test_the_skorch_local_search_screens_checkpoints_at_a_fraction_of_the_budget
         settings = LocalSearch(meta_steps=6, meta_lr=0.2, checkpoints=3, screen_factor=screen_factor)
         (result,) = refine_losses(Trainer(classifier()), lambda net, X, y: net.score(X, y), [SymbolicLoss()],
                                   X, y, 0, settings, Budget(6))
-        assert budgets[:4] == [(expected, 1)] * 4  # the start and three checkpoints
-        assert budgets[4:] == ([(24, 2)] if result.confirmed else [])
+        assert budgets[:1] == [(expected, 4)]  # the start and three checkpoints, together
+        assert budgets[1:] == ([(24, 2)] if result.confirmed else [])
         assert len(result.checkpoints) == 4
     with pytest.raises(ValueError, match="screen_factor"):
         LocalSearch(screen_factor=1).check()
