@@ -21,7 +21,7 @@ from sklearn.base import BaseEstimator
 from ._validation import Interval, Options, check
 from .filters import gradient_violations
 from .refine import SETTINGS, learn_coefficients_group
-from .training import Budget, build_net, score, shared_terminals
+from .training import build_net, score, shared_terminals
 
 __all__ = ["LocalSearch", "refine_losses"]
 
@@ -186,8 +186,9 @@ def _validators(validator, settings, budget, n_train, batch_size):
     """
     if not settings.checkpoints:
         return None, None
-    steps = budget.steps(n_train, batch_size)
-    short = steps if settings.screen_factor is None else max(1, int(round(steps / settings.screen_factor)))
-    if short >= steps:
+    if settings.screen_factor is None:
         return validator(budget), None
-    return validator(Budget(budget.max_epochs, short)), validator(budget)
+    short = budget.shortened(settings.screen_factor, n_train, batch_size)
+    if short.max_steps >= budget.steps(n_train, batch_size):
+        return validator(budget), None
+    return validator(short), validator(budget)

@@ -343,7 +343,7 @@ class _Checkpoints:
         todo = [(step, k, c) for step, k, c in self.taken if k in keys]
         if not todo:
             return
-        width = max(sum(1 for _, k, _ in todo if k == key) for key in keys)  # one loss's checkpoints
+        width = len({step for step, _, _ in todo})  # one loss's checkpoints
         scores = []
         for i in range(0, len(todo), width):
             scores.extend(self.validate([self.losses[k].with_coefficients(c) for _, k, c in todo[i:i + width]]))

@@ -640,13 +640,15 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         """The screening budget inside each generation, or None."""
         if self.screening is None:
             return None
-        fitness_steps = self._budgets(n_train)[0].steps(n_train, self._net.batch_size)
-        steps = max(int(round(fitness_steps / self.factor)), 1) if self.screening == "auto" else self.screening
-        if steps >= fitness_steps:
-            raise ValueError(f"screening={self.screening!r} gives {steps} optimizer steps, not fewer than the "
-                             f"fitness budget's {fitness_steps} (min_resources={self.min_resources!r}): "
+        fitness = self._budgets(n_train)[0]
+        fitness_steps = fitness.steps(n_train, self._net.batch_size)
+        screen = (fitness.shortened(self.factor, n_train, self._net.batch_size) if self.screening == "auto"
+                  else Budget(self._net.max_epochs, self.screening))
+        if screen.max_steps >= fitness_steps:
+            raise ValueError(f"screening={self.screening!r} gives {screen.max_steps} optimizer steps, not fewer than "
+                             f"the fitness budget's {fitness_steps} (min_resources={self.min_resources!r}): "
                              "give fewer steps, or screening=None.")
-        return Budget(self._net.max_epochs, steps)
+        return screen
 
     def _rungs(self, n_train):
         """Budgets of the final selection's rungs, the last the final budget."""

@@ -61,6 +61,10 @@ class Budget:
         batch = n_train if batch_size == -1 else min(batch_size, n_train)
         return self.max_epochs * math.ceil(n_train / batch)
 
+    def shortened(self, factor, n_train, batch_size):
+        """This budget ``factor`` times shorter, in optimizer steps (at least one)."""
+        return Budget(self.max_epochs, max(1, int(round(self.steps(n_train, batch_size) / factor))))
+
 
 def fast_path_blockers(net):
     """Reasons the fast loop cannot reproduce ``net.fit``; empty when it can."""
