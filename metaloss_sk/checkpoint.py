@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _json
+from ._rows import is_dict
 from .program import parse
 
 __all__ = ["SearchState", "signature", "save_checkpoint", "load_checkpoint", "check_writable"]
@@ -88,11 +89,20 @@ def signature(params, X, y):
     """A hash of the search's settings and data; resuming requires it to match."""
     h = hashlib.sha256()
     h.update(_describe(params).encode())
-    for a in (X, y):
-        a = np.ascontiguousarray(a)
-        h.update(str((a.shape, a.dtype.str)).encode())
-        h.update(a.tobytes())
+    if is_dict(X):  # skorch's dict input: every array, by name
+        for key in sorted(X):
+            h.update(repr(key).encode())
+            _update(h, X[key])
+    else:
+        _update(h, X)
+    _update(h, y)
     return h.hexdigest()
+
+
+def _update(h, a):
+    a = np.ascontiguousarray(a)
+    h.update(str((a.shape, a.dtype.str)).encode())
+    h.update(a.tobytes())
 
 
 def check_writable(path):

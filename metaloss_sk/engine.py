@@ -26,6 +26,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.metrics import r2_score
 
+from ._rows import placeholder, take
 from .local_search import refine_losses
 from .training import score
 
@@ -161,7 +162,7 @@ def _evaluate(evaluation, losses, X, y, train, test, budget, seed, params):
     local_search_time = 0.0
     if evaluation.local_search is not None:
         refined = []
-        found = refine_losses(evaluation.trainer, evaluation.scorer, losses, X[train], y_train, seed,
+        found = refine_losses(evaluation.trainer, evaluation.scorer, losses, take(X, train), y_train, seed,
                               evaluation.local_search, evaluation.local_search_budget, evaluation.gradient_bound)
         for k, result in enumerate(found):
             if isinstance(result, Exception):
@@ -176,11 +177,12 @@ def _evaluate(evaluation, losses, X, y, train, test, budget, seed, params):
         losses = refined
         local_search_time = (time.perf_counter() - start) / len(losses)
     todo = [k for k in range(len(losses)) if results[k] is None]
-    chance = _chance(evaluation, X[train], y[train], X[test], y[test])
-    fitted = evaluation.trainer.fit([losses[k] for k in todo], X[train], y_train, budget, seed, **params)
+    X_train, X_test = take(X, train), take(X, test)
+    chance = _chance(evaluation, X_train, y[train], X_test, y[test])
+    fitted = evaluation.trainer.fit([losses[k] for k in todo], X_train, y_train, budget, seed, **params)
     for k, (net_, failure) in zip(todo, fitted):
         results[k] = _score(evaluation, net_ if wrap is None or net_ is None else wrap(net_), failure,
-                            X[test], y[test], chance, failed_score)
+                            X_test, y[test], chance, failed_score)
     elapsed = (time.perf_counter() - start) / len(losses)
     for k, result in enumerate(results):
         result.fit_time = elapsed
@@ -222,9 +224,32 @@ def _other_score(scorer, net_, X, y):
         return math.nan
 
 
+class _ConstantClassifier(DummyClassifier):
+    """The training targets' class prior, whatever the rows (an array or skorch's dict)."""
+
+    def fit(self, X, y):
+        return super().fit(placeholder(X), y)
+
+    def predict(self, X):
+        return super().predict(placeholder(X))
+
+    def predict_proba(self, X):
+        return super().predict_proba(placeholder(X))
+
+
+class _ConstantRegressor(DummyRegressor):
+    """The training targets' mean, whatever the rows (an array or skorch's dict)."""
+
+    def fit(self, X, y):
+        return super().fit(placeholder(X), y)
+
+    def predict(self, X):
+        return super().predict(placeholder(X))
+
+
 def _chance(evaluation, X_train, y_train, X_test, y_test):
     """The score of a constant prediction fitted to the training targets (-inf if the scorer cannot score it)."""
-    dummy = DummyRegressor() if evaluation.task == "regression" else DummyClassifier(strategy="prior")
+    dummy = _ConstantRegressor() if evaluation.task == "regression" else _ConstantClassifier(strategy="prior")
     try:
         with np.errstate(all="ignore"):
             value = float(evaluation.scorer(dummy.fit(X_train, y_train), X_test, y_test))

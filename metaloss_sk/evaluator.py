@@ -19,6 +19,7 @@ import torch
 from joblib import effective_n_jobs
 from sklearn.utils.parallel import delayed
 
+from ._rows import take, to_tensors
 from .engine import evaluate_candidates, single_thread, standardize
 from .filters import Probe, commutative_key, gradient_violations, symbolic_key
 from .loss import SymbolicLoss
@@ -479,7 +480,7 @@ class Evaluator:
             torch.manual_seed(int(self.config.fold_seeds[0]))
             net.initialize()
             with torch.no_grad():
-                outputs = net.infer(torch.as_tensor(self.X[rows], device=net.device)).cpu()
+                outputs = net.infer(to_tensors(take(self.X, rows), net.device)).cpu()
             self._probe = Probe(outputs, torch.as_tensor(targets), evaluation.task)
         return self._probe
 

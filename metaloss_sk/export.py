@@ -111,7 +111,7 @@ def to_torch_source(loss, name="learned_loss"):
     >>> source = to_torch_source(SymbolicLoss("neg(mul(y, log(yhat)))"))
     >>> print(source.splitlines()[0])
     import torch
-    >>> "def learned_loss(y_pred, y_true):" in source
+    >>> "def learned_loss(y_pred, y_true, sample_weight=None):" in source
     True
 
     Save the source as a module and import it where the loss is needed;
@@ -141,7 +141,7 @@ def to_torch_source(loss, name="learned_loss"):
         node,
         None if coefficients is None else (coefficients, lambda value, c: emit(f"{value} * {c!r}")),
     )
-    reserved = {"torch", "y_pred", "y_true", "y", "yhat", *helpers, *dir(builtins)}
+    reserved = {"torch", "y_pred", "y_true", "sample_weight", "y", "yhat", *helpers, *dir(builtins)}
     if (not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name) or name in reserved
             or (name[0] == "v" and name[1:].isdigit())):
         raise ValueError(f"name must be a Python identifier other than the generated code's own names "
@@ -153,16 +153,17 @@ def to_torch_source(loss, name="learned_loss"):
         f"Task: {loss.task}, link: {loss.link_}. Standalone: needs only torch.",
         "",
         _INPUTS[loss.task].format(what=_WHAT[loss.link_]),
+        "sample_weight (optional): (n_samples,) weights, each row's loss scaled before the batch mean.",
     ]
     if coefficients is not None:
         doc.append("Each non-root node's value is scaled by its learned coefficient.")
     parts = ["import torch", "", ""]
     for source in helpers.values():
         parts += [source.rstrip("\n"), "", ""]
-    parts.append(f"def {name}(y_pred, y_true):")
+    parts.append(f"def {name}(y_pred, y_true, sample_weight=None):")
     parts.append('    """' + "\n".join(f"    {line}" if line else "" for line in doc)[4:] + '\n    """')
     parts.append("    y_true = torch.as_tensor(y_true, device=y_pred.device)")
     parts.append(f"    y, yhat = {terminal_fn.__name__}({terminal_args})")
     parts += lines
-    parts.append(f"    return reduce_loss({result}, y, {loss.task == 'regression'})")
+    parts.append(f"    return reduce_loss({result}, y, {loss.task == 'regression'}, sample_weight)")
     return "\n".join(parts) + "\n"

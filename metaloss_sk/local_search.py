@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 
+from ._rows import n_rows, take, to_tensors
 from ._validation import Interval, Options, check
 from .filters import gradient_violations
 from .refine import SETTINGS, learn_coefficients_group
@@ -130,8 +131,8 @@ def refine_losses(trainer, scorer, losses, X, y, seed, settings, budget, gradien
         would get alone.
     """
     rng = np.random.RandomState(seed)
-    order = rng.permutation(len(X))
-    n_valid = max(1, int(round(settings.valid_fraction * len(X))))
+    order = rng.permutation(n_rows(X))
+    n_valid = max(1, int(round(settings.valid_fraction * n_rows(X))))
     valid, train = order[:n_valid], order[n_valid:]
     net = trainer.estimator
     probe = build_net(net, losses[0])
@@ -148,14 +149,15 @@ def refine_losses(trainer, scorer, losses, X, y, seed, settings, budget, gradien
             unstable = ([None] * len(candidates) if gradient_bound is None
                         else gradient_violations(candidates, gradient_bound))
             stable = [loss for loss, reason in zip(candidates, unstable) if reason is None]
-            scores = iter([np.nan if failure is not None else score(scorer, net_, X[valid], y[valid])
-                           for net_, failure in trainer.fit(stable, X[train], y[train], budget, seed)]
+            scores = iter([np.nan if failure is not None else score(scorer, net_, X_valid, y[valid])
+                           for net_, failure in trainer.fit(stable, X_train, y[train], budget, seed)]
                           if stable else [])
             return [np.nan if reason is not None else next(scores) for reason in unstable]
         return validate
 
+    X_train, X_valid = take(X, train), take(X, valid)
     validate, confirm = _validators(validator, settings, budget, len(train), net.batch_size)
-    data = [torch.as_tensor(a) for a in (X[train], y[train], X[valid], y[valid])]
+    data = [to_tensors(X_train), torch.as_tensor(y[train]), to_tensors(X_valid), torch.as_tensor(y[valid])]
     options = dict(optimizer=net.optimizer, optimizer_params={"lr": net.lr, **probe.get_params_for("optimizer")},
                    meta_steps=settings.meta_steps, meta_lr=settings.meta_lr, unroll=settings.unroll,
                    batch_size=len(train) if net.batch_size == -1 else net.batch_size, device=probe.device,

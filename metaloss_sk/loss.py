@@ -175,13 +175,19 @@ class SymbolicLoss(nn.Module):
     def _coefficient_list(self):
         return None if self.coefficients is None else self.get_params()["coefficients"]
 
-    def forward(self, y_pred, y_true):
-        """Loss of raw outputs ``y_pred`` against targets ``y_true``."""
-        return self.from_terminals(*self.terminals(y_pred, y_true))
+    def forward(self, y_pred, y_true, sample_weight=None):
+        """Loss of raw outputs ``y_pred`` against targets ``y_true``.
 
-    def from_terminals(self, y, yhat):
+        ``sample_weight`` (optional, one per row) scales each row's loss
+        before the mean over the batch: ``(sample_weight * row_loss).mean()``.
+        skorch never passes it; a net that weights rows passes it from its
+        ``get_loss`` (see the README's "Weighted rows").
+        """
+        return self.from_terminals(*self.terminals(y_pred, y_true), sample_weight=sample_weight)
+
+    def from_terminals(self, y, yhat, sample_weight=None):
         """The loss given the program's terminals (see :meth:`terminals`)."""
-        return self.reduce(self._evaluator()(y, yhat), y)
+        return self.reduce(self._evaluator()(y, yhat), y, sample_weight)
 
     def _evaluator(self):
         # The program's evaluator for the current coefficients, rebuilt when the
@@ -195,9 +201,9 @@ class SymbolicLoss(nn.Module):
             self.__dict__["_evaluator_cache"] = cached
         return cached[2]
 
-    def reduce(self, elementwise, y):
-        """Sum over classes and mean over the batch (mean over all for regression)."""
-        return reduce_loss(elementwise, y, self.task == "regression")
+    def reduce(self, elementwise, y, sample_weight=None):
+        """Sum over classes and mean over the batch (mean over all for regression), rows weighted if given."""
+        return reduce_loss(elementwise, y, self.task == "regression", sample_weight)
 
     def terminals(self, y_pred, y_true):
         """The program's terminals ``(y, yhat)`` for a batch, as float tensors."""

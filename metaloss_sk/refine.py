@@ -31,8 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.utils import check_random_state
-from torch.func import functional_call
 
+from ._rows import call_functional, float_dtype, is_dict, n_rows, take, to_tensors
 from ._validation import Interval, check, check_coefficients
 from .loss import SymbolicLoss
 from .optim import inner_optimizer
@@ -135,8 +135,9 @@ def learn_coefficients(loss, module_factory, X_train, y_train, X_valid, y_valid,
         generators (as ``torch.manual_seed`` does) with a seed drawn from
         ``random_state``, so every meta step starts from a new network.
     X_train, y_train : Tensor
-        Rows for the inner (training) steps: float features; int64 class
-        indices for multiclass, floats for binary and regression.
+        Rows for the inner (training) steps: features (a tensor, or a dict of
+        tensors passed to the module as keyword arguments, as skorch does);
+        int64 class indices for multiclass, floats for binary and regression.
     X_valid, y_valid : Tensor
         Rows for the meta objective.
     optimizer : torch.optim.Optimizer subclass, default=torch.optim.SGD
@@ -248,7 +249,8 @@ def learn_coefficients_group(losses, module_factory, X_train, y_train, X_valid, 
     """
     start = time.perf_counter()
     device = _torch_device(device)
-    X_train, y_train, X_valid, y_valid = (t.to(device) for t in (X_train, y_train, X_valid, y_valid))
+    X_train, X_valid = to_tensors(X_train, device), to_tensors(X_valid, device)
+    y_train, y_valid = y_train.to(device), y_valid.to(device)
     inner = inner_optimizer(optimizer, optimizer_params)
     rng = random_state
     batch_seed, *module_seeds = rng.randint(_SEED_HIGH, size=meta_steps + 1)
@@ -261,7 +263,7 @@ def learn_coefficients_group(losses, module_factory, X_train, y_train, X_valid, 
         starts.append(initial_coefficients(loss.program_, own) if given is None
                       else check_coefficients(given, loss.program_))
 
-    dtype = X_train.dtype if X_train.is_floating_point() else torch.get_default_dtype()
+    dtype = float_dtype(X_train)
     css = [torch.tensor(s, dtype=dtype, device=device, requires_grad=True) for s in starts]
     initial = [cs.detach().cpu().double().numpy() for cs in css]  # as rounded to the working precision
     meta_losses = [[] for _ in losses]
@@ -272,8 +274,8 @@ def learn_coefficients_group(losses, module_factory, X_train, y_train, X_valid, 
     if alive:
         every = max(1, meta_steps // checkpoints) if validate is not None and checkpoints else 0
         generator = torch.Generator().manual_seed(int(batch_seed))
-        train_idx = _batches(len(X_train), batch_size, meta_steps * unroll, generator, device).unbind()
-        valid_idx = _batches(len(X_valid), batch_size, meta_steps, generator, device).unbind()
+        train_idx = _batches(n_rows(X_train), batch_size, meta_steps * unroll, generator, device).unbind()
+        valid_idx = _batches(n_rows(X_valid), batch_size, meta_steps, generator, device).unbind()
         meta_optimizers = {k: torch.optim.Adam([css[k]], lr=meta_lr, **_fastest_adam(device)) for k in alive}
         last_finite = {k: css[k].detach().clone() for k in alive}
         task_loss = _task_loss(losses[alive[0]])
@@ -284,9 +286,9 @@ def learn_coefficients_group(losses, module_factory, X_train, y_train, X_valid, 
             # what a refined loss must beat, rather than the perturbed start.
             validated.take(0, {k: np.ones_like(initial[k]) for k in alive})
             for step, seed in enumerate(module_seeds):
-                train_batches = [(X_train.index_select(0, i), y_train.index_select(0, i))
+                train_batches = [(take(X_train, i), y_train.index_select(0, i))
                                  for i in train_idx[step * unroll:(step + 1) * unroll]]
-                valid_batch = (X_valid.index_select(0, valid_idx[step]), y_valid.index_select(0, valid_idx[step]))
+                valid_batch = (take(X_valid, valid_idx[step]), y_valid.index_select(0, valid_idx[step]))
                 _manual_seed(int(seed), device)
                 module, params = _fresh_module(module_factory, device)
                 objectives = _unrolled_objectives([losses[k] for k in alive], [css[k].unbind() for k in alive],
@@ -461,7 +463,7 @@ def _unrolled_objectives(losses, css, module, params, train_batches, valid_batch
     def call(values, x):
         # Buffers stay the module's own. Untying weights costs a fifth of a small
         # network's forward pass, so it is done only for modules that tie any.
-        return functional_call(module, dict(zip(names, values)), (x,), tie_weights=tied)
+        return call_functional(module, dict(zip(names, values)), x, tie_weights=tied)
 
     def forward(x, alive, target=None):
         """Per alive loss, its output and, given ``target``, its terminals: one pass per distinct parameter list."""
@@ -579,14 +581,17 @@ def _rng_devices(device):
 
 
 def _check_data(x_name, y_name, X, y):
-    if not torch.is_tensor(X) or not torch.is_tensor(y):
+    arrays = list(X.values()) if is_dict(X) else [X]
+    if not arrays or not all(torch.is_tensor(a) for a in arrays) or not torch.is_tensor(y):
         raise ValueError(
-            f"{x_name} and {y_name} must be torch tensors, got {type(X).__name__} and {type(y).__name__}."
+            f"{x_name} (a tensor or a dict of tensors) and {y_name} must be torch tensors, got "
+            f"{type(X).__name__} and {type(y).__name__}."
         )
-    if len(X) == 0 or len(X) != len(y):
+    lengths = {len(a) for a in arrays}
+    if len(lengths) != 1 or 0 in lengths or lengths != {len(y)}:
         raise ValueError(
             f"{x_name} and {y_name} must have the same, non-zero number of rows; "
-            f"got {len(X)} and {len(y)}."
+            f"got {sorted(lengths)} and {len(y)}."
         )
 
 

@@ -3,7 +3,7 @@
 import math
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import replace
 from numbers import Integral, Real
 
@@ -24,6 +24,7 @@ from skorch import NeuralNet, NeuralNetBinaryClassifier, NeuralNetClassifier, Ne
 from tqdm.auto import tqdm
 
 from . import results, selection
+from ._rows import is_dict, n_rows, placeholder, take, to_tensors
 from ._validation import InstanceOf, Interval, Options, Pair, check
 from .checkpoint import SearchState, check_writable, load_checkpoint, save_checkpoint, signature
 from .engine import Evaluation, refine_on
@@ -356,7 +357,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
     classes_ : ndarray
         Class labels (classifiers).
     n_features_in_ : int
-        Number of features seen in ``fit``.
+        Number of features seen in ``fit`` (not set when ``X`` is a dict).
 
     Examples
     --------
@@ -477,16 +478,23 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, ...)
-            Training data; cast to float32, as torch modules expect.
+        X : array-like of shape (n_samples, ...) or dict of arrays
+            Training data; cast to float32, as torch modules expect. A dict
+            (or skorch's ``SliceDict``) is skorch's input for a module with
+            several inputs: one array per keyword argument of its
+            ``forward``, each with one entry per row (float arrays cast to
+            float32, integer ones kept). Rows are split, batched and passed
+            as skorch passes them, so a net that weights rows by an entry of
+            ``X`` in its own ``get_loss`` trains every candidate that way (see
+            the README's "Weighted rows").
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Class labels (any type; mapped to ``0..n_classes-1`` internally and
             back in ``predict``) or regression targets.
         **fit_params
             Not supported: given any (``sample_weight``, say), ``fit`` raises
             ``TypeError`` before training. skorch hands fit parameters to the
-            module's ``forward`` whole, not per batch, so per-row weights
-            cannot reach a candidate loss that way.
+            module's ``forward`` whole, not per batch; per-row data, weights
+            included, goes in ``X`` as a dict.
 
         Returns
         -------
@@ -495,8 +503,9 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         if fit_params:
             raise TypeError(
                 f"LossSearchCV.fit takes no fit parameters, got {', '.join(sorted(fit_params))}: skorch passes "
-                "them to the module's forward whole, not per batch, so per-row weights cannot reach a candidate "
-                "loss. To weight classes or rows, resample the training rows (sklearn.utils.resample).")
+                "them to the module's forward whole, not per batch. Per-row data goes in X, as a dict of arrays "
+                "(skorch's way): X={'X': X, 'sample_weight': w}, with a module whose forward takes both and a "
+                "net whose get_loss passes the weights to its criterion (README: 'Weighted rows').")
         start = time.perf_counter()
         self._check_params()
         if self.checkpoint is not None:
@@ -506,7 +515,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         space = SearchSpace(self.function_set, self.constants, self.const_range)
         seeds = self._seed_programs()
         rng = check_random_state(self.random_state)
-        splits = list(check_cv(self.cv, y, classifier=is_classifier(self.estimator)).split(X, y))
+        splits = self._splits(X, y)
         fold_seeds = rng.randint(np.iinfo(np.int32).max, size=len(splits))
         refit_seed = int(rng.randint(np.iinfo(np.int32).max))
         self._scorer, self._other_scorers, self.scorer_ = self._scorers()
@@ -774,7 +783,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
                 raise ValueError(f"local_search must be a LocalSearch or None, got {local_search!r}.")
             local_search.check()
         X, y = self._validate_input(X, y, reset=False)
-        splits = list(check_cv(self.cv, y, classifier=is_classifier(self.estimator)).split(X, y))
+        splits = self._splits(X, y)
         if len(splits) != len(self._state.fold_seeds):
             raise ValueError(f"cv gave {len(splits)} splits, expected {len(self._state.fold_seeds)}.")
         X_folds, y_folds, splits = self._fold_rows(X, y, splits)
@@ -926,10 +935,29 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         return (np.concatenate(blocks), np.concatenate([y] * len(splits)),
                 [(train + k * n, test + k * n) for k, (train, test) in enumerate(splits)])
 
+    def _splits(self, X, y):
+        """The ``cv`` splits; a dict ``X`` is split by its number of rows (sklearn's splitters take arrays)."""
+        rows = placeholder(X) if is_dict(X) else X
+        return list(check_cv(self.cv, y, classifier=is_classifier(self.estimator)).split(rows, y))
+
     def _validate_input(self, X, y, reset=True):
         if y is None:
             raise ValueError("LossSearchCV needs targets: y is None.")
-        if self._preprocessing() is not None:  # the Pipeline's steps take the rows as they are
+        if is_dict(X):
+            if self._preprocessing() is not None:
+                raise ValueError(f"X is a dict of arrays ({', '.join(map(repr, X))}), but the estimator is a "
+                                 "Pipeline, whose steps take one array or DataFrame; give the net alone or "
+                                 "one array.")
+            X = self._dict_rows(X, reset)
+            y = check_array(y, ensure_2d=False, dtype="numeric" if self._task == "regression" else None,
+                            ensure_min_samples=2, input_name="y")
+            if len(y) != n_rows(X):
+                raise ValueError(f"X's arrays have {n_rows(X)} rows and y has {len(y)}; give one target per row.")
+            if self._task == "regression":
+                y = y.astype(np.float32)
+        elif self._preprocessing() is not None:  # the Pipeline's steps take the rows as they are
+            if reset:
+                self._input_keys = None
             validate_data(self, X, skip_check_array=True, reset=reset)
             y = check_array(y, ensure_2d=False, dtype="numeric" if self._task == "regression" else None,
                             ensure_min_samples=2)
@@ -937,11 +965,8 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
             if self._task == "regression":
                 y = y.astype(np.float32)
         else:
-            if isinstance(X, Mapping):
-                raise ValueError(
-                    f"X is a dict of arrays ({', '.join(map(repr, X))}), skorch's input for modules with several "
-                    "inputs; LossSearchCV trains candidates on one array. Stack the arrays into one (or one "
-                    "column block each) and split it in the module's forward.")
+            if reset:
+                self._input_keys = None
             X, y = validate_data(self, X, y, dtype=np.float32, order="C", allow_nd=True, ensure_min_samples=2,
                                  reset=reset, multi_output=self._task == "regression",
                                  y_numeric=self._task == "regression")
@@ -960,6 +985,42 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
                 raise ValueError(f"NeuralNetBinaryClassifier needs exactly two classes, y has "
                                  f"{len(self.classes_)}; use NeuralNetClassifier.")
         return X, self._encode(y)
+
+    def _dict_rows(self, X, reset):
+        """skorch's dict input, checked: float arrays as float32, integer ones (embedding indices) kept.
+
+        Fitting on a dict records its keys (and forgets ``n_features_in_``); a
+        dict given later must have the same keys.
+        """
+        keys = tuple(X)
+        if not keys:
+            raise ValueError("X is an empty dict; give one array per input of the module's forward.")
+        if not reset and keys != getattr(self, "_input_keys", None):
+            fitted = getattr(self, "_input_keys", None)
+            raise ValueError(f"X is a dict with keys {list(keys)}, but the search was fitted on "
+                             + ("one array" if fitted is None else f"a dict with keys {list(fitted)}") + ".")
+        rows = {}
+        for key, value in X.items():
+            if not isinstance(key, str) or not key.isidentifier():
+                raise ValueError(f"X's key {key!r} is not a name: skorch passes each key to the module's "
+                                 "forward as a keyword argument.")
+            array = np.asarray(value.cpu() if torch.is_tensor(value) else value)
+            if array.ndim == 0 or array.dtype.kind not in "fiub":
+                raise ValueError(f"X[{key!r}] must be a numeric array with one entry per row, got "
+                                 f"{type(value).__name__} of dtype {array.dtype} and shape {array.shape}.")
+            if array.dtype.kind == "f":
+                if not np.isfinite(array).all():
+                    raise ValueError(f"X[{key!r}] holds NaN or infinite values; impute or drop them first.")
+                array = array.astype(np.float32, copy=False)
+            rows[key] = np.ascontiguousarray(array)
+        lengths = {key: len(array) for key, array in rows.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"X's arrays must have one entry per row each, got {lengths} rows.")
+        if reset:
+            self._input_keys = keys
+            for name in ("n_features_in_", "feature_names_in_"):  # an array's, from an earlier fit
+                self.__dict__.pop(name, None)
+        return rows
 
     def _encode(self, y):
         """Targets as the net takes them: float32 columns for regression, class indices (floats for binary)."""
@@ -1002,8 +1063,8 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         try:
             net.initialize()
             with torch.no_grad():
-                n = min(len(X), 4)
-                net.criterion_(net.infer(torch.as_tensor(X[:n], device=net.device)),
+                n = min(n_rows(X), 4)
+                net.criterion_(net.infer(to_tensors(take(X, slice(0, n)), net.device)),
                                torch.as_tensor(y[:n], device=net.device))
         except Exception as exc:
             raise ValueError(
@@ -1073,6 +1134,11 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
     # ----------------------------------------------------------- delegation
     def _check_X(self, X):
         check_is_fitted(self, "best_estimator_")
+        if is_dict(X) or getattr(self, "_input_keys", None) is not None:
+            if not is_dict(X):
+                raise ValueError(f"the search was fitted on a dict of arrays with keys {list(self._input_keys)}; "
+                                 "give X in the same form.")
+            return self._dict_rows(X, reset=False)
         if self._preprocessing() is not None:  # best_estimator_ is the Pipeline: its steps take the raw rows
             validate_data(self, X, skip_check_array=True, reset=False)
             return X

@@ -62,11 +62,22 @@ def regression_terminals(y_pred, y_true):
     return y_true.to(y_pred.dtype), y_pred
 
 
-def reduce_loss(values, y, regression):
+def reduce_loss(values, y, regression, sample_weight=None):
     """The program's element-wise values as one loss: sum over classes and mean over the batch.
 
-    For regression the mean over all elements.
+    For regression the mean over all elements. ``sample_weight`` (one weight
+    per row) scales each row's loss before the mean over the batch, as
+    ``(sample_weight * per_row_loss).mean()``: weights of one leave the loss
+    unchanged.
     """
     if values.shape != y.shape:
         values = torch.broadcast_to(values, y.shape)
-    return values.mean() if regression else values.sum(-1).mean()
+    if sample_weight is None:
+        return values.mean() if regression else values.sum(-1).mean()
+    rows = values.reshape(len(values), -1)
+    rows = rows.mean(-1) if regression else rows.sum(-1)
+    weight = torch.as_tensor(sample_weight, dtype=rows.dtype, device=rows.device)
+    if weight.numel() != len(rows):
+        raise ValueError(f"sample_weight must hold one weight per row of the batch ({len(rows)}), "
+                         f"got shape {tuple(weight.shape)}.")
+    return (rows * weight.reshape(-1)).mean()

@@ -28,6 +28,7 @@ import torch
 from sklearn.base import clone
 from skorch import NeuralNet, NeuralNetBinaryClassifier, NeuralNetClassifier, NeuralNetRegressor
 
+from ._rows import call, n_rows, take, to_tensors
 from .loss import SymbolicLoss
 
 __all__ = ["Budget", "Trainer", "build_net", "fast_path_blockers", "score", "shared_terminals"]
@@ -151,18 +152,18 @@ def _train_together(net_, losses, Xt, yt, budget, seed):
         optimizers = [net_.optimizer(gs, **kwargs) for gs in groups]
     shared = shared_terminals(losses)
     failure = [None] * len(losses)
-    for idx in _batches(net_, len(Xt), budget, seed):
+    for idx in _batches(net_, n_rows(Xt), budget, seed):
         alive = [k for k, f in enumerate(failure) if f is None]
         if not alive:
             break
-        xb, yb = Xt[idx], yt[idx]
+        xb, yb = take(Xt, idx), yt[idx]
         rng = torch.get_rng_state()
         outputs = []
         for optimizer in {id(optimizers[k]): optimizers[k] for k in alive}.values():
             optimizer.zero_grad(set_to_none=True)
         for k in alive:
             torch.set_rng_state(rng)  # the same dropout draws for every candidate
-            outputs.append(modules[k](xb))
+            outputs.append(call(modules[k], xb))
         if shared:
             # One softmax (or sigmoid) and one target encoding for the whole group.
             out = torch.stack(outputs)
@@ -194,12 +195,12 @@ def _fit_fast(estimator, losses, X, y, budget, seed, **params):
     per loss. The net is the group's one initialised skorch net: scoring a
     candidate loads its module into it.
     """
-    net_ = build_net(estimator, losses[0], budget, len(X), **params)
+    net_ = build_net(estimator, losses[0], budget, n_rows(X), **params)
     torch.manual_seed(seed)
     net_.initialize()
     net_.check_data(X, y)  # as net.fit does: a classifier infers classes_ here, which scorers read
     device = net_.device
-    Xt, yt = torch.as_tensor(X, device=device), torch.as_tensor(y, device=device)
+    Xt, yt = to_tensors(X, device), torch.as_tensor(y, device=device)
     try:
         modules, failures = _train_together(net_, [loss.to(device) for loss in losses], Xt, yt, budget, seed)
     except Exception as exc:  # the module itself failed: every candidate fails alike
@@ -209,7 +210,7 @@ def _fit_fast(estimator, losses, X, y, budget, seed, **params):
 
 def _fit_skorch(estimator, loss, X, y, budget, seed, **params):
     """Train with ``net.fit``; returns ``(net, failure message or None)``."""
-    net_ = build_net(estimator, loss, budget, len(X), **params)
+    net_ = build_net(estimator, loss, budget, n_rows(X), **params)
     torch.manual_seed(seed)
     net_.fit(X, y)
     losses = net_.history[:, "batches", :, "train_loss"]

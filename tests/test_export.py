@@ -81,6 +81,16 @@ def test_random_programs_match_symbolic_loss(task, link, with_coefficients):
         assert_same(loss, exported, task, link, seed=seed)
 
 
+@pytest.mark.parametrize("task,link", TASK_LINKS)
+def test_weighted_rows_match_symbolic_loss(task, link):
+    weight = torch.rand(N, generator=torch.Generator().manual_seed(1)) * 3
+    for seed in range(10):
+        loss = random_loss(seed, task, link, with_coefficients=seed % 2 == 1)
+        exported = compile_source(to_torch_source(loss))
+        assert_same(lambda p, t: loss(p, t, sample_weight=weight),
+                    lambda p, t: exported(p, t, sample_weight=weight), task, link, seed=seed)
+
+
 @pytest.mark.parametrize("task", ["multiclass", "binary", "regression"])
 def test_float64_matches(task):
     for seed in range(10):
