@@ -5,6 +5,7 @@ import pytest
 import torch
 from conftest import iris
 from sklearn.metrics import accuracy_score
+from sklearn.model_selection import StratifiedKFold, cross_val_score
 from skorch import NeuralNetClassifier
 from skorch.helper import SliceDict
 from torch import nn
@@ -73,6 +74,13 @@ def test_a_slice_dict_and_a_resumed_search(tmp_path):
     whole = LossSearchCV(net(TwoInputs), **KW).fit(as_dict(X), y)
     np.testing.assert_array_equal(resumed.cv_results_["mean_test_score"], whole.cv_results_["mean_test_score"])
     assert len(resumed.history_) == 2
+
+
+def test_model_selection_slices_a_slice_dict_for_the_search():
+    X, y = iris()
+    scores = cross_val_score(LossSearchCV(net(TwoInputs), **dict(KW, generations=1)), SliceDict(**as_dict(X)), y,
+                             cv=StratifiedKFold(2, shuffle=True, random_state=0))
+    assert scores.shape == (2,) and np.all(scores > 0.5)
 
 
 def test_weights_in_x_reach_every_candidate_loss():
