@@ -34,3 +34,22 @@ def test_check_estimator_passes_but_for_the_listed_reasons():
     results = check_estimator(search, expected_failed_checks=expected, on_fail=None)
     failed = {r["check_name"] for r in results if r["status"] == "failed" and r["check_name"] not in expected}
     assert failed == set(), failed
+
+
+def test_a_search_runs_with_metadata_routing_on_and_unrequested_weights_are_refused():
+    import numpy as np
+    import pytest
+    import sklearn
+    from conftest import classifier, iris
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = iris()
+    kw = dict(population_size=5, cv=2, random_state=0, rejection_steps=50, generations=1)
+    with sklearn.config_context(enable_metadata_routing=True):
+        search = LossSearchCV(make_pipeline(StandardScaler(), classifier()), scoring="accuracy", **kw).fit(X, y)
+        assert search.best_score_ > 0.5
+        # The search consumes no metadata: sklearn itself names weights nobody asked for.
+        with pytest.raises(TypeError, match="sample_weight.*not routed"):
+            GridSearchCV(LossSearchCV(classifier(), **kw), {"factor": [3]}, cv=2).fit(X, y, sample_weight=np.ones(150))
