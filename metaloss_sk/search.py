@@ -164,12 +164,17 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         fitness budget up to the final one.
     screening : "auto", int or None, default="auto"
         A rung below the fitness budget inside every generation: each new
-        program first trains for this many optimizer steps ("auto": the
-        fitness budget divided by ``factor``), without local search, and
-        only the best ``1 / factor`` of them (and the seed programs) go on to
-        the local search and the fitness budget. The others keep their
-        screening score as fitness, below every promoted program's, and
-        never enter the final selection. None screens nothing.
+        program first trains for this many optimizer steps, without local
+        search, and only the best ``1 / factor`` of them (and the seed
+        programs) go on to the local search and the fitness budget. The
+        others keep their screening score as fitness, below every promoted
+        program's, and never enter the final selection. None screens
+        nothing. "auto" screens for the fitness budget divided by ``factor``
+        where every candidate gets the local search (EvoMAL: a promoted
+        program costs about three trainings there, and screening found
+        better winners at a third of the time), and not otherwise: without
+        the local search it saved a quarter of a GP-LFL search on digits and
+        cost 0.5 points of test error (benchmarks/results/screening_quality.md).
     n_finalists : int, default=3
         Programs at the final rung (besides the seed programs).
     final_seeds : int, default=2
@@ -646,8 +651,9 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         return fitness, final
 
     def _screening_budget(self, n_train):
-        """The screening budget inside each generation, or None."""
-        if self.screening is None:
+        """The screening budget inside each generation, or None ("auto" screens only before a local search)."""
+        every_candidate_refined = self.local_search is not None and self._local_search_settings().candidates == "all"
+        if self.screening is None or (self.screening == "auto" and not every_candidate_refined):
             return None
         fitness = self._budgets(n_train)[0]
         fitness_steps = fitness.steps(n_train, self._net.batch_size)

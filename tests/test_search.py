@@ -16,6 +16,7 @@ from skorch import NeuralNetBinaryClassifier, NeuralNetRegressor
 
 from metaloss_sk import LocalSearch, LossSearchCV, SymbolicLoss, parse
 from metaloss_sk.datasets import MLP
+from metaloss_sk.training import Budget
 
 SMALL = dict(population_size=5, generations=2, cv=2, random_state=0, rejection_steps=50)
 
@@ -495,7 +496,7 @@ def test_multi_metric_scoring_needs_refit_to_name_a_metric(scoring, refit, messa
 
 def test_screening_is_a_rung_below_the_fitness_budget_and_keeps_results_independent_of_n_jobs():
     X, y = iris()
-    kw = dict(SMALL, population_size=6, screening="auto", min_resources=6, refit=False)
+    kw = dict(SMALL, population_size=6, screening=2, min_resources=6, refit=False)
     a = LossSearchCV(classifier(), n_jobs=1, **kw).fit(X, y)
     b = LossSearchCV(classifier(), n_jobs=2, **kw).fit(X, y)
     assert a.n_resources_[:2] == [2, 6] and a.n_candidates_[1] == a.search_stats_["promoted"]
@@ -506,6 +507,15 @@ def test_screening_is_a_rung_below_the_fitness_budget_and_keeps_results_independ
     assert set(results["n_resources"][trained & (results["iter"] == 0)]) == {2} and 6 in results["n_resources"]
     np.testing.assert_array_equal(results["split0_test_score"], b.cv_results_["split0_test_score"])
     assert list(results["program"]) == list(b.cv_results_["program"])
+
+
+def test_auto_screening_only_where_every_candidate_gets_the_local_search():
+    # 75 training rows per fold, batches of 32: 3 steps an epoch; fitness 6 steps, factor 3.
+    search = LossSearchCV(classifier(), min_resources=6)
+    assert search._screening_budget(75) is None
+    assert search.set_params(local_search=LocalSearch(candidates="winners"))._screening_budget(75) is None
+    assert search.set_params(local_search="all")._screening_budget(75) == Budget(4, 2)
+    assert search.set_params(local_search=None, screening=2)._screening_budget(75) == Budget(4, 2)
 
 
 def test_screening_must_be_shorter_than_the_fitness_budget():

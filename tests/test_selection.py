@@ -28,9 +28,10 @@ KW = dict(population_size=6, generations=2, cv=2, random_state=0, rejection_step
 @pytest.fixture(scope="module")
 def laddered():
     # 75 training rows per fold, batches of 32: 3 steps an epoch, 24 steps for the net's 8 epochs;
-    # screening ("auto") is the fitness budget over factor: 3 steps.
+    # and a screening rung of 3 steps below the fitness budget.
     X, y = iris()
-    search = LossSearchCV(classifier(max_epochs=8), min_resources=6, factor=2, n_finalists=2, **KW).fit(X, y)
+    search = LossSearchCV(classifier(max_epochs=8), min_resources=6, screening=3, factor=2, n_finalists=2,
+                          **KW).fit(X, y)
     return search, X, y
 
 
