@@ -224,8 +224,8 @@ def _other_score(scorer, net_, X, y):
         return math.nan
 
 
-class _ConstantClassifier(DummyClassifier):
-    """The training targets' class prior, whatever the rows (an array or skorch's dict)."""
+class _AnyRows:
+    """A constant predictor that takes any rows (an array or skorch's dict): it looks at their number only."""
 
     def fit(self, X, y):
         return super().fit(placeholder(X), y)
@@ -233,18 +233,14 @@ class _ConstantClassifier(DummyClassifier):
     def predict(self, X):
         return super().predict(placeholder(X))
 
+
+class _ConstantClassifier(_AnyRows, DummyClassifier):
     def predict_proba(self, X):
         return super().predict_proba(placeholder(X))
 
 
-class _ConstantRegressor(DummyRegressor):
-    """The training targets' mean, whatever the rows (an array or skorch's dict)."""
-
-    def fit(self, X, y):
-        return super().fit(placeholder(X), y)
-
-    def predict(self, X):
-        return super().predict(placeholder(X))
+class _ConstantRegressor(_AnyRows, DummyRegressor):
+    pass
 
 
 def _chance(evaluation, X_train, y_train, X_test, y_test):

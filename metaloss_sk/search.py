@@ -652,8 +652,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
 
     def _screening_budget(self, n_train):
         """The screening budget inside each generation, or None ("auto" screens only before a local search)."""
-        every_candidate_refined = self.local_search is not None and self._local_search_settings().candidates == "all"
-        if self.screening is None or (self.screening == "auto" and not every_candidate_refined):
+        if self.screening is None or (self.screening == "auto" and self._every_candidate_settings() is None):
             return None
         fitness = self._budgets(n_train)[0]
         fitness_steps = fitness.steps(n_train, self._net.batch_size)
@@ -671,12 +670,11 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
 
     def _config(self, state, splits, seeds, net):
         fast = self._use_fast_loop()
-        settings = self._local_search_settings()
         fitness, _ = self._budgets(len(splits[0][0]))
         evaluation = Evaluation(
             trainer=Trainer(net, fast), task=self._task, scorer=self._scorer, other_scorers=self._other_scorers,
             error_score=self.error_score, standardize=self._task == "regression" and self.standardize_target,
-            local_search=settings if settings.candidates == "all" and self.local_search is not None else None,
+            local_search=self._every_candidate_settings(),
             local_search_budget=fitness, gradient_bound=self.gradient_bound)
         return EvaluatorConfig(
             evaluation=evaluation, fold_seeds=tuple(state.fold_seeds), budget=fitness, n_jobs=self.n_jobs,
@@ -804,6 +802,11 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         if self.refit:
             self.best_estimator_ = self._refit(X, y)
         return self
+
+    def _every_candidate_settings(self):
+        """The local search every candidate gets before its fitness (EvoMAL), or None."""
+        settings = self._local_search_settings()
+        return settings if self.local_search is not None and settings.candidates == "all" else None
 
     def _local_search_settings(self):
         return self.local_search if isinstance(self.local_search, LocalSearch) else LocalSearch(
@@ -949,30 +952,24 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
     def _validate_input(self, X, y, reset=True):
         if y is None:
             raise ValueError("LossSearchCV needs targets: y is None.")
-        if is_dict(X):
-            if self._preprocessing() is not None:
+        if reset:
+            self._input_keys = None  # a dict's keys, recorded by _dict_rows
+        if is_dict(X) or self._preprocessing() is not None:
+            y = check_array(y, ensure_2d=False, dtype="numeric" if self._task == "regression" else None,
+                            ensure_min_samples=2, input_name="y")
+            if not is_dict(X):  # the Pipeline's steps take the rows as they are
+                validate_data(self, X, skip_check_array=True, reset=reset)
+                check_consistent_length(X, y)
+            elif self._preprocessing() is not None:
                 raise ValueError(f"X is a dict of arrays ({', '.join(map(repr, X))}), but the estimator is a "
                                  "Pipeline, whose steps take one array or DataFrame; give the net alone or "
                                  "one array.")
-            X = self._dict_rows(X, reset)
-            y = check_array(y, ensure_2d=False, dtype="numeric" if self._task == "regression" else None,
-                            ensure_min_samples=2, input_name="y")
-            if len(y) != n_rows(X):
-                raise ValueError(f"X's arrays have {n_rows(X)} rows and y has {len(y)}; give one target per row.")
-            if self._task == "regression":
-                y = y.astype(np.float32)
-        elif self._preprocessing() is not None:  # the Pipeline's steps take the rows as they are
-            if reset:
-                self._input_keys = None
-            validate_data(self, X, skip_check_array=True, reset=reset)
-            y = check_array(y, ensure_2d=False, dtype="numeric" if self._task == "regression" else None,
-                            ensure_min_samples=2)
-            check_consistent_length(X, y)
-            if self._task == "regression":
-                y = y.astype(np.float32)
+            else:
+                X = self._dict_rows(X, reset)
+                if len(y) != n_rows(X):
+                    raise ValueError(f"X's arrays have {n_rows(X)} rows and y has {len(y)}; give one target "
+                                     "per row.")
         else:
-            if reset:
-                self._input_keys = None
             X, y = validate_data(self, X, y, dtype=np.float32, order="C", allow_nd=True, ensure_min_samples=2,
                                  reset=reset, multi_output=self._task == "regression",
                                  y_numeric=self._task == "regression")
