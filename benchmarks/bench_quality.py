@@ -41,6 +41,7 @@ from methods import (  # noqa: E402
     run_grid,
     run_lr_tuning,
     run_ml3,
+    run_practitioner,
     run_search,
     run_taylorglo,
 )
@@ -49,22 +50,23 @@ from tasks import LOADERS, load_task, train  # noqa: E402
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
 RESULTS = HERE / "results"
-CACHE_VERSION = 5  # bumped when the library changes what a search finds
+CACHE_VERSION = 6  # bumped when the library changes what a search finds
 N_JOBS = 2
 COUNTS = {"computed": 0, "cached": 0}  # searches and final trainings, this invocation
 
-METHODS = ["usual", "usual+lr", "label-smoothing", "focal", "taylorglo", "ml3", "gp-lfl", "evomal", "evomal+lr",
-           "gp-lfl+refine"]
+METHODS = ["usual", "usual+lr", "practitioner", "label-smoothing", "focal", "taylorglo", "ml3", "gp-lfl",
+           "gp-lfl-nomargin", "evomal", "gp-lfl+refine"]
 CLASSIFICATION_ONLY = {"label-smoothing", "focal"}
-#: Which search produces each method's loss (GP-LFL and its fit_refine share one search).
+#: Which search produces each method's loss (GP-LFL, its winner without the margin and its fit_refine share one).
 SEARCH_OF = {"label-smoothing": "label-smoothing", "focal": "focal", "taylorglo": "taylorglo", "ml3": "ml3",
-             "gp-lfl": "gp", "gp-lfl+refine": "gp", "evomal": "evomal", "usual+lr": "usual+lr",
-             "evomal+lr": "evomal+lr"}
+             "gp-lfl": "gp", "gp-lfl-nomargin": "gp", "gp-lfl+refine": "gp", "evomal": "evomal",
+             "usual+lr": "usual+lr", "practitioner": "practitioner"}
 #: Rows whose loss is another row's with the learning rate of the final training tuned by CV.
-LR_TUNED = {"usual+lr": "usual", "evomal+lr": "evomal"}
-LABELS = {"usual": "usual loss", "usual+lr": "usual loss, lr tuned", "label-smoothing": "label smoothing",
-          "focal": "focal loss", "taylorglo": "TaylorGLO", "ml3": "ML3", "gp-lfl": "GP-LFL", "evomal": "EvoMAL",
-          "evomal+lr": "EvoMAL, lr tuned", "gp-lfl+refine": "GP-LFL + fit_refine"}
+LR_TUNED = {"usual+lr": "usual"}
+LABELS = {"usual": "usual loss", "usual+lr": "usual loss, lr tuned", "practitioner": "practitioner's pick",
+          "label-smoothing": "label smoothing", "focal": "focal loss", "taylorglo": "TaylorGLO", "ml3": "ML3",
+          "gp-lfl": "GP-LFL (the default search)", "gp-lfl-nomargin": "GP-LFL, margin 0", "evomal": "EvoMAL",
+          "gp-lfl+refine": "GP-LFL + fit_refine"}
 
 MODES = {
     "quick": {
@@ -170,6 +172,9 @@ def run_one_search(task, search, config, verbose, log):
         s = config["evomal"]
         return run_search(task, steps, final, s["population"], s["generations"], s["max_time"], local_search="all",
                           meta_steps=s["meta_steps"], checkpoints=s["checkpoints"], n_jobs=N_JOBS, verbose=verbose)
+    if search == "practitioner":
+        usual = get_search(task.name, "usual+lr", config, verbose, log)["usual+lr"]
+        return {search: run_practitioner(task, final, usual, n_jobs=N_JOBS)}
     if search in LR_TUNED.values() or search in LR_TUNED:
         base = LR_TUNED[search]
         spec = {"kind": "usual"} if base == "usual" else \
@@ -284,7 +289,8 @@ def summary_table(columns, kinds, methods, seeds):
     lines = ["## Summary", "",
              "Test error % (classification) or test MSE (regression), mean ± std over seeds; **best** per column; "
              "↓ / ↑: better / worse than the usual loss, ⇓ / ⇑: than the usual loss with its learning rate tuned "
-             "by CV, with paired t-test p < 0.05.", "",
+             "by CV, ▼ / ▲: than the practitioner's pick (the usual and known losses crossed with the learning-rate "
+             "grid, the pair chosen by CV), with paired t-test p < 0.05.", "",
              "| method | " + " | ".join(title for _, title, _, _ in columns) + " |",
              "|---|" + "---|" * len(columns)]
     for method in methods:
@@ -301,7 +307,7 @@ def summary_table(columns, kinds, methods, seeds):
                     else f"{np.mean(errors) * scale:.2f} ± {np.std(errors) * scale:.2f}")
             if np.isclose(np.mean(errors), best):
                 cell = f"**{cell}**"
-            for reference, marks in (("usual", "↓↑"), ("usual+lr", "⇓⇑")):
+            for reference, marks in (("usual", "↓↑"), ("usual+lr", "⇓⇑"), ("practitioner", "▼▲")):
                 if method == reference or reference not in present:
                     continue
                 diff, t_p, _ = paired(errors, [finals[task_name, reference, s]["test_error"] for s in seeds])
@@ -312,23 +318,23 @@ def summary_table(columns, kinds, methods, seeds):
     return lines
 
 
-def wins_table(columns, kinds, methods, seeds):
-    """Per method, against the usual loss with its learning rate tuned: tasks won, won significantly, lost badly."""
-    lines = ["## Against the usual loss with its learning rate tuned", "",
-             "Per method, over the tasks where both ran: tasks with a lower mean test error than the usual loss "
-             "with its learning rate tuned by the same CV (`usual+lr`), of those with paired t-test p < 0.05, and "
-             "tasks where its mean is worse by more than one standard deviation (of the tuned usual loss's "
-             "errors over the seeds).", "",
-             "| method | better | significantly better | worse by more than 1 sd | of tasks |", "|---|---|---|---|---|"]
+def wins_table(columns, kinds, methods, seeds, reference="usual+lr"):
+    """Per method, against ``reference``: tasks won, won significantly, lost badly."""
+    lines = [f"## Against the {LABELS[reference]}", "",
+             f"Per method, over the tasks where both ran: tasks with a lower mean test error than the "
+             f"{LABELS[reference]} (`{reference}`), of those with paired t-test p < 0.05, and tasks where its mean "
+             f"is worse by more than one standard deviation (of the {LABELS[reference]}'s errors over the seeds).",
+             "", "| method | better | significantly better | worse by more than 1 sd | of tasks |",
+             "|---|---|---|---|---|"]
     for method in methods:
-        if method in ("usual+lr",):
+        if method == reference:
             continue
         better = significant = bad = n = 0
         for task_name, _, finals, present in columns:
-            if method not in present or "usual+lr" not in present:
+            if method not in present or reference not in present:
                 continue
             errors = np.array([finals[task_name, method, s]["test_error"] for s in seeds])
-            tuned = np.array([finals[task_name, "usual+lr", s]["test_error"] for s in seeds])
+            tuned = np.array([finals[task_name, reference, s]["test_error"] for s in seeds])
             diff, t_p, _ = paired(errors, tuned)
             n += 1
             better += bool(np.mean(errors) < np.mean(tuned))
@@ -570,6 +576,8 @@ def main(argv=None):
         renamed = {(target, m.replace("transfer:", ""), s): r for (t, m, s), r in t_finals.items()}
         columns.append((target, f"{target} (transfer from {transfer['source']})", renamed, t_methods))
     lines += summary_table(columns, kinds, methods, seeds) + [""]
+    if "practitioner" in methods:
+        lines += wins_table(columns, kinds, methods, seeds, "practitioner") + [""]
     lines += wins_table(columns, kinds, methods, seeds) + [""]
     for task_name in done:
         config = task_config(args.mode, task_name)
@@ -586,9 +594,11 @@ def main(argv=None):
         if refine:
             kept = sum(r["kept"] for r in refine)
             improved = sum(r["score_after"] > r["score_before"] for r in refine)
+            worse = sum(r["kept"] and r["score_after"] < r["score_before"] for r in refine)
             lines.append(f"- fit_refine improved the CV score (at the final budget) of {improved} of {len(refine)} "
-                         f"refined programs and kept {kept}: " + "; ".join(
-                             f"{r['score_before']:.4f} → {r['score_after']:.4f}" for r in refine))
+                         f"refined programs, kept {kept} (by more than the margin), made {worse} worse: " + "; ".join(
+                             f"{r['score_before']:.4f} → {r['score_after']:.4f}"
+                             + (f" (margin {r['margin']:.4f})" if "margin" in r else "") for r in refine))
         evomal = searches[task_name].get("evomal", {}).get("details", {})
         if evomal.get("baseline"):
             base = evomal["baseline"]

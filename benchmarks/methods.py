@@ -84,6 +84,23 @@ class FocalBCE(nn.BCEWithLogitsLoss):
         return (-(1 - log_p.exp()).clamp_min(1e-12) ** self.gamma * log_p).mean()
 
 
+class Poly1CE(nn.CrossEntropyLoss):
+    """PolyLoss Poly-1: cross-entropy plus ``epsilon (1 - p_t)``, epsilon 1."""
+
+    def forward(self, out, target):
+        log_p = F.log_softmax(out, -1).gather(1, target.long().reshape(-1, 1)).reshape(-1)
+        return (-log_p + 1 - log_p.exp()).mean()
+
+
+class Poly1BCE(nn.BCEWithLogitsLoss):
+    """Binary Poly-1 on one logit."""
+
+    def forward(self, out, target):
+        log_p = -F.binary_cross_entropy_with_logits(out.reshape(-1), target.reshape(-1).to(out.dtype),
+                                                    reduction="none")
+        return (-log_p + 1 - log_p.exp()).mean()
+
+
 class TaylorGLOLoss(nn.Module):
     """TaylorGLO's loss: a third-order Taylor polynomial in ``(y, yhat)`` around ``(theta0, theta1)``.
 
@@ -126,6 +143,12 @@ def make_criterion(task, spec):
         return (LabelSmoothingCE if task.kind == "multiclass" else LabelSmoothingBCE)(spec["value"])
     if kind == "focal":
         return (FocalCE if task.kind == "multiclass" else FocalBCE)(spec["value"])
+    if kind == "poly1":
+        return Poly1CE() if task.kind == "multiclass" else Poly1BCE()
+    if kind == "absolute":
+        return nn.L1Loss()
+    if kind == "huber":
+        return nn.HuberLoss(delta=1.0)
     if kind == "taylorglo":
         return TaylorGLOLoss(spec["theta"], task.kind)
     if kind == "ml3":
@@ -140,15 +163,17 @@ def make_criterion(task, spec):
 def describe(spec):
     """A short text for the loss a spec describes."""
     kind = spec["kind"]
+    lr = f" (lr {spec['lr']:g})" if "lr" in spec else ""
     if kind == "label_smoothing":
-        return f"smoothing = {spec['value']:g}"
+        return f"smoothing = {spec['value']:g}{lr}"
     if kind == "focal":
-        return f"gamma = {spec['value']:g}"
+        return f"gamma = {spec['value']:g}{lr}"
+    if kind in ("poly1", "absolute", "huber"):
+        return {"poly1": "Poly-1", "absolute": "absolute error", "huber": "Huber (delta 1)"}[kind] + lr
     if kind == "taylorglo":
         return "theta = [" + ", ".join(f"{t:.3g}" for t in spec["theta"]) + "]"
     if kind == "ml3":
         return f"MLP 2x{spec['hidden']} loss network"
-    lr = f" (lr {spec['lr']:g})" if "lr" in spec else ""
     if kind == "symbolic":
         return SymbolicLoss(**spec["params"]).infix(precision=3) + lr
     return "the usual loss" + lr
@@ -240,8 +265,8 @@ def _usual_cv_score(search, task):
     return float(search.cv_results_["mean_test_score"][rows.index(usual)]) if usual in rows else None
 
 
-def _symbolic_spec(loss):
-    return {"kind": "symbolic", "params": loss.get_params()}
+def _symbolic_spec(loss, lr=None):
+    return {"kind": "symbolic", "params": loss.get_params(), **({} if lr is None else {"lr": lr})}
 
 
 def run_search(task, steps, final_steps, population, generations, max_time, local_search=None, meta_steps=250,
@@ -256,12 +281,13 @@ def run_search(task, steps, final_steps, population, generations, max_time, loca
     n_folds = task.cv().get_n_splits()
     n_rows = len(task.X_train) * (n_folds - 1) // n_folds
     net = task.skorch_net(final_steps, n_rows, criterion=type(task.usual_loss()))
+    # The library's defaults otherwise: the learning rate tuned for the usual loss (search_lr="tuned"), the
+    # known losses seeded (seed_programs="auto") and an evolved program kept only beyond the margin ("se").
     search = LossSearchCV(
         net, population_size=population, generations=generations, min_resources=steps, max_resources=final_steps,
         max_time=max_time, local_search=LocalSearch(meta_steps=meta_steps, checkpoints=checkpoints)
         if local_search == "all" else None,
-        # The benchmark tunes the usual loss's learning rate itself (the "usual+lr" row): no grid here.
-        baseline_lrs=None, cv=task.cv(), refit=False, n_jobs=n_jobs, random_state=seed, verbose=verbose,
+        cv=task.cv(), refit=False, n_jobs=n_jobs, random_state=seed, verbose=verbose,
     )
     start = time.perf_counter()
     search.fit(task.X_train, task.y_train)
@@ -270,8 +296,9 @@ def run_search(task, steps, final_steps, population, generations, max_time, loca
     name = "evomal" if local_search == "all" else "gp-lfl"
     # EvoMAL learns coefficients for every candidate on every fold, then once more on all the data.
     searched_meta = stats["meta_steps"] + meta_steps if local_search == "all" else 0
+    lr = float(search.search_lr_)
     out = {name: {
-        "spec": _symbolic_spec(search.best_loss_),
+        "spec": _symbolic_spec(search.best_loss_, lr),
         "time_s": search_time,
         "fold_fits": int(stats["fold_fits"]),
         "meta_steps": int(searched_meta),
@@ -284,6 +311,12 @@ def run_search(task, steps, final_steps, population, generations, max_time, loca
                     "hall_of_fame": [{"infix": str(h["infix"]), "score": float(h["mean_test_score"]),
                                       "n_resources": int(h["n_resources"])} for h in search.hall_of_fame_[:5]]},
     }}
+    if local_search != "all":
+        # The winner without the margin (margin=0): the best program at the final rung, known or evolved.
+        top = int(np.argmin(search.cv_results_["rank_test_score"]))
+        out[f"{name}-nomargin"] = {**out[name], "spec": {"kind": "symbolic", "lr": lr,
+                                                         "params": search.loss(1).get_params()},
+                                   "cv_score": float(search.cv_results_["mean_test_score"][top])}
     if refine:
         settings = LocalSearch(candidates="winners", meta_steps=refine_meta_steps, top_k=refine_top_k,
                                checkpoints=refine_checkpoints)
@@ -293,7 +326,7 @@ def run_search(task, steps, final_steps, population, generations, max_time, loca
         results = search.refine_results_
         kept = sum(bool(r["kept"]) for r in results)
         out["gp-lfl+refine"] = {
-            "spec": _symbolic_spec(search.best_loss_),
+            "spec": _symbolic_spec(search.best_loss_, lr),
             "time_s": search_time + refine_time,
             "fold_fits": int(search.search_stats_["fold_fits"]),
             "meta_steps": (len(results) * n_folds + kept) * refine_meta_steps,
@@ -302,7 +335,8 @@ def run_search(task, steps, final_steps, population, generations, max_time, loca
             "history": out[name]["history"],
             "details": {"refine_time_s": refine_time,
                         "refine_results": [{"program": str(r["program"]), "score_before": float(r["score_before"]),
-                                            "score_after": float(r["score_after"]), "kept": bool(r["kept"])}
+                                            "score_after": float(r["score_after"]), "kept": bool(r["kept"]),
+                                            "difference": float(r["difference"]), "margin": float(r["margin"])}
                                            for r in results]},
         }
     return out
@@ -335,4 +369,39 @@ def run_lr_tuning(task, spec, steps, lrs=LR_GRID, n_jobs=2):
         "meta_steps": 0,
         "cv_score": float(means[best]),
         "details": {"lrs": [float(v) for v in lrs], "mean_test_score": [float(v) for v in means]},
+    }
+
+
+# --------------------------------------------------------------------------- the practitioner's pick
+def practitioner_specs(task):
+    """The losses a practitioner tries first: the usual loss and the well-known ones for ``task``'s kind."""
+    if task.kind == "regression":
+        return [{"kind": "usual"}, {"kind": "absolute"}, {"kind": "huber"}]
+    return [{"kind": "usual"}, {"kind": "label_smoothing", "value": 0.1}, {"kind": "focal", "value": 2.0},
+            {"kind": "poly1"}]
+
+
+def run_practitioner(task, steps, usual_lr_record, lrs=LR_GRID, n_jobs=2):
+    """The practitioner's pick: every known loss crossed with ``lrs``, the pair chosen by the same 3-fold CV.
+
+    The usual loss's scores come from ``usual_lr_record`` (the "usual+lr" row, same folds, seeds and steps).
+    """
+    start = time.perf_counter()
+    n_folds = task.cv().get_n_splits()
+    others = practitioner_specs(task)[1:]
+    scores = Parallel(n_jobs=n_jobs)(delayed(_lr_fold)(task.name, spec, lr, k, steps)
+                                     for spec in others for lr in lrs for k in range(n_folds))
+    means = np.array(scores).reshape(len(others), len(lrs), n_folds).mean(2)
+    table = [({"kind": "usual"}, lr, m) for lr, m in zip(usual_lr_record["details"]["lrs"],
+                                                          usual_lr_record["details"]["mean_test_score"])]
+    table += [(spec, lr, float(means[i, j])) for i, spec in enumerate(others) for j, lr in enumerate(lrs)]
+    spec, lr, best = max(table, key=lambda row: row[2])
+    return {
+        "spec": {**spec, "lr": float(lr)},
+        "time_s": time.perf_counter() - start + usual_lr_record["time_s"],
+        "fold_fits": len(table) * n_folds,
+        "meta_steps": 0,
+        "cv_score": float(best),
+        "details": {"table": [{"loss": describe(s), "lr": float(r), "mean_test_score": float(m)}
+                              for s, r, m in table]},
     }

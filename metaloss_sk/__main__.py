@@ -8,7 +8,6 @@ import numpy as np
 
 
 def _digits_demo(args):
-    import torch
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
     from skorch import NeuralNetClassifier
@@ -37,30 +36,66 @@ def _digits_demo(args):
     search.fit(X_train, y_train)
     print(f"Search took {time.perf_counter() - start:.0f} s and trained "
           f"{search.search_stats_['fold_fits']} networks.\n")
+    return _compare(search, net, X_train, y_train, X_test, y_test, args.seeds)
 
-    def test_accuracy(criterion, lr):
-        scores = []
-        for seed in range(args.seeds):
-            torch.manual_seed(seed)
-            model = NeuralNetClassifier(**{**net.get_params(deep=False), "criterion": criterion, "lr": lr})
-            scores.append(model.fit(X_train, y_train).score(X_test, y_test))
-        return np.array(scores)
 
-    tuned_lr = search.baseline_["tuned_lr"] or net.lr
-    rows = [("found loss", search.best_loss_, net.lr), (f"cross-entropy, lr {net.lr:g}", torch.nn.CrossEntropyLoss,
-                                                        net.lr),
-            (f"cross-entropy, tuned lr {tuned_lr:g}", torch.nn.CrossEntropyLoss, tuned_lr)]
-    print(f"Test accuracy over {args.seeds} training seeds (same net and budget; the tuned lr is the one the "
-          f"search's baseline chose by CV):")
-    found = None
-    for name, criterion, lr in rows:
-        scores = test_accuracy(criterion, lr)
-        paired = "" if found is None else "   found loss - it, per seed: " + " ".join(
-            f"{d:+.4f}" for d in found - scores)
-        found = scores if found is None else found
-        print(f"  {name:<28} {scores.mean():.4f} +- {scores.std():.4f}{paired}")
+def _compare(search, net, X_train, y_train, X_test, y_test, n_seeds):
+    """Test accuracy of the found loss beside the usual loss (at the net's and the tuned rate) and the best
+    known loss, each trained with the same ``n_seeds`` weight seeds, and a one-line verdict."""
+    import torch
+    from skorch import NeuralNetClassifier
+
+    from metaloss_sk import SymbolicLoss
+
+    base = search.baseline_
+    known = [k for k in base["known_losses"][1:] if np.isfinite(k["mean_test_score"])]
+    best_known = max(known, key=lambda k: k["mean_test_score"]) if known else None
+    found_name = next((k["name"] for k in base["known_losses"] if k["program"] == str(search.best_loss_.program_)),
+                      None)
+    rows = [("found loss" if found_name is None else f"found loss ({found_name})", search.best_loss_,
+             search.search_lr_),
+            (f"cross-entropy, lr {net.lr:g}", torch.nn.CrossEntropyLoss, net.lr),
+            (f"cross-entropy, tuned lr {search.search_lr_:g}", torch.nn.CrossEntropyLoss, search.search_lr_)]
+    if best_known is not None and best_known["name"] != found_name:
+        rows.append((f"{best_known['name']}, lr {search.search_lr_:g}",
+                     SymbolicLoss(best_known["program"], task="multiclass"), search.search_lr_))
+    print(f"Test accuracy over {n_seeds} training seeds (same net and budget; the tuned lr is the one CV chose "
+          "for cross-entropy, which the search ran at):")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small nets: one thread is fastest, and a busy machine is not oversubscribed
+    try:
+        scores = {}
+        for name, criterion, lr in rows:
+            accuracies = []
+            for seed in range(n_seeds):
+                torch.manual_seed(seed)
+                model = NeuralNetClassifier(**{**net.get_params(deep=False), "criterion": criterion, "lr": lr})
+                accuracies.append(model.fit(X_train, y_train).score(X_test, y_test))
+            scores[name] = np.array(accuracies)
+    finally:
+        torch.set_num_threads(threads)
+    found = scores[rows[0][0]]
+    for name, values in scores.items():
+        paired = "" if values is found else "   found loss - it, per seed: " + " ".join(
+            f"{d:+.4f}" for d in found - values)
+        print(f"  {name:<36} {values.mean():.4f} +- {values.std():.4f}{paired}")
     print(f"\nFound loss: {search.best_loss_}\nAs a program: {search.best_loss_.program}")
+    print(_verdict(scores, rows[0][0], found_name))
     return 0
+
+
+def _verdict(scores, found_name, known_name):
+    """One line: is the found loss better than the best of the others, by how much, on how many seeds."""
+    found = scores[found_name]
+    rival_name, rival = max(((n, v) for n, v in scores.items() if n != found_name), key=lambda item: item[1].mean())
+    d = found - rival
+    if known_name is not None:
+        head = f"Verdict: no evolved program beat the known losses on CV; the search returned {known_name}."
+    else:
+        head = "Verdict: the found loss is " + ("better than" if d.mean() > 0 else "no better than")
+        head += " the best of the others."
+    return (f"{head} Against {rival_name}: {d.mean():+.4f} test accuracy, higher on {int((d > 0).sum())} of "
+            f"{len(d)} seeds.")
 
 
 _BUILTIN = {
@@ -205,8 +240,8 @@ def main(argv=None):
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     demo = commands.add_parser("demo", help="search a loss on scikit-learn's digits and compare it with "
                                             "cross-entropy on a held-out test set")
-    demo.add_argument("--max-time", type=_positive(float), default=240.0,
-                      help="search time budget in seconds (default 240)")
+    demo.add_argument("--max-time", type=_positive(float), default=150.0,
+                      help="time budget of the genetic search in seconds (default 150)")
     demo.add_argument("--generations", type=_positive(int), default=50, help="maximum generations (default 50)")
     demo.add_argument("--population", type=_positive(int), default=25, help="population size (default 25)")
     demo.add_argument("--epochs", type=_positive(int), default=30, help="training epochs per network (default 30)")

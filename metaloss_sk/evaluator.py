@@ -56,8 +56,9 @@ class EvaluatorConfig:
         Largest gradient a loss may have on its output domain, in units of the
         usual loss's largest; None turns the check off.
     seed_programs : tuple of str
-        Programs never filtered out nor left unpromoted (the usual loss the
-        search starts from).
+        Programs never filtered out nor left unpromoted, and never given the
+        local search (the usual loss and the known losses the search starts
+        from).
     screening : Budget or None
         The budget at which each generation's new programs are screened
         before the best ``1 / factor`` go on to the local search and the
@@ -191,8 +192,15 @@ class Evaluator:
             promoted = self._promoted(to_train)
             stats["promoted"] = len(promoted)
             self.progress(weight * (len(to_train) - len(promoted)))
-        folds = self.cross_validate([losses[str(p)] for p in promoted], config.budget,
-                                    local_search=config.evaluation.local_search, progress=weight)
+        # The seed programs (the known losses) enter as they are: without the local search.
+        seeded = [config.evaluation.local_search is not None and str(p) in config.seed_programs for p in promoted]
+        folds = [None] * len(promoted)
+        for plain in (False, True):
+            indices = [i for i, s in enumerate(seeded) if s == plain]
+            for i, result in zip(indices, self.cross_validate(
+                    [losses[str(promoted[i])] for i in indices], config.budget, progress=weight,
+                    local_search=None if plain else config.evaluation.local_search)):
+                folds[i] = result
         self._add_rungs(promoted, folds, config.budget, stats, fresh)
         if config.evaluation.local_search is not None:
             for p, results in zip(promoted, folds):
@@ -424,7 +432,8 @@ class Evaluator:
         protected = set(config.seed_programs)
         for p in programs:
             key = key_of(losses[str(p)])
-            if key is None:
+            if key is None or (str(p) in protected and config.evaluation.local_search is not None):
+                # A seed skips the local search: its score says nothing of its family's coefficients.
                 candidates.append(p)
             elif key in self.keys:
                 alias[str(p)] = self.keys[key]

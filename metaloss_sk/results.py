@@ -133,11 +133,12 @@ def generation_line(entry, generations):
 
 
 def summary_lines(best_loss, best_score, best_split_scores, baseline):
-    """The verbose summary: the found loss beside the usual loss and the usual loss with its learning rate tuned.
+    """The verbose summary: the found loss beside the usual loss (at the net's and the tuned learning rate) and
+    the known losses, and why ``best_loss_`` is what it is.
 
     ``baseline`` is ``LossSearchCV.baseline_`` (or None): every figure is at
     the final budget, on the same folds and weight seeds, and the paired
-    differences are per fold (found loss minus usual loss).
+    differences are per fold (found loss minus the other).
     """
     lines = [f"[LossSearchCV] best loss: {best_loss}  (score {best_score:.4f})"]
     if baseline is None:
@@ -147,12 +148,28 @@ def summary_lines(best_loss, best_score, best_split_scores, baseline):
     def row(name, scores):
         scores = np.asarray(scores, dtype=float)
         differences = " ".join(f"{d:+.4f}" for d in found - scores)
-        return f"    {name:<32} {np.mean(scores):.4f}   found loss - it, per fold: {differences}"
+        return f"    {name:<34} {np.mean(scores):.4f}   found loss - it, per fold: {differences}"
 
     lines.append(f"    at the final budget ({baseline['n_resources']} steps, {baseline['n_seeds']} weight "
                  f"seed(s) per fold), mean CV score:")
-    lines.append(f"    {'found loss':<32} {np.mean(found):.4f}")
-    lines.append(row(f"usual loss, lr {baseline['net_lr']:g}", baseline["net_lr_split_scores"]))
+    lines.append(f"    {'found loss':<34} {np.mean(found):.4f}")
+    if baseline["net_lr_split_scores"] is not None:
+        lines.append(row(f"usual loss, lr {baseline['net_lr']:g}", baseline["net_lr_split_scores"]))
     if baseline["tuned_lr"] is not None:
         lines.append(row(f"usual loss, tuned lr {baseline['tuned_lr']:g}", baseline["tuned_split_scores"]))
+    search_lr = baseline.get("search_lr")
+    for known in baseline.get("known_losses", [])[1:]:
+        lines.append(row(f"{known['name']}, lr {search_lr:g}", known["split_scores"]))
+    contest = baseline.get("contest")
+    names = {k["program"]: k["name"] for k in baseline.get("known_losses", [])}
+    if contest is not None:
+        champion = names.get(contest["champion"], contest["champion"])
+        verdict = (f"an evolved program, better than the best known loss ({champion}) by "
+                   f"{contest['difference']:+.4f} > margin {contest['margin']:.4f}" if contest["replaced"] else
+                   f"the best known loss, {champion}: the best evolved program beat it by "
+                   f"{contest['difference']:+.4f}, not more than the margin {contest['margin']:.4f}")
+        lines.append(f"    best_loss_ is {verdict}")
+    elif str(best_loss.program_) in names:
+        lines.append(f"    best_loss_ is the best known loss, {names[str(best_loss.program_)]}: no evolved "
+                     "program scored higher")
     return lines

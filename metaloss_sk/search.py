@@ -36,6 +36,7 @@ from .loss import SymbolicLoss, usual_loss
 from .primitives import EVOMAL_FUNCTION_SET
 from .program import SearchSpace, parse
 from .training import Budget, Trainer, build_net, fast_path_blockers
+from .zoo import known_losses
 
 __all__ = ["LossSearchCV"]
 
@@ -145,10 +146,19 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         Subtracted per program node from the score when selecting parents.
     elitism : int, default=1
         Number of best distinct programs copied unchanged into each generation.
-    seed_programs : "auto" or sequence of str, default="auto"
-        Programs placed in the first generation, never filtered out and always
-        kept among the finalists; "auto" seeds cross-entropy for classifiers
-        and squared error for regressors.
+    seed_programs : "auto", "usual" or sequence of str, default="auto"
+        Programs placed in the first generation, never filtered out, never
+        given the local search, and always kept among the finalists, so
+        ``best_loss_`` is never worse on CV than the best of them; an evolved
+        program replaces the best of them only by more than ``margin``.
+        "auto" seeds the usual loss and the losses a practitioner tries first
+        (:func:`~metaloss_sk.zoo.known_losses`: label smoothing 0.1, focal
+        loss with gamma 2, PolyLoss Poly-1 and the Brier score for
+        classifiers; absolute error and the pseudo-Huber loss for
+        regressors; their primitives, like cross-entropy's ``neg``, need not
+        be in ``function_set``); "usual" seeds the usual loss only
+        (cross-entropy or squared error). Seeds beyond ``population_size``
+        are left out.
     hall_of_fame : int, default=10
         Number of best distinct programs kept in ``hall_of_fame_``.
     min_resources : "auto" or int, default="auto"
@@ -180,18 +190,33 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
     final_seeds : int, default=2
         Weight seeds per fold at the final rung.
     baseline_lrs : "auto", sequence of float or None, default="auto"
-        Learning rates the usual loss is also tried with at the final budget,
-        so that ``baseline_`` shows it with its learning rate tuned: "auto"
-        is the net's lr times 0.1, 0.316, 3.16 and 10; None tries the net's
-        lr only.
-    search_lr : {"net", "tuned"}, default="net"
-        The learning rate candidates train with. "net" is the net's own.
-        "tuned" first tunes it for the usual loss over ``baseline_lrs`` by
-        CV at the final budget (the ``baseline_`` trainings, run before the
-        search instead of after it), then searches, selects and refits at
-        that rate: the found loss must beat the usual loss at the usual
-        loss's best learning rate, trained at the same rate, so it cannot win
-        by acting as a larger step size. ``search_lr_`` holds the rate used.
+        Learning rates the usual loss is tuned over, by CV (``baseline_``):
+        "auto" is the net's lr times 10^-2 to 10^2 in half decades (9
+        rates); None tries the net's lr only. The rates climb rungs of
+        growing budget up to the final one, ``factor`` times fewer at each
+        (successive halving, none shorter than the fitness budget over
+        ``factor``); the last rung trains the best two and the net's own
+        rate with ``final_seeds`` weight seeds per fold.
+    search_lr : {"tuned", "net"}, default="tuned"
+        The learning rate candidates train with. "tuned" first tunes it for
+        the usual loss over ``baseline_lrs`` (the ``baseline_`` trainings),
+        then searches, selects and refits at that rate: the found loss must
+        beat the usual loss at the usual loss's best learning rate, trained
+        at the same rate, so it cannot win by acting as a larger step size.
+        "net" keeps the net's own rate (for a rate tuned already), and
+        ``baseline_`` is measured after the search. ``search_lr_`` holds the
+        rate used.
+    margin : "se" or float, default="se"
+        How much better than the best seed program (the known losses of
+        ``seed_programs``) an evolved program must score at the final budget
+        to become ``best_loss_``: the mean paired per-fold difference of
+        their CV scores must exceed this. "se" is that difference's standard
+        error; a number is in the scorer's units; 0 takes any improvement.
+        The best CV score among many programs is optimistic (the winner's
+        curse), so a margin keeps a known loss unless an evolved one is
+        better beyond the noise. The same rule applies to every replacement
+        a local search after the genetic search makes (``fit_refine``,
+        ``local_search="winners"``).
     gradient_bound : float or None, default=10
         A program whose gradient with respect to the net's outputs is not
         finite, or steeper than this many times the usual loss's steepest,
@@ -414,6 +439,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         "error_score": [Options(("raise",)), Interval(Real)],
         "refit": [Options((True, False)), InstanceOf(str), InstanceOf(Callable)],
         "search_lr": [Options(("net", "tuned"))],
+        "margin": [Options(("se",)), Interval(Real, 0)],
     }
 
     def __init__(
@@ -423,8 +449,8 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         p_crossover=0.7, p_subtree_mutation=0.25, p_hoist_mutation=0.0, p_point_mutation=0.0,
         p_point_replace=0.05, mutation_depth=(0, 2), parsimony_coefficient=0.0, elitism=1,
         seed_programs="auto", hall_of_fame=10, min_resources="auto", max_resources="auto", factor=3,
-        screening="auto", n_finalists=3, final_seeds=2, baseline_lrs="auto", search_lr="net", gradient_bound=10.0,
-        standardize_target=True,
+        screening="auto", n_finalists=3, final_seeds=2, baseline_lrs="auto", search_lr="tuned", margin="se",
+        gradient_bound=10.0, standardize_target=True,
         max_time=None, n_iter_no_change=None, max_evaluations=None, local_search=None,
         equivalence="gradient", rejection_steps=250, train_loop="auto", candidates_per_task=8,
         checkpoint=None, scoring=None, cv=3, refit=True, n_jobs=None, verbose=0, error_score=np.nan,
@@ -458,6 +484,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         self.final_seeds = final_seeds
         self.baseline_lrs = baseline_lrs
         self.search_lr = search_lr
+        self.margin = margin
         self.gradient_bound = gradient_bound
         self.standardize_target = standardize_target
         self.max_time = max_time
@@ -565,7 +592,9 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
                 self.baseline_ = None
                 if not interrupted:
                     baseline = baseline or self._usual_baseline(evaluate)
-                    self.baseline_ = {**baseline, "found_split_scores": [float(s) for s in self._best_split_scores]}
+                    self.baseline_ = {**baseline, "found_split_scores": [float(s) for s in self._best_split_scores],
+                                      "search_lr": self.search_lr_, "known_losses": self._known_scores(evaluate),
+                                      "contest": self._contest}
         finally:
             if bar is not None:
                 bar.close()
@@ -691,14 +720,16 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
             evaluate, budgets, self.n_finalists, self.factor, self.final_seeds)
         rows = list(evaluate.rows.values())
         try:
-            best = selection.winner(rows, str(usual_loss(self._task).program_))
+            best, self._contest = selection.winner(rows, str(usual_loss(self._task).program_),
+                                                   evaluate.config.seed_programs, self.margin)
         except RuntimeError:
             self.cv_results_ = results.cv_results(rows, len(evaluate.splits))
             raise
         if callable(self.refit):
-            best = rows[self._refit_choice(rows, len(evaluate.splits))]
+            best, self._contest = rows[self._refit_choice(rows, len(evaluate.splits))], None
         loss = best.loss
-        if evaluate.config.evaluation.local_search is not None and best.status == "ok":
+        seeded = str(best.program) in evaluate.config.seed_programs
+        if evaluate.config.evaluation.local_search is not None and best.status == "ok" and not seeded:
             loss = refine_on(evaluate.config.evaluation, loss, X, y, self._state.refit_seed)
         score = best.score if best.status == "ok" else float(np.mean(best.last.scores))
         self._set_best(loss, score, best.last.scores)
@@ -734,13 +765,31 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         return int(index)
 
     def _usual_baseline(self, evaluate):
-        """The usual loss at the final budget over the learning rates (``baseline_`` less the found scores).
+        """The usual loss over the learning rates, tuned by successive halving (``baseline_``'s first part).
 
         ``evaluate`` trains at the net's own learning rate unless told another.
         """
         net_lr = float(self._net.lr)
-        return selection.baseline(evaluate, usual_loss(self._task), self._rungs(len(evaluate.splits[0][0]))[-1],
-                                  selection.learning_rates(self.baseline_lrs, net_lr), self.final_seeds, net_lr)
+        lrs = selection.learning_rates(self.baseline_lrs, net_lr)
+        n_train = len(evaluate.splits[0][0])
+        fitness, final = self._budgets(n_train)
+        floor = fitness.shortened(self.factor, n_train, self._net.batch_size)
+        budgets = selection.lr_rungs(floor, final, n_train, self._net.batch_size, self.factor, len(lrs))
+        return selection.tune_learning_rate(evaluate, usual_loss(self._task), budgets, lrs, self.final_seeds,
+                                            net_lr, self.factor)
+
+    def _known_scores(self, evaluate):
+        """The seed programs at the final budget and the search's learning rate: ``baseline_["known_losses"]``."""
+        out = []
+        for program in evaluate.config.seed_programs:
+            row = evaluate.rows.get(program)
+            row = row and (evaluate.rows.get(row.equivalent_to) or row)
+            if row is None or row.last is None:
+                continue
+            out.append({"name": self._seed_names.get(program, program), "program": program,
+                        "n_resources": int(row.last.n_resources), "mean_test_score": row.score,
+                        "split_scores": [float(v) for v in row.last.scores]})
+        return out
 
     def _tuned_lr(self, baseline):
         """``search_lr="tuned"``: the usual loss's best learning rate, or the net's if it failed at every one."""
@@ -823,18 +872,19 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         elapsed = time.perf_counter() - start
         self.refine_results_ = []
         for row, (losses, split_scores, after) in zip(rows, refined):
-            kept = bool(math.isfinite(after) and after >= row.score)
+            # A refined loss replaces its program, and then the best loss, only by more than the margin.
+            kept, difference, need = selection.beats(split_scores, row.last.scores, self.margin)
             loss = refine_on(replace(evaluate.config.evaluation, local_search=settings, local_search_budget=final),
                              row.loss, X, y, self._state.refit_seed) if kept else None
             self.refine_results_.append({
                 "program": str(row.program), "score_before": row.score, "score_after": after, "kept": kept,
+                "difference": difference, "margin": need,
                 "coefficients": None if loss is None else loss.get_params()["coefficients"],
                 "fold_coefficients": [refined_loss.get_params()["coefficients"] for refined_loss in losses],
                 "time": elapsed / max(len(rows), 1),
             })
-            # Another program replaces the best only by scoring higher, not by tying with it.
             same = str(row.program) == str(self.best_loss_.program_)
-            if kept and (after > self.best_score_ or (same and after >= self.best_score_)):
+            if kept and (same or selection.beats(split_scores, self._best_split_scores, self.margin)[0]):
                 self._set_best(loss, after, split_scores)
         if self.verbose:
             for r in self.refine_results_:
@@ -882,9 +932,6 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
                 and self.min_resources > self.max_resources:
             raise ValueError(f"min_resources={self.min_resources} exceeds max_resources={self.max_resources}; "
                              "the fitness budget cannot be longer than the final one.")
-        if self.search_lr == "tuned" and self.baseline_lrs is None:
-            raise ValueError("search_lr='tuned' tunes the learning rate over baseline_lrs, which is None; "
-                             "give baseline_lrs ('auto' or a sequence of learning rates) or use search_lr='net'.")
         if self.baseline_lrs is not None and not isinstance(self.baseline_lrs, str):
             try:
                 lrs = [float(v) for v in self.baseline_lrs]
@@ -1036,15 +1083,23 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         return self._encoder.transform(y).astype(np.float32 if self._task == "binary" else np.int64)
 
     def _seed_programs(self):
-        if isinstance(self.seed_programs, str) and self.seed_programs == "auto":
-            return [usual_loss(self._task).program_]
+        """The seed programs, and ``_seed_names``: a name for each (the known losses' own, else the program)."""
+        if isinstance(self.seed_programs, str) and self.seed_programs in ("auto", "usual"):
+            n_classes = len(self._encoder.classes_) if self._task != "regression" else 1
+            known = known_losses(self._task, n_classes)
+            if self.seed_programs == "usual":
+                known = dict(list(known.items())[:1])
+            named = {name: parse(text) for name, text in known.items()}
+            self._seed_names = {str(p): name for name, p in named.items()}
+            return list(named.values())
         if isinstance(self.seed_programs, str):
-            raise ValueError(f"seed_programs must be 'auto' or a list of programs, got the string "
+            raise ValueError(f"seed_programs must be 'auto', 'usual' or a list of programs, got the string "
                              f"{self.seed_programs!r}; wrap a single program in a list.")
         programs = [parse(p) for p in self.seed_programs]
         for p in programs:
             if not p.is_valid_loss:
                 raise ValueError(f"seed program {str(p)!r} must use both y and yhat.")
+        self._seed_names = {str(p): p.infix(simplify=True) for p in programs}
         return programs
 
     def _use_fast_loop(self):

@@ -9,9 +9,12 @@ independent of ``n_jobs``) and return what the search reports:
   one, the field cut by ``factor`` at each (as scikit-learn's
   ``HalvingGridSearchCV`` does with a resource), the finalists trained with
   several weight seeds per fold;
-- :func:`winner`: the best program at the highest rung, never one that failed;
-- :func:`baseline`: the usual loss at the final budget, on the same folds and
-  seeds, at the net's learning rate and over a grid of others;
+- :func:`winner`: the best program at the highest rung, never one that
+  failed, and an evolved one only where it beats the best seed program (the
+  known losses) by a margin (:func:`beats`);
+- :func:`tune_learning_rate`: the usual loss over a grid of learning rates,
+  by successive halving up to the final budget (:func:`lr_rungs`), on the
+  same folds and seeds;
 - :func:`refine`: the local search on the best programs, judged at the final
   budget;
 - :func:`simplest_within_one_se`: a ``refit`` callable for
@@ -25,10 +28,11 @@ import numpy as np
 
 from .results import ranking
 
-__all__ = ["baseline", "learning_rates", "refine", "rungs", "successive_halving", "winner"]
+__all__ = ["beats", "learning_rates", "lr_rungs", "margin_of", "refine", "rungs", "successive_halving",
+           "tune_learning_rate", "winner"]
 
-#: The default grid of the baseline's learning rates, as multiples of the net's.
-LR_FACTORS = (0.1, 10**-0.5, 1.0, 10**0.5, 10.0)
+#: The default grid of learning rates, as multiples of the net's: 10^-2 to 10^2 in half decades.
+LR_FACTORS = tuple(10 ** (k / 2) for k in range(-4, 5))
 
 
 def rungs(fitness, final, n_train, batch_size, factor):
@@ -76,11 +80,47 @@ def successive_halving(evaluate, budgets, n_finalists, factor, final_seeds):
     return n_resources, n_candidates
 
 
-def winner(rows, usual_program):
-    """The best row (the first rank of :func:`~metaloss_sk.results.ranking`).
+def margin_of(margin, differences):
+    """The margin a paired per-fold score difference must exceed: ``"se"`` is its standard error, else ``margin``."""
+    if margin != "se":
+        return float(margin)
+    d = np.asarray(differences, dtype=float)
+    return float(np.std(d, ddof=1) / math.sqrt(len(d))) if len(d) > 1 else 0.0
+
+
+def beats(challenger, champion, margin):
+    """Whether per-fold scores ``challenger`` beat ``champion`` by more than the margin, and by how much.
+
+    Returns ``(verdict, mean difference, margin)``; the difference is paired per fold.
+    """
+    d = np.asarray(challenger, dtype=float) - np.asarray(champion, dtype=float)
+    if not np.all(np.isfinite(d)):
+        return False, math.nan, math.nan
+    need = margin_of(margin, d)
+    return bool(d.mean() > need), float(d.mean()), need
+
+
+def winner(rows, usual_program, seed_programs=(), margin=0.0):
+    """The best row, and whether it won over the seed programs by the margin.
+
+    The best row by :func:`~metaloss_sk.results.ranking` wins if it is a seed
+    program, or if it beats the best seed program at the same rung by more
+    than ``margin`` (see :func:`beats`) in the paired per-fold difference of
+    their scores; otherwise the best seed program wins. The best CV score
+    among many programs is optimistic (the winner's curse): the margin keeps
+    a known loss unless an evolved one is better beyond the noise.
 
     If every program failed but the usual loss only scored at chance level,
     the usual loss, with a warning: no loss can be told better than it.
+
+    Returns
+    -------
+    best : Row
+    contest : dict or None
+        ``{"champion": the best seed program, "difference": mean paired
+        difference of the best evolved program over it, "margin": the margin
+        it had to exceed, "replaced": whether it did}``; None when the best
+        row is a seed program or no seed program reached its rung.
 
     Raises
     ------
@@ -91,14 +131,22 @@ def winner(rows, usual_program):
     rows = list(rows)
     best = rows[int(np.argmin(ranking(rows)))] if rows else None
     if best is not None and math.isfinite(best.score):
-        return best
+        seeds = [row for row in rows if str(row.program) in set(seed_programs) and math.isfinite(row.score)
+                 and len(row.rungs) == len(best.rungs) and row.last.n_resources == best.last.n_resources]
+        if str(best.program) in set(seed_programs) or not seeds:
+            return best, None
+        champion = max(seeds, key=lambda row: row.score)
+        replaced, difference, need = beats(best.last.scores, champion.last.scores, margin)
+        contest = {"champion": str(champion.program), "challenger": str(best.program), "difference": difference,
+                   "margin": need, "replaced": replaced}
+        return (best if replaced else champion), contest
     usual = next((row for row in rows if str(row.program) == usual_program), None)
     if usual is not None and usual.status == "chance":
         warnings.warn(
             "no candidate loss scored better than chance on every fold, the usual loss included, so none "
             "can be told better than it: best_loss_ is the usual loss. The net probably does not learn "
             "within its budget: train longer (max_epochs, min_resources) or raise lr.", UserWarning, stacklevel=4)
-        return usual
+        return usual, None
     statuses = [row.status for row in rows]
     counts = ", ".join(f"{statuses.count(s)} {s}" for s in dict.fromkeys(statuses))
     hint = (" Scores at chance level mean the net does not learn within its budget, even with the usual "
@@ -108,12 +156,26 @@ def winner(rows, usual_program):
 
 
 def learning_rates(baseline_lrs, net_lr):
-    """The baseline's learning rates: the net's, and the grid ``baseline_lrs`` asks for."""
+    """The learning-rate grid: the net's, and the grid ``baseline_lrs`` asks for."""
     if baseline_lrs is None:
         return [net_lr]
     if isinstance(baseline_lrs, str):  # "auto"
-        return [net_lr * f for f in LR_FACTORS]
+        return sorted({net_lr, *(net_lr * f for f in LR_FACTORS)})
     return sorted({net_lr, *map(float, baseline_lrs)})
+
+
+def lr_rungs(floor, final, n_train, batch_size, factor, n_lrs, n_final=2):
+    """Budgets of the learning-rate ladder, ``factor`` times longer each, ending at ``final``.
+
+    As few rungs as cut ``n_lrs`` rates down to ``n_final`` by ``factor`` per
+    rung, none shorter than ``floor`` (a rate judged on too few steps favours
+    the largest that does not diverge).
+    """
+    steps, field, out = final.steps(n_train, batch_size) / factor, n_final * factor, [final]
+    while field < n_lrs and steps >= floor.steps(n_train, batch_size):
+        out.insert(0, type(final)(final.max_epochs, int(round(steps))))
+        steps, field = steps / factor, field * factor
+    return out
 
 
 def _mean_scores(folds):
@@ -123,23 +185,38 @@ def _mean_scores(folds):
     return splits, math.nan if failed else float(np.mean(splits))
 
 
-def baseline(evaluate, usual, budget, lrs, n_seeds, net_lr):
-    """The usual loss at ``budget`` with ``n_seeds`` weight seeds per fold, at each of ``lrs`` (see ``baseline_``)."""
-    scores, splits = [], []
-    for lr in lrs:
-        (folds,) = evaluate.cross_validate([usual], budget, n_seeds, params=None if lr == net_lr else {"lr": lr})
-        split, mean = _mean_scores(folds)
-        splits.append(split)
-        scores.append(mean)
-    tuned = int(np.argmax(np.nan_to_num(scores, nan=-np.inf))) if np.isfinite(scores).any() else None
-    here = lrs.index(net_lr)
-    n_train = len(evaluate.splits[0][0])
+def tune_learning_rate(evaluate, usual, budgets, lrs, n_seeds, net_lr, factor, n_final=2):
+    """The usual loss over the learning rates ``lrs``, by successive halving over ``budgets`` (see ``baseline_``).
+
+    Every rate trains at the first budget; the best ``n_final * factor ** r``
+    go on to the budget ``r`` rungs before the last, and the last trains the
+    best ``n_final`` and the net's own rate with ``n_seeds`` weight seeds per
+    fold, as ``HalvingGridSearchCV`` does with a resource. The tuned rate is
+    the best at the last rung.
+    """
+    field, ladder, splits, scores = list(lrs), [], {}, {}
+    for j, budget in enumerate(budgets):
+        last = j == len(budgets) - 1
+        if j:
+            size = math.ceil(n_final * factor ** (len(budgets) - 1 - j))
+            alive = sorted((lr for lr in field if math.isfinite(scores[lr])), key=lambda lr: -scores[lr])
+            field = sorted(set(alive[:size]) | ({net_lr} if last and math.isfinite(scores[net_lr]) else set()))
+        for lr in field:
+            (folds,) = evaluate.cross_validate([usual], budget, n_seeds if last else 1,
+                                               params=None if lr == net_lr else {"lr": lr})
+            splits[lr], scores[lr] = _mean_scores(folds)
+        ladder.append({"n_resources": int(budget.steps(len(evaluate.splits[0][0]), evaluate.batch_size)),
+                       "lrs": list(field), "mean_test_score": [scores[lr] for lr in field]})
+    final = ladder[-1]
+    finite = [lr for lr in final["lrs"] if math.isfinite(scores[lr])]
+    tuned = max(finite, key=lambda lr: scores[lr]) if finite else None
+    here = net_lr in final["lrs"]
     return {
-        "program": str(usual.program_), "n_resources": int(budget.steps(n_train, evaluate.batch_size)),
-        "n_seeds": int(n_seeds), "lrs": list(lrs), "mean_test_score": scores,
-        "net_lr": net_lr, "net_lr_score": scores[here], "net_lr_split_scores": splits[here],
-        "tuned_lr": None if tuned is None else lrs[tuned],
-        "tuned_score": math.nan if tuned is None else scores[tuned],
+        "program": str(usual.program_), "n_resources": final["n_resources"], "n_seeds": int(n_seeds),
+        "lrs": final["lrs"], "mean_test_score": final["mean_test_score"], "ladder": ladder,
+        "net_lr": net_lr, "net_lr_score": scores[net_lr] if here else math.nan,
+        "net_lr_split_scores": splits[net_lr] if here else None,
+        "tuned_lr": tuned, "tuned_score": math.nan if tuned is None else scores[tuned],
         "tuned_split_scores": None if tuned is None else splits[tuned],
     }
 
