@@ -5,7 +5,7 @@ import pytest
 import torch
 from conftest import classifier, iris
 
-from metaloss_sk import LocalSearch, LossSearchCV, SymbolicLoss
+from metaloss_sk import LocalSearch, LossSearchCV, SymbolicLoss, parse
 from metaloss_sk.filters import Probe, commutative_key, symbolic_key
 
 
@@ -118,16 +118,29 @@ def test_search_stats_account_for_every_proposed_program():
 
 
 def test_with_local_search_on_every_candidate_only_commuted_programs_share_an_evaluation():
+    from sklearn.utils.parallel import Parallel
+
+    from metaloss_sk.engine import Evaluation
+    from metaloss_sk.evaluator import Evaluator, EvaluatorConfig
+    from metaloss_sk.training import Budget, Trainer
+
     X, y = iris()
-    seeds = ["neg(mul(y, log(yhat)))", "neg(mul(log(yhat), y))", "neg(mul(mul(y, log(yhat)), 1.0))"]
-    kw = dict(population_size=3, tournament_size=2, generations=1, cv=2, random_state=0, refit=False,
-              local_search=LocalSearch(meta_steps=2), seed_programs=seeds, rejection_steps=0)
-    search = LossSearchCV(classifier(), **kw).fit(X, y)
-    rows = dict(zip(search.cv_results_["program"], search.cv_results_["equivalent_to"]))
-    assert rows == {seeds[0]: "", seeds[1]: seeds[0], seeds[2]: ""}
-    assert search.search_stats_["evaluations"] == 2
-    exact = LossSearchCV(classifier(), equivalence="exact", **kw).fit(X, y)
-    assert exact.search_stats_["evaluations"] == 3
+    programs = ["neg(mul(y, log(yhat)))", "neg(mul(log(yhat), y))", "neg(mul(mul(y, log(yhat)), 1.0))"]
+    evaluation = Evaluation(Trainer(classifier()), "multiclass", lambda net, X, y: net.score(X, y),
+                            local_search=LocalSearch(meta_steps=2), local_search_budget=Budget(4))
+
+    def evaluated(equivalence):
+        config = EvaluatorConfig(evaluation, fold_seeds=(0, 1), budget=Budget(4), rejection_steps=0,
+                                 equivalence=equivalence)
+        splits = [(np.arange(0, 150, 2), np.arange(1, 150, 2)), (np.arange(1, 150, 2), np.arange(0, 150, 2))]
+        evaluator = Evaluator(config, X, y, splits, parallel=Parallel(n_jobs=1, return_as="generator"))
+        _, stats = evaluator.generation([parse(p) for p in programs], 0)
+        return {p: row.equivalent_to for p, row in evaluator.rows.items()}, stats
+
+    rows, stats = evaluated("gradient")
+    assert rows == {programs[0]: "", programs[1]: programs[0], programs[2]: ""}
+    assert stats["trained"] == 2
+    assert evaluated("exact")[1]["trained"] == 3
 
 
 def test_candidates_are_grouped_by_program_length_into_groups_of_even_cost():

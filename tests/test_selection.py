@@ -39,7 +39,7 @@ def test_rungs_climb_from_the_fitness_budget_to_the_nets_own(laddered):
     search, _, _ = laddered
     assert search.n_resources_ == [3, 6, 12, 24]
     assert search.n_candidates_[1:] == sorted(search.n_candidates_[1:], reverse=True)
-    assert search.n_candidates_[-1] <= 2 + 1  # the finalists and the usual loss
+    assert search.n_candidates_[-1] <= 2 + 5  # the finalists, and the usual loss and the four known losses
 
 
 def test_the_best_loss_is_scored_at_the_final_budget(laddered):
@@ -125,12 +125,15 @@ def test_baseline_shows_the_usual_loss_at_the_nets_lr_and_tuned(laddered):
     search, _, _ = laddered
     base = search.baseline_
     assert base["program"] == CE and base["n_resources"] == 24 and base["n_seeds"] == 2
-    assert base["net_lr"] == 0.2 and 0.2 in base["lrs"] and len(base["lrs"]) == 5
+    # Nine rates at the first rung of the ladder, the best two and the net's own at the final budget.
+    assert len(base["ladder"][0]["lrs"]) == 9 and base["ladder"][-1]["lrs"] == base["lrs"]
+    assert base["net_lr"] == 0.2 and 0.2 in base["lrs"] and len(base["lrs"]) <= 3
     assert base["tuned_score"] == np.nanmax(base["mean_test_score"]) >= base["net_lr_score"]
     assert base["mean_test_score"][base["lrs"].index(base["tuned_lr"])] == base["tuned_score"]
-    # GP-LFL mode: the usual loss's own row at the final rung is the baseline at the net's lr.
+    # The search ran at the tuned rate: the usual loss's own row at the final rung is the tuned baseline.
+    assert search.search_lr_ == base["tuned_lr"] == base["search_lr"]
     row = list(search.cv_results_["program"]).index(CE)
-    assert base["net_lr_score"] == pytest.approx(search.cv_results_["mean_test_score"][row])
+    assert base["tuned_score"] == pytest.approx(search.cv_results_["mean_test_score"][row])
     assert len(base["found_split_scores"]) == 2
     assert np.mean(base["found_split_scores"]) == pytest.approx(search.best_score_)
     json.dumps(base)  # plain values
@@ -187,10 +190,43 @@ def test_search_lr_tuned_searches_at_the_usual_losss_best_learning_rate():
     assert results["mean_test_score"][row] == base["tuned_score"]
 
 
-def test_search_lr_net_is_the_nets_own_and_tuned_needs_a_grid():
+def test_search_lr_net_is_the_nets_own_and_a_grid_of_none_tunes_nothing():
     X, y = iris()
-    search = LossSearchCV(classifier(), population_size=4, generations=1, cv=2, random_state=0,
-                          baseline_lrs=None).fit(X, y)
-    assert search.search_lr_ == 0.2 and search.best_estimator_.lr == 0.2
-    with pytest.raises(ValueError, match="search_lr='tuned'.*baseline_lrs"):
-        LossSearchCV(classifier(), search_lr="tuned", baseline_lrs=None).fit(X, y)
+    for kw in (dict(search_lr="net"), dict(baseline_lrs=None)):
+        search = LossSearchCV(classifier(), population_size=4, generations=1, cv=2, random_state=0, **kw).fit(X, y)
+        assert search.search_lr_ == 0.2 and search.best_estimator_.lr == 0.2
+
+
+def _row(program, scores, steps=24):
+    from metaloss_sk.evaluator import Row, Rung
+
+    return Row(program=parse(program), loss=SymbolicLoss(program), generation=0,
+               rungs=[Rung(n_resources=6, scores=[0.5, 0.5, 0.5]), Rung(n_resources=steps, scores=scores)])
+
+
+def test_an_evolved_program_replaces_the_best_known_loss_only_beyond_the_margin():
+    from metaloss_sk.selection import winner
+
+    evolved = "neg(mul(y, log(mul(yhat, yhat))))"
+    known = _row(CE, [0.80, 0.82, 0.84])
+    noisy = _row(evolved, [0.86, 0.81, 0.85])  # +0.02 on average, one standard error of 0.0208
+    best, contest = winner([known, noisy], CE, (CE,), "se")
+    assert best is known and not contest["replaced"] and contest["champion"] == CE
+    assert contest["difference"] == pytest.approx(0.02) and contest["margin"] == pytest.approx(0.0208, abs=1e-4)
+    assert winner([known, noisy], CE, (CE,), 0.0)[0] is noisy
+    clear = _row(evolved, [0.83, 0.85, 0.87])  # +0.03 on every fold: no noise in the difference
+    assert winner([known, clear], CE, (CE,), "se")[0] is clear
+    assert winner([known, clear], CE, (CE,), 0.05)[0] is known
+    assert winner([known, clear], CE, (), "se") == (clear, None)  # no seed program: nothing to beat
+
+
+def test_the_learning_rate_ladder_cuts_the_grid_by_factor_up_to_the_final_budget():
+    from metaloss_sk.selection import LR_FACTORS, learning_rates, lr_rungs
+
+    assert len(LR_FACTORS) == 9 and min(LR_FACTORS) == pytest.approx(0.01) and max(LR_FACTORS) == pytest.approx(100)
+    assert learning_rates("auto", 0.01) == sorted(learning_rates("auto", 0.01)) and 0.01 in learning_rates("auto", 0.01)
+    # 9 rates, factor 3: all 9 at a third of the final 2000 steps leave 2 (and the net's own) for the last.
+    assert [b.max_steps for b in lr_rungs(Budget(1, 167), Budget(1, 2000), 1000, 100, 3, 9)] == [667, 2000]
+    assert [b.max_steps for b in lr_rungs(Budget(1, 167), Budget(1, 2000), 1000, 100, 3, 30)] == [222, 667, 2000]
+    # No rung shorter than the floor (the fitness budget over factor).
+    assert [b.max_steps for b in lr_rungs(Budget(1, 1000), Budget(1, 2000), 1000, 100, 3, 9)] == [2000]
