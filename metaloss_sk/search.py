@@ -192,11 +192,11 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
     baseline_lrs : "auto", sequence of float or None, default="auto"
         Learning rates the usual loss is tuned over, by CV (``baseline_``):
         "auto" is the net's lr times 10^-2 to 10^2 in half decades (9
-        rates); None tries the net's lr only. The rates climb rungs of
-        growing budget up to the final one, ``factor`` times fewer at each
-        (successive halving, none shorter than the fitness budget over
-        ``factor``); the last rung trains the best two and the net's own
-        rate with ``final_seeds`` weight seeds per fold.
+        rates); None tries the net's lr only. Every rate trains at the
+        final budget with one weight seed per fold; the best two and the
+        net's own rate then train with ``final_seeds`` (successive halving
+        over the seeds: a rate judged on a shorter budget favours the rates
+        that learn fast early).
     search_lr : {"tuned", "net"}, default="tuned"
         The learning rate candidates train with. "tuned" first tunes it for
         the usual loss over ``baseline_lrs`` (the ``baseline_`` trainings),
@@ -771,12 +771,8 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         """
         net_lr = float(self._net.lr)
         lrs = selection.learning_rates(self.baseline_lrs, net_lr)
-        n_train = len(evaluate.splits[0][0])
-        fitness, final = self._budgets(n_train)
-        floor = fitness.shortened(self.factor, n_train, self._net.batch_size)
-        budgets = selection.lr_rungs(floor, final, n_train, self._net.batch_size, self.factor, len(lrs))
-        return selection.tune_learning_rate(evaluate, usual_loss(self._task), budgets, lrs, self.final_seeds,
-                                            net_lr, self.factor)
+        final = self._rungs(len(evaluate.splits[0][0]))[-1]
+        return selection.tune_learning_rate(evaluate, usual_loss(self._task), final, lrs, self.final_seeds, net_lr)
 
     def _known_scores(self, evaluate):
         """The seed programs at the final budget and the search's learning rate: ``baseline_["known_losses"]``."""

@@ -220,13 +220,16 @@ def test_an_evolved_program_replaces_the_best_known_loss_only_beyond_the_margin(
     assert winner([known, clear], CE, (), "se") == (clear, None)  # no seed program: nothing to beat
 
 
-def test_the_learning_rate_ladder_cuts_the_grid_by_factor_up_to_the_final_budget():
-    from metaloss_sk.selection import LR_FACTORS, learning_rates, lr_rungs
+def test_the_learning_rate_grid_is_halved_over_weight_seeds_at_the_final_budget(laddered):
+    from metaloss_sk.selection import LR_FACTORS, learning_rates
 
     assert len(LR_FACTORS) == 9 and min(LR_FACTORS) == pytest.approx(0.01) and max(LR_FACTORS) == pytest.approx(100)
-    assert learning_rates("auto", 0.01) == sorted(learning_rates("auto", 0.01)) and 0.01 in learning_rates("auto", 0.01)
-    # 9 rates, factor 3: all 9 at a third of the final 2000 steps leave 2 (and the net's own) for the last.
-    assert [b.max_steps for b in lr_rungs(Budget(1, 167), Budget(1, 2000), 1000, 100, 3, 9)] == [667, 2000]
-    assert [b.max_steps for b in lr_rungs(Budget(1, 167), Budget(1, 2000), 1000, 100, 3, 30)] == [222, 667, 2000]
-    # No rung shorter than the floor (the fitness budget over factor).
-    assert [b.max_steps for b in lr_rungs(Budget(1, 1000), Budget(1, 2000), 1000, 100, 3, 9)] == [2000]
+    assert learning_rates("auto", 0.2) == sorted(learning_rates("auto", 0.2)) and 0.2 in learning_rates("auto", 0.2)
+    search, _, _ = laddered
+    first, last = search.baseline_["ladder"]
+    assert first["n_seeds"] == 1 and first["lrs"] == learning_rates("auto", 0.2)
+    # The best two rates with one seed, and the net's own, go on to two seeds.
+    finite = [lr for lr, score in zip(first["lrs"], first["mean_test_score"]) if np.isfinite(score)]
+    best_two = sorted(finite, key=lambda lr: -first["mean_test_score"][first["lrs"].index(lr)])[:2]
+    assert last["n_seeds"] == 2 and last["lrs"] == sorted({*best_two, 0.2})
+    assert search.baseline_["n_resources"] == search.n_resources_[-1]
