@@ -12,7 +12,8 @@ The inner steps are written out of place with :func:`torch.autograd.grad` and
 
 A one-step lookahead from a fresh network favours whatever makes the first
 step longest, which is not what trains best over a whole run (short-horizon
-bias). So, as EvoMAL's reference does, the coefficients are checkpointed: a
+bias). So the coefficients are checkpointed (this package's addition: EvoMAL's
+reference returns the coefficients of the last meta step): a
 ``validate`` function (which trains the network for the fitness budget and
 scores it on held-out rows) is called on the starting coefficients and every
 so many meta steps, and the best-scoring checkpoint is returned, never one

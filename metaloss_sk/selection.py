@@ -97,7 +97,9 @@ def beats(challenger, champion, margin):
     if not np.all(np.isfinite(d)):
         return False, math.nan, math.nan
     need = margin_of(margin, d)
-    return bool(d.mean() > need), float(d.mean()), need
+    # Beyond the margin, not at it: with one fold better and the others tied the mean is exactly one
+    # standard error, which rounding must not tip either way.
+    return bool(d.mean() > need + 1e-12), float(d.mean()), need
 
 
 def winner(rows, usual_program, seed_programs=(), margin=0.0):

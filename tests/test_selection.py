@@ -233,3 +233,11 @@ def test_the_learning_rate_grid_is_halved_over_weight_seeds_at_the_final_budget(
     best_two = sorted(finite, key=lambda lr: -first["mean_test_score"][first["lrs"].index(lr)])[:2]
     assert last["n_seeds"] == 2 and last["lrs"] == sorted({*best_two, 0.2})
     assert search.baseline_["n_resources"] == search.n_resources_[-1]
+
+
+def test_one_fold_better_and_the_others_tied_is_not_beyond_one_standard_error():
+    from metaloss_sk.selection import beats
+
+    # mean = a / 3 and standard error = a / 3 exactly; rounding once tipped this to "kept".
+    assert not beats([0.9855233853006681, 0.98, 0.97], [0.9844097995545656, 0.98, 0.97], "se")[0]
+    assert beats([0.9855233853006681, 0.98, 0.97], [0.9844097995545656, 0.98, 0.97], 0.0)[0]
