@@ -115,7 +115,9 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         The net whose loss is searched. Its module, optimizer, ``lr``,
         ``batch_size``, ``max_epochs``, ``device`` and ``*__`` settings are
         honoured; its criterion is replaced by each candidate. Its
-        ``max_epochs`` is the budget the winner is chosen at.
+        ``max_epochs`` is the budget the winner is chosen at. Its
+        ``train_split`` must be None (the search cross-validates by itself;
+        skorch's default holds out 20 % of every fit, and is refused).
     population_size : int, default=25
         Programs per generation.
     generations : int, default=50
@@ -372,7 +374,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
     >>> from metaloss_sk import LossSearchCV
     >>> X, y = load_iris(return_X_y=True)
     >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4, module__out_features=3,
-    ...                           max_epochs=5, lr=0.1, verbose=0)
+    ...                           max_epochs=5, lr=0.1, train_split=None, verbose=0)
     >>> search = LossSearchCV(net, population_size=4, generations=2, random_state=0)
     >>> search.fit(X.astype(np.float32), y).best_loss_.task
     'multiclass'
@@ -905,6 +907,11 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         if self.const_range is not None and (len(self.const_range) != 2
                                              or not self.const_range[0] <= self.const_range[1]):
             raise ValueError(f"const_range must be None or a pair (low, high), got {self.const_range!r}.")
+        if getattr(self._net, "train_split", None) is not None:
+            raise ValueError(f"the net's train_split is {self._net.train_split!r} (skorch's default holds out 20 % "
+                             "of every fit for validation), so the refit net would train on fewer rows than the "
+                             "candidates it was chosen by. LossSearchCV does its own cross-validation (cv): pass "
+                             "train_split=None to the net.")
 
     @property
     def _net(self):

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 import torch
 from conftest import classifier, iris
 from sklearn.datasets import load_diabetes
-from skorch import NeuralNetRegressor
+from skorch import NeuralNetClassifier, NeuralNetRegressor
 
 import metaloss_sk.evaluator as evaluator_module
 from metaloss_sk import LossSearchCV
@@ -229,6 +229,20 @@ def test_fit_parameters_are_refused_by_name_before_any_training(monkeypatch):
     X, y = iris()
     with pytest.raises(TypeError, match="sample_weight.*as a dict of arrays.*Weighted rows"):
         LossSearchCV(classifier(), generations=1, **KW).fit(X, y, sample_weight=np.ones(len(y)))
+
+
+@pytest.mark.parametrize("pipeline", [False, True])
+def test_a_net_that_holds_out_a_validation_split_is_refused_before_any_training(monkeypatch, pipeline):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from skorch.dataset import ValidSplit
+
+    monkeypatch.setattr(evaluator_module.Evaluator, "generation", lambda *a, **k: pytest.fail("trained"))
+    monkeypatch.setattr(NeuralNetClassifier, "fit", lambda *a, **k: pytest.fail("trained"))
+    net = classifier(train_split=ValidSplit(5))  # skorch's default
+    X, y = iris()
+    with pytest.raises(ValueError, match=r"train_split is .*ValidSplit.*pass train_split=None"):
+        LossSearchCV(make_pipeline(StandardScaler(), net) if pipeline else net, generations=1, **KW).fit(X, y)
 
 
 def test_an_unknown_scorer_is_named():
