@@ -117,7 +117,9 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         honoured; its criterion is replaced by each candidate. Its
         ``max_epochs`` is the budget the winner is chosen at. Its
         ``train_split`` must be None (the search cross-validates by itself;
-        skorch's default holds out 20 % of every fit, and is refused).
+        skorch's default holds out 20 % of every fit, and is refused). Its
+        module must give one output per class (one for
+        ``NeuralNetBinaryClassifier``; one per target column for regression).
     population_size : int, default=25
         Programs per generation.
     generations : int, default=50
@@ -1070,17 +1072,44 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
                              "the criterion with each candidate loss; remove those settings.")
         net = build_net(self._net, usual_loss(self._task))
         torch.manual_seed(0)
+        n = min(n_rows(X), 4)
         try:
             net.initialize()
             with torch.no_grad():
-                n = min(n_rows(X), 4)
-                net.criterion_(net.infer(to_tensors(take(X, slice(0, n)), net.device)),
-                               torch.as_tensor(y[:n], device=net.device))
+                out = net.infer(to_tensors(take(X, slice(0, n)), net.device))
         except Exception as exc:
+            raise self._batch_error(exc) from exc
+        self._check_output_width(out, y)
+        try:
+            with torch.no_grad():
+                net.criterion_(out, torch.as_tensor(y[:n], device=net.device))
+        except Exception as exc:
+            raise self._batch_error(exc) from exc
+
+    @staticmethod
+    def _batch_error(exc):
+        return ValueError(f"the estimator cannot run one batch of this data with a symbolic loss: "
+                          f"{type(exc).__name__}: {exc}")
+
+    def _check_output_width(self, out, y):
+        """Refuse a module with one output per class (per target column for regression) too many or too few."""
+        if not torch.is_tensor(out) or out.dim() not in (1, 2):
+            return  # several outputs, or images: the loss says whether it can take them
+        width = 1 if out.dim() == 1 else int(out.shape[1])
+        if self._task == "binary":
+            expected, why = 1, "NeuralNetBinaryClassifier takes one (the positive class's logit)"
+        elif self._task == "multiclass":
+            expected = len(self.classes_)
+            why = f"y has {expected} classes ({', '.join(map(str, self.classes_[:5]))}{', ...' * (expected > 5)})"
+        else:
+            expected = int(np.shape(y)[1])
+            why = f"y has {expected} target column(s)"
+        if width != expected:
             raise ValueError(
-                f"the estimator cannot run one batch of this data with a symbolic loss: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+                f"the net's module gives {width} output(s) per row, but {why}: give its last layer {expected} "
+                f"output(s) (module__n_out={expected} for metaloss_sk.datasets.MLP, or the out_features of the "
+                "module's output layer)." + (" For two classes with two outputs, use NeuralNetClassifier."
+                                             if self._task == "binary" and width == 2 else ""))
 
     def _search_settings(self):
         """The parameters that decide the genetic search's course (a checkpoint must match them)."""

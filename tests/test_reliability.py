@@ -257,8 +257,33 @@ def test_two_dimensional_targets_for_a_single_output_regressor_are_refused():
     regressor = NeuralNetRegressor(MLP, module__n_in=10, module__n_hidden=4, module__n_out=1, max_epochs=1,
                                    train_split=None, verbose=0)
     Y = np.stack([y, y], axis=1).astype(np.float32)
-    with pytest.raises(ValueError, match="cannot run one batch.*targets shaped like the predictions"):
+    with pytest.raises(ValueError, match=r"gives 1 output\(s\) per row, but y has 2 target column"):
         LossSearchCV(regressor, generations=1, **KW).fit(X, Y)
+
+
+@pytest.mark.parametrize("task, n_out, match", [
+    ("multiclass", 2, r"gives 2 output\(s\) per row, but y has 3 classes.*module__n_out=3"),
+    ("multiclass", 5, r"gives 5 output\(s\) per row, but y has 3 classes.*module__n_out=3"),
+    ("binary", 2, r"shape \(n,\) or \(n, 1\), got \(4, 2\)"),  # skorch's own check, already before training
+    ("regression", 3, r"gives 3 output\(s\) per row, but y has 1 target column.*module__n_out=1"),
+])
+def test_a_module_whose_output_width_does_not_fit_the_classes_is_refused_before_training(
+        monkeypatch, task, n_out, match):
+    from skorch import NeuralNetBinaryClassifier
+
+    monkeypatch.setattr(evaluator_module.Evaluator, "generation", lambda *a, **k: pytest.fail("trained"))
+    X, y = iris()
+    net = classifier(module__n_out=n_out)
+    if task == "binary":
+        y = (y == 0).astype(np.float32)
+        net = NeuralNetBinaryClassifier(MLP, module__n_in=4, module__n_hidden=8, module__n_out=n_out,
+                                        train_split=None, verbose=0)
+    elif task == "regression":
+        y = X[:, 0].copy()
+        net = NeuralNetRegressor(MLP, module__n_in=4, module__n_hidden=8, module__n_out=n_out,
+                                 train_split=None, verbose=0)
+    with pytest.raises(ValueError, match=match):
+        LossSearchCV(net, generations=1, **KW).fit(X, y)
 
 
 def test_torch_tensors_are_accepted_as_input():
