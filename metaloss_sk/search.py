@@ -74,6 +74,38 @@ def _estimator_has(attr):
     return check
 
 
+def _remaining(n, total, rate, elapsed, max_time, per_generation):
+    """Seconds the progress bar shows as remaining, or None when unknown.
+
+    tqdm's estimate, ``(total - n) / rate`` candidates at ``rate`` per second,
+    assumes every generation runs; with ``max_time`` the search stops after
+    the generation during which ``max_time`` seconds passed (``elapsed`` have),
+    so the estimate is capped by the time left, or, once that is spent, by the
+    time the current generation of ``per_generation`` candidates needs to end.
+    """
+    estimate = (total - n) / rate if rate else None
+    if max_time is None:
+        return estimate
+    generation_left = (-n % per_generation) / rate if rate else 0.0
+    cap = max(max_time - elapsed, generation_left)
+    return cap if estimate is None else min(estimate, cap)
+
+
+class _Bar(tqdm):
+    """The search's tqdm bar; its ``{left}`` field is :func:`_remaining`, capped by ``max_time``."""
+
+    def __init__(self, *args, start, max_time, per_generation, **kwargs):
+        self._search_start, self._max_time, self._per_generation = start, max_time, per_generation
+        super().__init__(*args, **kwargs)
+
+    @property
+    def format_dict(self):
+        d = super().format_dict
+        left = _remaining(d.get("n") or 0, d.get("total") or 0, d.get("rate"), time.perf_counter() - self._search_start,
+                          self._max_time, self._per_generation)
+        return {**d, "left": "?" if left is None else self.format_interval(left)}
+
+
 class _Progress:
     """A tqdm bar over proposed candidates that accepts fractions of one (a fold's share)."""
 
@@ -546,7 +578,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         self._state = state
         self.history_ = state.history
         config = self._config(state, splits, seeds, self._net)
-        bar = self._progress_bar(state.generation)
+        bar = self._progress_bar(state.generation, start)
         try:
             with Parallel(n_jobs=self.n_jobs, return_as="generator") as parallel:
                 baseline = None
@@ -631,17 +663,18 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
             for rank, entry in enumerate(results.hall_of_fame(evaluate.rows.values(), self.hall_of_fame), 1):
                 tqdm.write(f"    {rank:>2}. {entry['mean_test_score']:.4f}  {entry['infix']}")
 
-    def _progress_bar(self, generation):
-        """A tqdm bar over the candidates still to propose (None when quiet).
+    def _progress_bar(self, generation, start):
+        """A tqdm bar over the candidates still to propose (None when quiet); ``start``: when ``fit`` started.
 
         Every verbose line goes through ``tqdm.write`` so it never splits the bar.
         """
         if not self.verbose:
             return None
-        return tqdm(total=self.population_size * self.generations, initial=self.population_size * generation,
+        return _Bar(total=self.population_size * self.generations, initial=self.population_size * generation,
                     unit="candidate", desc="LossSearchCV", dynamic_ncols=True, leave=True,
                     disable=None,  # no bar when stderr is not a terminal (logs): the lines alone
-                    bar_format="{l_bar}{bar}| {n}/{total} [{elapsed}<{remaining}]")
+                    bar_format="{l_bar}{bar}| {n}/{total} [{elapsed}<{left}]",
+                    start=start, max_time=self.max_time, per_generation=self.population_size)
 
     # ----------------------------------------------------------- budgets
     def _budgets(self, n_train):

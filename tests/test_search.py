@@ -347,6 +347,32 @@ def test_verbose_prints_a_line_per_generation_and_zero_prints_nothing(capsys):
     assert "best loss" in out
 
 
+def test_the_progress_bars_remaining_time_is_capped_by_max_time(monkeypatch):
+    import io
+    import sys
+    import time
+
+    from metaloss_sk.search import _remaining
+
+    rate = 1 / 1.4  # candidates per second; 25 a generation, 50 generations, one done after 35 s
+    assert _remaining(25, 1250, rate, 35.0, None, 25) == pytest.approx(1715.0)  # tqdm's own estimate
+    assert _remaining(25, 1250, rate, 35.0, 240, 25) == pytest.approx(205.0)  # what max_time=240 leaves
+    assert _remaining(1240, 1250, rate, 35.0, 240, 25) == pytest.approx(14.0)  # less than that to go
+    assert _remaining(260, 1250, rate, 250.0, 240, 25) == pytest.approx(15 * 1.4)  # the generation ends
+    assert _remaining(0, 1250, None, 10.0, 240, 25) == pytest.approx(230.0)  # no rate measured yet
+    assert _remaining(0, 1250, None, 10.0, None, 25) is None
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Terminal())  # the bar shows on terminals only
+    search = LossSearchCV(classifier(), verbose=1, max_time=240, population_size=25, generations=50)
+    bar = search._progress_bar(1, time.perf_counter() - 35.0)  # 35 s after fit started, one generation done
+    bar.close()
+    assert str(bar).endswith(("25/1250 [00:00<03:25]", "25/1250 [00:00<03:24]"))
+
+
 @pytest.mark.parametrize("stop", [dict(max_evaluations=3), dict(max_time=1e-6), dict(n_iter_no_change=1)])
 def test_budget_controls_stop_the_search(stop):
     X, y = iris()
