@@ -78,6 +78,32 @@ def test_an_unwritable_checkpoint_path_is_refused_before_any_training(tmp_path, 
         LossSearchCV(classifier(), generations=1, checkpoint=tmp_path / where, **KW).fit(X, y)
 
 
+@pytest.mark.parametrize("case, message", [
+    ("under_a_file", r"checkpoint='[^']*afile.txt/search.json': '[^']*afile.txt' is a file, not a folder"),
+    ("denied", r"checkpoint='[^']*search.json' cannot be written: Permission denied in its folder"),
+])
+def test_an_unwritable_checkpoint_names_the_users_path_and_the_reason(tmp_path, monkeypatch, case, message):
+    from metaloss_sk import search, training
+
+    for module in (search, training):
+        monkeypatch.setattr(module, "build_net", lambda *a, **k: pytest.fail("trained"))
+    (tmp_path / "afile.txt").write_text("not a folder")
+    path = tmp_path / "afile.txt" / "search.json"
+    if case == "denied":  # what a folder of another user, or a read-only mount, does (root may write anywhere)
+        path, real_open = tmp_path / "search.json", os.open
+
+        def denied(name, *args, **kwargs):
+            if os.path.dirname(os.fspath(name)) == str(tmp_path):
+                raise PermissionError(13, "Permission denied", name)
+            return real_open(name, *args, **kwargs)
+
+        monkeypatch.setattr(os, "open", denied)
+    X, y = iris()
+    with pytest.raises(ValueError, match=message) as error:
+        LossSearchCV(classifier(), generations=1, checkpoint=str(path), **KW).fit(X, y)
+    assert ".tmp" not in str(error.value)
+
+
 def test_a_corrupt_checkpoint_is_refused_with_its_path(tmp_path):
     X, y = iris()
     path = tmp_path / "search.json"
