@@ -548,6 +548,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
                 "(skorch's way): X={'X': X, 'sample_weight': w}, with a module whose forward takes both and a "
                 "net whose get_loss passes the weights to its criterion (README: 'Weighted rows').")
         start = time.perf_counter()
+        self._forget_fit()
         self._check_params()
         if self.checkpoint is not None:
             check_writable(self.checkpoint)
@@ -613,6 +614,21 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
                                               self.baseline_):
                 tqdm.write(line)
         return self
+
+    #: The private state a fit sets (beside its attributes ending in "_"); a new one belongs here too.
+    _FITTED_STATE = ("_task", "_scorer", "_other_scorers", "_signature", "_state", "_best_split_scores",
+                     "_input_keys", "_y_1d", "_encoder")
+
+    def _forget_fit(self):
+        """Remove what an earlier ``fit`` or ``fit_refine`` left (fitted attributes and private state, such as
+        ``refine_results_``, which ``_finish`` applies), so that a fit starts as on a fresh object.
+
+        sklearn's own private attributes (a Pipeline's callback context, metadata requests) stay.
+        """
+        params = self.get_params(deep=False)
+        for name in list(vars(self)):
+            if name in self._FITTED_STATE or (name.endswith("_") and not name.startswith("_") and name not in params):
+                delattr(self, name)
 
     def _evolve(self, evaluate, space, variation, state, start):
         """The generation loop: evaluate, report, stop or breed, checkpoint. True if interrupted."""

@@ -459,6 +459,28 @@ def test_fit_refine_rescores_the_best_programs_and_keeps_only_improvements():
     assert search.best_estimator_.criterion_.program == search.best_loss_.program
 
 
+def test_a_second_fit_starts_from_nothing_fitted_as_a_fresh_search():
+    X, y = iris()
+    search = LossSearchCV(classifier(), **SMALL).fit(X, y)
+    search.fit_refine(X, y, LOCAL)
+    assert search.refine_results_
+    search.set_params(random_state=1).fit(X, y)
+    fresh = LossSearchCV(classifier(), **{**SMALL, "random_state": 1}).fit(X, y)
+
+    def fitted(s):
+        return sorted(k for k in vars(s) if k.endswith("_") or k.startswith("_"))
+
+    assert fitted(search) == fitted(fresh) and "refine_results_" not in fitted(search)
+    for key in ("program", "status", "mean_test_score", "iter", "n_resources"):
+        np.testing.assert_equal(search.cv_results_[key], fresh.cv_results_[key])
+    np.testing.assert_equal(search.hall_of_fame_, fresh.hall_of_fame_)
+    assert all("coefficients" not in entry for entry in search.hall_of_fame_)
+    assert str(search.best_loss_) == str(fresh.best_loss_) and search.best_loss_.coefficients is None
+    assert search.best_score_ == fresh.best_score_ and search.best_index_ == fresh.best_index_
+    np.testing.assert_equal(search.baseline_, fresh.baseline_)
+    assert (search._state.fold_seeds, search._state.refit_seed) == (fresh._state.fold_seeds, fresh._state.refit_seed)
+
+
 def test_local_search_winners_runs_inside_fit():
     X, y = iris()
     search = LossSearchCV(classifier(), local_search=LOCAL, **SMALL).fit(X, y)
