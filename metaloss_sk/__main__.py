@@ -131,13 +131,34 @@ def _load_data(args):
     text = [str(c) for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
     if text:
         print(f"One-hot encoding the non-numeric column(s) {', '.join(map(repr, text))}.", file=sys.stderr)
-        frame = pd.get_dummies(frame, columns=text, dtype=float)
-    X = frame.to_numpy(dtype=np.float64)
+    X = frame  # the raw columns: _features encodes them, inside the saved model too
     task = args.task
     if task == "auto":
         task = _guess_task(y)
         print(f"Task: {task} (guessed from --target {args.target!r}; override with --task).", file=sys.stderr)
     return X, y, task
+
+
+def _features(X):
+    """The unfitted feature steps: text columns of a DataFrame one-hot encoded, then every column standardised.
+
+    The categories are those of all of ``X`` (a category seen only in the test
+    rows still gets its column); new rows with an unknown category get zeros.
+    """
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    if not hasattr(X, "columns"):  # a built-in data set's array
+        return StandardScaler()
+    import pandas as pd
+
+    text = [c for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
+    if not text:
+        return StandardScaler()
+    categories = OneHotEncoder().fit(X[text]).categories_
+    onehot = OneHotEncoder(categories=categories, handle_unknown="ignore", sparse_output=False)
+    return make_pipeline(ColumnTransformer([("onehot", onehot, text)], remainder="passthrough"), StandardScaler())
 
 
 def _guess_task(y):
@@ -152,7 +173,6 @@ def _guess_task(y):
 def _search(args):
     import torch
     from sklearn.model_selection import train_test_split
-    from sklearn.preprocessing import StandardScaler
     from skorch import NeuralNetBinaryClassifier, NeuralNetClassifier, NeuralNetRegressor
 
     from metaloss_sk import LocalSearch, LossSearchCV, _json
@@ -163,8 +183,8 @@ def _search(args):
     stratify = None if task == "regression" else y
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=args.test_size, stratify=stratify,
                                                         random_state=args.seed)
-    scaler = StandardScaler().fit(X_train)
-    X_train, X_test = (scaler.transform(a).astype(np.float32) for a in (X_train, X_test))
+    features = _features(X).fit(X_train)
+    X_train, X_test = (features.transform(a).astype(np.float32) for a in (X_train, X_test))
     if task == "regression":
         y_train, y_test = y_train.astype(np.float32), y_test.astype(np.float32)
     n_out = {"multiclass": len(np.unique(y_train)), "binary": 1, "regression": 1}[task]
@@ -208,10 +228,11 @@ def _search(args):
         import joblib
         from sklearn.pipeline import make_pipeline
 
-        model = make_pipeline(scaler, search)  # the search casts rows to float32 itself
+        model = make_pipeline(features, search)  # the search casts rows to float32 itself
         joblib.dump(model, args.model)
+        rows = "raw features" if args.csv is None else f"a DataFrame of the feature columns of {args.csv}"
         print(f"Fitted model written to {args.model}; joblib.load({args.model!r}).predict(X) predicts new rows "
-              "(raw features, same columns as the training data).")
+              f"({rows}, as they are: the model encodes and scales them).")
     return 0
 
 
@@ -280,8 +301,8 @@ def main(argv=None):
     search.add_argument("--checkpoint", help="JSON checkpoint file: written every generation, resumed if present")
     search.add_argument("--output", help="write the found loss and results to this JSON file "
                                          "(metaloss_sk.io.load_loss reads the loss from it)")
-    search.add_argument("--model", help="write the fitted model (scaling and refit net) to this file with "
-                                        "joblib, for predictions on new rows")
+    search.add_argument("--model", help="write the fitted model (one-hot encoding of text columns, scaling and "
+                                        "refit net) to this file with joblib, for predictions on new raw rows")
     search.add_argument("--seed", type=int, default=0, help="random_state (default 0)")
     search.add_argument("--quiet", action="store_true", help="no progress output")
     search.set_defaults(run=_search)

@@ -122,22 +122,35 @@ def _shorten(text, n=200):
     return text if len(text) <= n else text[: n - 3] + "..."
 
 
-def _atomic_write(path, text):
-    """Write ``text`` to ``path`` through a temporary file in the same directory."""
-    path = os.fspath(path)
-    data = text.encode("utf-8")
+def _temporary(path):
+    """``(fd, name)`` of a new temporary file next to ``path``; an OSError names ``path``, not the hidden file."""
     directory = os.path.dirname(os.path.abspath(path))
     base = os.path.basename(path)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     for _ in range(100):
         tmp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
         try:
-            fd = os.open(tmp, flags, 0o666)  # the umask applies, as for open(path, "w")
-            break
+            return os.open(tmp, flags, 0o666), tmp  # the umask applies, as for open(path, "w")
         except FileExistsError:
             continue
-    else:  # pragma: no cover
-        raise FileExistsError(f"could not create a temporary file next to {path}")
+        except OSError as e:
+            raise type(e)(e.errno, e.strerror, path) from None
+    raise FileExistsError(f"could not create a temporary file next to {path}")  # pragma: no cover
+
+
+def try_write(path):
+    """Create and remove the temporary file :func:`write` would write ``path`` through; OSError if it cannot."""
+    fd, tmp = _temporary(os.fspath(path))
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def _atomic_write(path, text):
+    """Write ``text`` to ``path`` through a temporary file in the same directory."""
+    path = os.fspath(path)
+    data = text.encode("utf-8")
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = _temporary(path)
     try:
         with os.fdopen(fd, "wb") as f:
             with contextlib.suppress(OSError):  # keep the mode of a file being replaced

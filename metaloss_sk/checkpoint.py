@@ -106,15 +106,30 @@ def _update(h, a):
 
 
 def check_writable(path):
-    """Raise ValueError, before any training, if a checkpoint could not be written at ``path``."""
+    """Raise ValueError, before any training, if a checkpoint could not be written at ``path``.
+
+    The message names ``path`` and the reason: a directory, a folder that
+    does not exist or is a file, or the operating system's reason (permission
+    denied, a read-only file system) when the temporary file the write goes
+    through cannot be created there.
+    """
     folder = os.path.dirname(os.path.abspath(os.fspath(path)))
     if os.path.isdir(os.fspath(path)):
         raise ValueError(f"checkpoint={os.fspath(path)!r} is a directory; give a file path such as "
                          f"{os.path.join(os.fspath(path), 'search.json')!r}.")
     if not os.path.isdir(folder):
+        existing = folder
+        while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+            existing = os.path.dirname(existing)
+        if os.path.exists(existing) and not os.path.isdir(existing):
+            raise ValueError(f"checkpoint={os.fspath(path)!r}: {existing!r} is a file, not a folder; give a path "
+                             "in a folder.")
         raise ValueError(f"checkpoint={os.fspath(path)!r}: its folder {folder!r} does not exist; create it first.")
-    if not os.access(folder, os.W_OK):
-        raise ValueError(f"checkpoint={os.fspath(path)!r}: its folder {folder!r} is not writable.")
+    try:
+        _json.try_write(path)
+    except OSError as e:
+        raise ValueError(f"checkpoint={os.fspath(path)!r} cannot be written: {e.strerror or e} in its folder "
+                         f"{folder!r}.") from None
 
 
 def save_checkpoint(path, state, signature):

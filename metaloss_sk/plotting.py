@@ -203,12 +203,25 @@ def _pareto_front(lengths, scores):
     return np.array(front, dtype=int)
 
 
-def plot_pareto(search, ax=None, annotate=True):
-    """Mean CV score against program length, with the Pareto front.
+def _common_rung(results):
+    """The highest rung of budget that every program with a finite score reached."""
+    reached = np.asarray(results["iter"])[np.isfinite(np.asarray(results["mean_test_score"], dtype=float))]
+    return int(reached.min()) if len(reached) else 0
 
-    Every program the search trained with a finite score is a grey point;
-    the front (the best score reached by programs of each length or less) is
-    drawn as a step line through highlighted points.
+
+def plot_pareto(search, ax=None, annotate=True):
+    """Mean CV score against program length, with the Pareto front, every program at one budget.
+
+    Every program the search trained with a finite score is a grey point,
+    at the highest rung of budget every such program reached (rung 0, the
+    genetic search's budget, unless all went further), so the finalists'
+    longer trainings are not set beside the others' shorter ones
+    (``cv_results_["mean_test_score"]`` holds each program's score at its own
+    highest rung; ``iterI_mean_test_score`` at rung I). A program that failed
+    at that rung (at chance level after a short screening, say) is left out.
+    The front (the best score reached by programs of each length or less) is
+    drawn as a step line through highlighted points. The legend and the y
+    label name the budget.
 
     Parameters
     ----------
@@ -226,13 +239,16 @@ def plot_pareto(search, ax=None, annotate=True):
         front's points, ``ax.lines[0]`` the front's step line.
     """
     results = _fitted(search, "cv_results_")
+    rung = _common_rung(results)
+    budgets = getattr(search, "n_resources_", [])
+    budget = f"{budgets[rung]} training steps" if rung < len(budgets) else f"rung {rung}"
     lengths = np.asarray(results["length"], dtype=float)
-    scores = np.asarray(results["mean_test_score"], dtype=float)
+    scores = np.asarray(results[f"iter{rung}_mean_test_score"], dtype=float)
     finite = np.isfinite(scores)
     lengths, scores = lengths[finite], scores[finite]
     infix = np.asarray(results["infix"])[finite]
     ax = _axes(ax)
-    ax.scatter(lengths, scores, s=18, color="0.6", alpha=0.7, label=f"programs ({finite.sum()})")
+    ax.scatter(lengths, scores, s=18, color="0.6", alpha=0.7, label=f"programs at {budget} ({finite.sum()})")
     front = _pareto_front(lengths, scores)
     fx, fy = lengths[front], scores[front]
     if len(front):
@@ -249,7 +265,7 @@ def plot_pareto(search, ax=None, annotate=True):
                         xytext=(-5 if right else 5, -11 if k % 2 == 0 else 5), ha="right" if right else "left",
                         fontsize="x-small", color="C3")
     ax.set_xlabel("program length (nodes)")
-    ax.set_ylabel("mean CV score")
+    ax.set_ylabel(f"mean CV score at {budget}")
     ax.set_title("Score against complexity")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small", loc="lower right")

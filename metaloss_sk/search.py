@@ -75,6 +75,38 @@ def _estimator_has(attr):
     return check
 
 
+def _remaining(n, total, rate, elapsed, max_time, per_generation):
+    """Seconds the progress bar shows as remaining, or None when unknown.
+
+    tqdm's estimate, ``(total - n) / rate`` candidates at ``rate`` per second,
+    assumes every generation runs; with ``max_time`` the search stops after
+    the generation during which ``max_time`` seconds passed (``elapsed`` have),
+    so the estimate is capped by the time left, or, once that is spent, by the
+    time the current generation of ``per_generation`` candidates needs to end.
+    """
+    estimate = (total - n) / rate if rate else None
+    if max_time is None:
+        return estimate
+    generation_left = (-n % per_generation) / rate if rate else 0.0
+    cap = max(max_time - elapsed, generation_left)
+    return cap if estimate is None else min(estimate, cap)
+
+
+class _Bar(tqdm):
+    """The search's tqdm bar; its ``{left}`` field is :func:`_remaining`, capped by ``max_time``."""
+
+    def __init__(self, *args, start, max_time, per_generation, **kwargs):
+        self._search_start, self._max_time, self._per_generation = start, max_time, per_generation
+        super().__init__(*args, **kwargs)
+
+    @property
+    def format_dict(self):
+        d = super().format_dict
+        left = _remaining(d.get("n") or 0, d.get("total") or 0, d.get("rate"), time.perf_counter() - self._search_start,
+                          self._max_time, self._per_generation)
+        return {**d, "left": "?" if left is None else self.format_interval(left)}
+
+
 class _Progress:
     """A tqdm bar over proposed candidates that accepts fractions of one (a fold's share)."""
 
@@ -116,7 +148,11 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         The net whose loss is searched. Its module, optimizer, ``lr``,
         ``batch_size``, ``max_epochs``, ``device`` and ``*__`` settings are
         honoured; its criterion is replaced by each candidate. Its
-        ``max_epochs`` is the budget the winner is chosen at.
+        ``max_epochs`` is the budget the winner is chosen at. Its
+        ``train_split`` must be None (the search cross-validates by itself;
+        skorch's default holds out 20 % of every fit, and is refused). Its
+        module must give one output per class (one for
+        ``NeuralNetBinaryClassifier``; one per target column for regression).
     population_size : int, default=25
         Programs per generation.
     generations : int, default=50
@@ -397,7 +433,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
     >>> from metaloss_sk import LossSearchCV
     >>> X, y = load_iris(return_X_y=True)
     >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4, module__out_features=3,
-    ...                           max_epochs=5, lr=0.1, verbose=0)
+    ...                           max_epochs=5, lr=0.1, train_split=None, verbose=0)
     >>> search = LossSearchCV(net, population_size=4, generations=2, random_state=0)
     >>> search.fit(X.astype(np.float32), y).best_loss_.task
     'multiclass'
@@ -539,6 +575,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
                 "(skorch's way): X={'X': X, 'sample_weight': w}, with a module whose forward takes both and a "
                 "net whose get_loss passes the weights to its criterion (README: 'Weighted rows').")
         start = time.perf_counter()
+        self._forget_fit()
         self._check_params()
         if self.checkpoint is not None:
             check_writable(self.checkpoint)
@@ -569,7 +606,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         self._state = state
         self.history_ = state.history
         config = self._config(state, splits, seeds, self._net)
-        bar = self._progress_bar(state.generation)
+        bar = self._progress_bar(state.generation, start)
         try:
             with Parallel(n_jobs=self.n_jobs, return_as="generator") as parallel:
                 baseline = None
@@ -606,6 +643,21 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
                                               self.baseline_):
                 tqdm.write(line)
         return self
+
+    #: The private state a fit sets (beside its attributes ending in "_"); a new one belongs here too.
+    _FITTED_STATE = ("_task", "_scorer", "_other_scorers", "_signature", "_state", "_best_split_scores",
+                     "_input_keys", "_y_1d", "_encoder", "_seed_names", "_contest")
+
+    def _forget_fit(self):
+        """Remove what an earlier ``fit`` or ``fit_refine`` left (fitted attributes and private state, such as
+        ``refine_results_``, which ``_finish`` applies), so that a fit starts as on a fresh object.
+
+        sklearn's own private attributes (a Pipeline's callback context, metadata requests) stay.
+        """
+        params = self.get_params(deep=False)
+        for name in list(vars(self)):
+            if name in self._FITTED_STATE or (name.endswith("_") and not name.startswith("_") and name not in params):
+                delattr(self, name)
 
     def _evolve(self, evaluate, space, variation, state, start):
         """The generation loop: evaluate, report, stop or breed, checkpoint. True if interrupted."""
@@ -656,17 +708,18 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
             for rank, entry in enumerate(results.hall_of_fame(evaluate.rows.values(), self.hall_of_fame), 1):
                 tqdm.write(f"    {rank:>2}. {entry['mean_test_score']:.4f}  {entry['infix']}")
 
-    def _progress_bar(self, generation):
-        """A tqdm bar over the candidates still to propose (None when quiet).
+    def _progress_bar(self, generation, start):
+        """A tqdm bar over the candidates still to propose (None when quiet); ``start``: when ``fit`` started.
 
         Every verbose line goes through ``tqdm.write`` so it never splits the bar.
         """
         if not self.verbose:
             return None
-        return tqdm(total=self.population_size * self.generations, initial=self.population_size * generation,
+        return _Bar(total=self.population_size * self.generations, initial=self.population_size * generation,
                     unit="candidate", desc="LossSearchCV", dynamic_ncols=True, leave=True,
                     disable=None,  # no bar when stderr is not a terminal (logs): the lines alone
-                    bar_format="{l_bar}{bar}| {n}/{total} [{elapsed}<{remaining}]")
+                    bar_format="{l_bar}{bar}| {n}/{total} [{elapsed}<{left}]",
+                    start=start, max_time=self.max_time, per_generation=self.population_size)
 
     # ----------------------------------------------------------- budgets
     def _budgets(self, n_train):
@@ -948,6 +1001,11 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         if self.const_range is not None and (len(self.const_range) != 2
                                              or not self.const_range[0] <= self.const_range[1]):
             raise ValueError(f"const_range must be None or a pair (low, high), got {self.const_range!r}.")
+        if getattr(self._net, "train_split", None) is not None:
+            raise ValueError(f"the net's train_split is {self._net.train_split!r} (skorch's default holds out 20 % "
+                             "of every fit for validation), so the refit net would train on fewer rows than the "
+                             "candidates it was chosen by. LossSearchCV does its own cross-validation (cv): pass "
+                             "train_split=None to the net.")
 
     @property
     def _net(self):
@@ -1114,17 +1172,44 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
                              "the criterion with each candidate loss; remove those settings.")
         net = build_net(self._net, usual_loss(self._task))
         torch.manual_seed(0)
+        n = min(n_rows(X), 4)
         try:
             net.initialize()
             with torch.no_grad():
-                n = min(n_rows(X), 4)
-                net.criterion_(net.infer(to_tensors(take(X, slice(0, n)), net.device)),
-                               torch.as_tensor(y[:n], device=net.device))
+                out = net.infer(to_tensors(take(X, slice(0, n)), net.device))
         except Exception as exc:
+            raise self._batch_error(exc) from exc
+        self._check_output_width(out, y)
+        try:
+            with torch.no_grad():
+                net.criterion_(out, torch.as_tensor(y[:n], device=net.device))
+        except Exception as exc:
+            raise self._batch_error(exc) from exc
+
+    @staticmethod
+    def _batch_error(exc):
+        return ValueError(f"the estimator cannot run one batch of this data with a symbolic loss: "
+                          f"{type(exc).__name__}: {exc}")
+
+    def _check_output_width(self, out, y):
+        """Refuse a module with one output per class (per target column for regression) too many or too few."""
+        if not torch.is_tensor(out) or out.dim() not in (1, 2):
+            return  # several outputs, or images: the loss says whether it can take them
+        width = 1 if out.dim() == 1 else int(out.shape[1])
+        if self._task == "binary":
+            expected, why = 1, "NeuralNetBinaryClassifier takes one (the positive class's logit)"
+        elif self._task == "multiclass":
+            expected = len(self.classes_)
+            why = f"y has {expected} classes ({', '.join(map(str, self.classes_[:5]))}{', ...' * (expected > 5)})"
+        else:
+            expected = int(np.shape(y)[1])
+            why = f"y has {expected} target column(s)"
+        if width != expected:
             raise ValueError(
-                f"the estimator cannot run one batch of this data with a symbolic loss: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+                f"the net's module gives {width} output(s) per row, but {why}: give its last layer {expected} "
+                f"output(s) (module__n_out={expected} for metaloss_sk.datasets.MLP, or the out_features of the "
+                "module's output layer)." + (" For two classes with two outputs, use NeuralNetClassifier."
+                                             if self._task == "binary" and width == 2 else ""))
 
     def _search_settings(self):
         """The parameters that decide the genetic search's course (a checkpoint must match them)."""

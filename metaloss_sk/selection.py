@@ -31,6 +31,9 @@ from .results import ranking
 __all__ = ["beats", "learning_rates", "margin_of", "refine", "rungs", "successive_halving",
            "tune_learning_rate", "winner"]
 
+#: Chance-level scores can also come from a net whose lr is so high that it diverged to a constant prediction
+#: without a non-finite loss (protected primitives such as log keep the loss finite).
+_TOO_HIGH = " (If lr is already large, lower it instead: a net that diverges can also end at chance level.)"
 #: The default grid of learning rates, as multiples of the net's: 10^-2 to 10^2 in half decades.
 LR_FACTORS = tuple(10 ** (k / 2) for k in range(-4, 5))
 
@@ -143,18 +146,21 @@ def winner(rows, usual_program, seed_programs=(), margin=0.0):
                    "margin": need, "replaced": replaced}
         return (best if replaced else champion), contest
     usual = next((row for row in rows if str(row.program) == usual_program), None)
+    statuses = [row.status for row in rows]
+    diverged = (f" {statuses.count('nan')} candidate(s) diverged: their training loss or score became NaN or "
+                "infinite, a sign that lr is too high: lower it." if "nan" in statuses else "")
     if usual is not None and usual.status == "chance":
         warnings.warn(
             "no candidate loss scored better than chance on every fold, the usual loss included, so none "
             "can be told better than it: best_loss_ is the usual loss. The net probably does not learn "
-            "within its budget: train longer (max_epochs, min_resources) or raise lr.", UserWarning, stacklevel=4)
+            f"within its budget: train longer (max_epochs, min_resources) or raise lr.{_TOO_HIGH}{diverged}",
+            UserWarning, stacklevel=4)
         return usual, None
-    statuses = [row.status for row in rows]
     counts = ", ".join(f"{statuses.count(s)} {s}" for s in dict.fromkeys(statuses))
     hint = (" Scores at chance level mean the net does not learn within its budget, even with the usual "
-            "loss: train longer (max_epochs, min_resources) or raise lr." if "chance" in statuses else "")
+            f"loss: train longer (max_epochs, min_resources) or raise lr.{_TOO_HIGH}" if "chance" in statuses else "")
     raise RuntimeError(f"every candidate loss failed to train ({counts}); see cv_results_['status'] and "
-                       f"['message'] (error_score='raise' raises the first error).{hint}")
+                       f"['message'] (error_score='raise' raises the first error).{hint}{diverged}")
 
 
 def learning_rates(baseline_lrs, net_lr):

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_demo_runs_and_compares_with_cross_entropy(capsys):
-    main(["demo", "--max-time", "5", "--generations", "1", "--population", "3", "--epochs", "2",
+    main(["demo", "--max-time", "5", "--generations", "1", "--population", "3", "--epochs", "5",
           "--seeds", "1", "--cv", "2", "--n-jobs", "1"])
     out = capsys.readouterr().out
     assert "cross-entropy" in out and "found loss" in out and "Found loss:" in out
@@ -54,15 +54,31 @@ def test_a_csv_with_a_missing_value_is_refused_before_the_search_naming_the_colu
 
 
 def test_a_csv_text_column_is_one_hot_encoded_and_an_integer_target_with_many_values_is_regression(tmp_path):
-    from metaloss_sk.__main__ import _load_data
+    from metaloss_sk.__main__ import _features, _load_data
 
     rng = np.random.default_rng(0)
     rows = [f"{rng.normal():.3f},{'abc'[i % 3]},{int(rng.integers(0, 300))}" for i in range(90)]
     csv = _csv(tmp_path, "x,colour,t\n" + "\n".join(rows) + "\n")
     args = argparse.Namespace(csv=csv, target="t", task="auto", data=None)
     X, y, task = _load_data(args)
-    assert X.shape == (90, 4) and task == "regression"
+    assert _features(X).fit_transform(X).shape == (90, 4) and task == "regression"
     assert _load_data(argparse.Namespace(csv=csv, target="t", task="multiclass", data=None))[2] == "multiclass"
+
+
+def test_the_model_of_a_csv_search_predicts_raw_rows_with_text_columns(tmp_path):
+    import joblib
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=60)
+    rows = [f"{x[i]:.3f},{['usa', 'japan', 'europe'][i % 3]},{'ab'[bool(x[i] > 0)]}" for i in range(60)]
+    csv = _csv(tmp_path, "x,origin,t\n" + "\n".join(rows) + "\n")
+    model = tmp_path / "model.joblib"
+    main(["search", "--csv", csv, "--target", "t", "--generations", "1", "--population", "3", "--epochs", "5",
+          "--batch-size", "8", "--lr", "0.3", "--hidden", "4", "--cv", "2", "--quiet", "--model", str(model)])
+    raw = pd.read_csv(csv).drop(columns="t")
+    predicted = joblib.load(model).predict(raw.head(7))  # the CSV's feature columns as they are, text included
+    assert len(predicted) == 7 and set(predicted) <= {"a", "b"}
 
 
 def test_version(capsys):

@@ -30,6 +30,17 @@ def search():
                         random_state=0).fit(X, y)
 
 
+@pytest.fixture(scope="module")
+def laddered():
+    """A search whose finalists trained longer than the other programs (rungs of 3, 6, 12 and 24 steps)."""
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X).astype(np.float32)
+    net = NeuralNetClassifier(MLP, module__n_in=4, module__n_hidden=8, module__n_out=3, max_epochs=8, lr=0.2,
+                              batch_size=32, train_split=None, verbose=0)
+    return LossSearchCV(net, population_size=6, generations=2, cv=2, min_resources=6, screening=3, factor=2,
+                        n_finalists=2, rejection_steps=50, refit=False, random_state=0).fit(X, y)
+
+
 @pytest.fixture(autouse=True)
 def close_figures():
     yield
@@ -64,19 +75,33 @@ def test_plot_pareto(search, tmp_path):
     ax = plot_pareto(search)
     assert isinstance(ax, Axes)
     results = search.cv_results_
-    finite = np.isfinite(results["mean_test_score"])
+    finite = np.isfinite(results["iter0_mean_test_score"])  # every program trained reached rung 0
     everything, front = ax.collections[:2]
     assert len(everything.get_offsets()) == finite.sum()
     points = np.asarray(front.get_offsets())
     # The front improves strictly with length and ends at the best score.
     assert np.all(np.diff(points[:, 0]) > 0) and np.all(np.diff(points[:, 1]) > 0)
-    assert points[-1, 1] == pytest.approx(search.best_score_)
+    assert points[-1, 1] == pytest.approx(np.nanmax(results["iter0_mean_test_score"]))
     # No program is at least as short and strictly better than a front point.
-    lengths, scores = results["length"][finite], results["mean_test_score"][finite]
+    lengths, scores = results["length"][finite], results["iter0_mean_test_score"][finite]
     for x, y in points:
         assert not np.any((lengths <= x) & (scores > y))
     assert len(ax.lines) == 1 and len(ax.texts) == len(points)
     saves(ax, tmp_path, "pareto")
+
+
+def test_plot_pareto_shows_every_program_at_one_budget(laddered):
+    results = laddered.cv_results_
+    ok = np.isfinite(results["mean_test_score"])
+    assert set(results["n_resources"][ok]) == {6, 24}  # cv_results_ mixes budgets: the winner's is longer
+    ax = plot_pareto(laddered)
+    everything = ax.collections[0]
+    # Rung 1 (6 steps; every program was at chance after the 3 of the screening) is the highest all reached.
+    assert results["iter"][ok].min() == 1 and laddered.n_resources_[1] == 6
+    np.testing.assert_allclose(np.asarray(everything.get_offsets()),
+                               np.column_stack([results["length"], results["iter1_mean_test_score"]])[ok])
+    assert everything.get_label() == f"programs at 6 training steps ({ok.sum()})"
+    assert ax.get_ylabel() == "mean CV score at 6 training steps"
 
 
 def test_plot_loss_shape_of_cross_entropy_is_minus_log_p(tmp_path):

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 import torch
 from conftest import classifier, iris
 from sklearn.datasets import load_diabetes
-from skorch import NeuralNetRegressor
+from skorch import NeuralNetClassifier, NeuralNetRegressor
 
 import metaloss_sk.evaluator as evaluator_module
 from metaloss_sk import LossSearchCV
@@ -76,6 +76,32 @@ def test_an_unwritable_checkpoint_path_is_refused_before_any_training(tmp_path, 
     X, y = iris()
     with pytest.raises(ValueError, match=f"checkpoint=.*{message}"):
         LossSearchCV(classifier(), generations=1, checkpoint=tmp_path / where, **KW).fit(X, y)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("under_a_file", r"checkpoint='[^']*afile.txt/search.json': '[^']*afile.txt' is a file, not a folder"),
+    ("denied", r"checkpoint='[^']*search.json' cannot be written: Permission denied in its folder"),
+])
+def test_an_unwritable_checkpoint_names_the_users_path_and_the_reason(tmp_path, monkeypatch, case, message):
+    from metaloss_sk import search, training
+
+    for module in (search, training):
+        monkeypatch.setattr(module, "build_net", lambda *a, **k: pytest.fail("trained"))
+    (tmp_path / "afile.txt").write_text("not a folder")
+    path = tmp_path / "afile.txt" / "search.json"
+    if case == "denied":  # what a folder of another user, or a read-only mount, does (root may write anywhere)
+        path, real_open = tmp_path / "search.json", os.open
+
+        def denied(name, *args, **kwargs):
+            if os.path.dirname(os.fspath(name)) == str(tmp_path):
+                raise PermissionError(13, "Permission denied", name)
+            return real_open(name, *args, **kwargs)
+
+        monkeypatch.setattr(os, "open", denied)
+    X, y = iris()
+    with pytest.raises(ValueError, match=message) as error:
+        LossSearchCV(classifier(), generations=1, checkpoint=str(path), **KW).fit(X, y)
+    assert ".tmp" not in str(error.value)
 
 
 def test_a_corrupt_checkpoint_is_refused_with_its_path(tmp_path):
@@ -232,6 +258,20 @@ def test_fit_parameters_are_refused_by_name_before_any_training(monkeypatch):
         LossSearchCV(classifier(), generations=1, **KW).fit(X, y, sample_weight=np.ones(len(y)))
 
 
+@pytest.mark.parametrize("pipeline", [False, True])
+def test_a_net_that_holds_out_a_validation_split_is_refused_before_any_training(monkeypatch, pipeline):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from skorch.dataset import ValidSplit
+
+    monkeypatch.setattr(evaluator_module.Evaluator, "generation", lambda *a, **k: pytest.fail("trained"))
+    monkeypatch.setattr(NeuralNetClassifier, "fit", lambda *a, **k: pytest.fail("trained"))
+    net = classifier(train_split=ValidSplit(5))  # skorch's default
+    X, y = iris()
+    with pytest.raises(ValueError, match=r"train_split is .*ValidSplit.*pass train_split=None"):
+        LossSearchCV(make_pipeline(StandardScaler(), net) if pipeline else net, generations=1, **KW).fit(X, y)
+
+
 def test_an_unknown_scorer_is_named():
     X, y = iris()
     with pytest.raises(ValueError, match="no_such_scorer"):
@@ -244,8 +284,33 @@ def test_two_dimensional_targets_for_a_single_output_regressor_are_refused():
     regressor = NeuralNetRegressor(MLP, module__n_in=10, module__n_hidden=4, module__n_out=1, max_epochs=1,
                                    train_split=None, verbose=0)
     Y = np.stack([y, y], axis=1).astype(np.float32)
-    with pytest.raises(ValueError, match="cannot run one batch.*targets shaped like the predictions"):
+    with pytest.raises(ValueError, match=r"gives 1 output\(s\) per row, but y has 2 target column"):
         LossSearchCV(regressor, generations=1, **KW).fit(X, Y)
+
+
+@pytest.mark.parametrize("task, n_out, match", [
+    ("multiclass", 2, r"gives 2 output\(s\) per row, but y has 3 classes.*module__n_out=3"),
+    ("multiclass", 5, r"gives 5 output\(s\) per row, but y has 3 classes.*module__n_out=3"),
+    ("binary", 2, r"shape \(n,\) or \(n, 1\), got \(4, 2\)"),  # skorch's own check, already before training
+    ("regression", 3, r"gives 3 output\(s\) per row, but y has 1 target column.*module__n_out=1"),
+])
+def test_a_module_whose_output_width_does_not_fit_the_classes_is_refused_before_training(
+        monkeypatch, task, n_out, match):
+    from skorch import NeuralNetBinaryClassifier
+
+    monkeypatch.setattr(evaluator_module.Evaluator, "generation", lambda *a, **k: pytest.fail("trained"))
+    X, y = iris()
+    net = classifier(module__n_out=n_out)
+    if task == "binary":
+        y = (y == 0).astype(np.float32)
+        net = NeuralNetBinaryClassifier(MLP, module__n_in=4, module__n_hidden=8, module__n_out=n_out,
+                                        train_split=None, verbose=0)
+    elif task == "regression":
+        y = X[:, 0].copy()
+        net = NeuralNetRegressor(MLP, module__n_in=4, module__n_hidden=8, module__n_out=n_out,
+                                 train_split=None, verbose=0)
+    with pytest.raises(ValueError, match=match):
+        LossSearchCV(net, generations=1, **KW).fit(X, y)
 
 
 def test_torch_tensors_are_accepted_as_input():

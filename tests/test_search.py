@@ -349,6 +349,32 @@ def test_verbose_prints_a_line_per_generation_and_zero_prints_nothing(capsys):
     assert "best loss" in out
 
 
+def test_the_progress_bars_remaining_time_is_capped_by_max_time(monkeypatch):
+    import io
+    import sys
+    import time
+
+    from metaloss_sk.search import _remaining
+
+    rate = 1 / 1.4  # candidates per second; 25 a generation, 50 generations, one done after 35 s
+    assert _remaining(25, 1250, rate, 35.0, None, 25) == pytest.approx(1715.0)  # tqdm's own estimate
+    assert _remaining(25, 1250, rate, 35.0, 240, 25) == pytest.approx(205.0)  # what max_time=240 leaves
+    assert _remaining(1240, 1250, rate, 35.0, 240, 25) == pytest.approx(14.0)  # less than that to go
+    assert _remaining(260, 1250, rate, 250.0, 240, 25) == pytest.approx(15 * 1.4)  # the generation ends
+    assert _remaining(0, 1250, None, 10.0, 240, 25) == pytest.approx(230.0)  # no rate measured yet
+    assert _remaining(0, 1250, None, 10.0, None, 25) is None
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Terminal())  # the bar shows on terminals only
+    search = LossSearchCV(classifier(), verbose=1, max_time=240, population_size=25, generations=50)
+    bar = search._progress_bar(1, time.perf_counter() - 35.0)  # 35 s after fit started, one generation done
+    bar.close()
+    assert str(bar).endswith(("25/1250 [00:00<03:25]", "25/1250 [00:00<03:24]"))
+
+
 @pytest.mark.parametrize("stop", [dict(max_evaluations=3), dict(max_time=1e-6), dict(n_iter_no_change=1)])
 def test_budget_controls_stop_the_search(stop):
     X, y = iris()
@@ -435,6 +461,28 @@ def test_fit_refine_rescores_the_best_programs_and_keeps_only_improvements():
     if any(r["kept"] and r["score_after"] == search.best_score_ for r in search.refine_results_):
         assert search.best_loss_.coefficients is not None
     assert search.best_estimator_.criterion_.program == search.best_loss_.program
+
+
+def test_a_second_fit_starts_from_nothing_fitted_as_a_fresh_search():
+    X, y = iris()
+    search = LossSearchCV(classifier(), **SMALL).fit(X, y)
+    search.fit_refine(X, y, LOCAL)
+    assert search.refine_results_
+    search.set_params(random_state=1).fit(X, y)
+    fresh = LossSearchCV(classifier(), **{**SMALL, "random_state": 1}).fit(X, y)
+
+    def fitted(s):
+        return sorted(k for k in vars(s) if k.endswith("_") or k.startswith("_"))
+
+    assert fitted(search) == fitted(fresh) and "refine_results_" not in fitted(search)
+    for key in ("program", "status", "mean_test_score", "iter", "n_resources"):
+        np.testing.assert_equal(search.cv_results_[key], fresh.cv_results_[key])
+    np.testing.assert_equal(search.hall_of_fame_, fresh.hall_of_fame_)
+    assert all("coefficients" not in entry for entry in search.hall_of_fame_)
+    assert str(search.best_loss_) == str(fresh.best_loss_) and search.best_loss_.coefficients is None
+    assert search.best_score_ == fresh.best_score_ and search.best_index_ == fresh.best_index_
+    np.testing.assert_equal(search.baseline_, fresh.baseline_)
+    assert (search._state.fold_seeds, search._state.refit_seed) == (fresh._state.fold_seeds, fresh._state.refit_seed)
 
 
 def test_local_search_winners_runs_inside_fit():

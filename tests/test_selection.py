@@ -96,6 +96,24 @@ def test_a_search_where_nothing_learns_warns_and_keeps_the_usual_loss():
     assert str(search.best_loss_.program_) == CE
 
 
+def test_a_search_that_diverges_names_divergence_and_says_to_lower_lr():
+    X, y = iris()
+    with pytest.raises(RuntimeError, match=r"nan.*diverged.*NaN or infinite.*lower it") as error:
+        LossSearchCV(classifier(lr=1e30), **{**KW, "generations": 1}).fit(X, y)
+    assert "raise lr" not in str(error.value) and "train longer" not in str(error.value)
+
+
+def test_divergence_is_named_beside_a_usual_loss_at_chance():
+    from types import SimpleNamespace
+
+    from metaloss_sk.selection import winner
+
+    rows = [SimpleNamespace(program=CE, status="chance", score=np.nan, rungs=[]),
+            SimpleNamespace(program="square(sub(y, yhat))", status="nan", score=np.nan, rungs=[])]
+    with pytest.warns(UserWarning, match=r"train longer.*1 candidate\(s\) diverged.*lower it"):
+        assert winner(rows, CE) is rows[0]
+
+
 def test_the_gradient_check_rejects_a_singular_loss_and_keeps_the_usual_ones():
     ok, singular, mse = gradient_violations([SymbolicLoss(CE), SymbolicLoss(SINGULAR),
                                              SymbolicLoss("square(sub(y, yhat))", task="regression")], bound=100)

@@ -1,13 +1,15 @@
 """scikit-learn's estimator checks on a tiny search."""
 
+import numpy as np
 import torch
+from sklearn.base import clone
 from sklearn.utils.estimator_checks import check_estimator
 from skorch import NeuralNetClassifier
 
 from metaloss_sk import LossSearchCV
 
-FIXED_OUTPUTS = ("the tiny module has a fixed number of outputs (3), as skorch modules fix the number "
-                 "of classes at construction; data with other class counts cannot be predicted back")
+SHORT_TRAINING = ("two epochs of a linear model do not reach the check's training accuracy of 0.83 on its "
+                  "blobs; the tiny configuration keeps the checks fast")
 
 
 class AnyInputs(torch.nn.Module):
@@ -21,16 +23,29 @@ class AnyInputs(torch.nn.Module):
         return self.linear(x.reshape(len(x), -1))
 
 
+class AnyClasses(LossSearchCV):
+    """The search, its module's output width set to the number of classes of each fit's ``y``.
+
+    The search refuses a module with more or fewer outputs than classes, and
+    the checks fit data of two and of three classes.
+    """
+
+    def fit(self, X, y, **fit_params):
+        estimator = self.estimator
+        try:
+            self.estimator = clone(estimator).set_params(module__n_out=len(np.unique(np.asarray(y))))
+        except Exception:  # noqa: BLE001 - a y the search itself refuses, with its own message
+            pass
+        try:
+            return super().fit(X, y, **fit_params)
+        finally:
+            self.estimator = estimator
+
+
 def test_check_estimator_passes_but_for_the_listed_reasons():
     net = NeuralNetClassifier(AnyInputs, max_epochs=2, lr=0.1, train_split=None, verbose=0)
-    search = LossSearchCV(net, population_size=3, tournament_size=2, generations=1, cv=2, random_state=0)
-    expected = {
-        "check_estimators_dtypes": FIXED_OUTPUTS,
-        "check_dtype_object": FIXED_OUTPUTS,
-        "check_classifiers_classes": FIXED_OUTPUTS,
-        "check_classifiers_train": FIXED_OUTPUTS,
-        "check_classifier_data_not_an_array": FIXED_OUTPUTS,
-    }
+    search = AnyClasses(net, population_size=3, tournament_size=2, generations=1, cv=2, random_state=0)
+    expected = {"check_classifiers_train": SHORT_TRAINING}
     results = check_estimator(search, expected_failed_checks=expected, on_fail=None)
     failed = {r["check_name"] for r in results if r["status"] == "failed" and r["check_name"] not in expected}
     assert failed == set(), failed
