@@ -217,10 +217,12 @@ def _search(args):
     }
     print(f"Found loss: {search.best_loss_}\nCV score {search.best_score_:.4f}, "
           f"test score {result['test_score']:.4f}")
-    if search.baseline_ is not None:
-        base = search.baseline_
-        print(f"Usual loss on the same folds: {base['net_lr_score']:.4f} at lr {net.lr:g}, "
-              f"{base['tuned_score']:.4f} at the tuned lr {base['tuned_lr']:g}")
+    if search.baseline_ is not None and args.quiet:  # else the search's own summary said it
+        from metaloss_sk.results import summary_lines
+
+        for line in summary_lines(search.best_loss_, search.best_score_, search.baseline_["found_split_scores"],
+                                  search.baseline_)[1:]:
+            print(line.strip())
     if args.output:
         _json.write(args.output, result)
         print(f"Results written to {args.output}; metaloss_sk.io.load_loss({args.output!r}) reads the loss.")

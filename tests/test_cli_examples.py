@@ -18,7 +18,7 @@ def test_demo_runs_and_compares_with_cross_entropy(capsys):
     main(["demo", "--max-time", "5", "--generations", "1", "--population", "3", "--epochs", "5",
           "--seeds", "1", "--cv", "2", "--n-jobs", "1"])
     out = capsys.readouterr().out
-    assert "cross-entropy" in out and "found loss" in out and "Found loss:" in out
+    assert "cross-entropy" in out and "found loss" in out and "Found loss:" in out and "Verdict:" in out
 
 
 def test_search_writes_a_result_that_load_loss_reads_and_a_model_that_predicts(tmp_path, capsys):
@@ -37,7 +37,7 @@ def test_search_writes_a_result_that_load_loss_reads_and_a_model_that_predicts(t
     X, y = load_iris(return_X_y=True)
     assert set(joblib.load(model).predict(X[:10])) <= set(y)  # raw rows in, labels out
     out = capsys.readouterr().out
-    assert "load_loss" in out and "joblib.load" in out and "Usual loss on the same folds" in out
+    assert "load_loss" in out and "joblib.load" in out and "usual loss, lr 0.3" in out and "best_loss_ is" in out
 
 
 def _csv(tmp_path, text):
