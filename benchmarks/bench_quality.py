@@ -50,7 +50,8 @@ from tasks import LOADERS, load_task, train  # noqa: E402
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
 RESULTS = HERE / "results"
-CACHE_VERSION = 6  # bumped when the library changes what a search finds
+CACHE_VERSION = 6  # bumped when a method's code changes what it finds
+LOSS_SEARCH_VERSION = 7  # bumped when the library changes what LossSearchCV finds (the GP-LFL and EvoMAL searches)
 N_JOBS = 2
 COUNTS = {"computed": 0, "cached": 0}  # searches and final trainings, this invocation
 
@@ -141,7 +142,8 @@ def task_config(mode, task_name):
 
 
 def search_path(task_name, search, config):
-    body = {"version": CACHE_VERSION, "task": task_name, "search": search, "fit_steps": config["fit_steps"],
+    version = LOSS_SEARCH_VERSION if search in ("gp", "evomal") else CACHE_VERSION
+    body = {"version": version, "task": task_name, "search": search, "fit_steps": config["fit_steps"],
             "final_steps": config["final_steps"], "settings": config.get(search, config.get(LR_TUNED.get(search)))}
     return CACHE / task_name / f"search-{search}-{_key(body)}.json"
 

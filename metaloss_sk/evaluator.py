@@ -296,9 +296,7 @@ class Evaluator:
         scores. Programs that learned coefficients keep each fold's own.
         """
         rows = [self.rows[str(p)] for p in programs]
-        candidates = [row.loss if row.fold_coefficients is None else
-                      [row.loss.with_coefficients(c) if c is not None else row.loss for c in row.fold_coefficients]
-                      for row in rows]
+        candidates = [self.candidate(row) for row in rows]
         start, fits = time.perf_counter(), len(self._fold_results)
         folds = self.cross_validate(candidates, budget, n_seeds=n_seeds)
         self.totals["ladder_time"] += time.perf_counter() - start
@@ -307,6 +305,12 @@ class Evaluator:
             row.rungs.append(self._rung(results, budget))
             row.status, row.message = row.last.status, row.last.message
         return [row.score for row in rows]
+
+    def candidate(self, row):
+        """What trains for ``row``: its loss, or one per fold where the local search learned coefficients."""
+        if row.fold_coefficients is None:
+            return row.loss
+        return [row.loss.with_coefficients(c) if c is not None else row.loss for c in row.fold_coefficients]
 
     def _rung(self, results, budget):
         """A :class:`Rung` from per-fold lists of per-seed FoldResults."""

@@ -152,7 +152,8 @@ def summary_lines(best_loss, best_score, best_split_scores, baseline):
 
     lines.append(f"    at the final budget ({baseline['n_resources']} steps, {baseline['n_seeds']} weight "
                  f"seed(s) per fold), mean CV score:")
-    lines.append(f"    {'found loss':<34} {np.mean(found):.4f}")
+    best_lr = baseline.get("best_lr")
+    lines.append(f"    {'found loss' + ('' if best_lr is None else f', lr {best_lr:g}'):<34} {np.mean(found):.4f}")
     if baseline["net_lr_split_scores"] is not None:
         lines.append(row(f"usual loss, lr {baseline['net_lr']:g}", baseline["net_lr_split_scores"]))
     if baseline["tuned_lr"] is not None:
@@ -164,6 +165,8 @@ def summary_lines(best_loss, best_score, best_split_scores, baseline):
     names = {k["program"]: k["name"] for k in baseline.get("known_losses", [])}
     if contest is not None:
         champion = names.get(contest["champion"], contest["champion"])
+        if "champion_lr" in contest:
+            champion += f" at lr {contest['champion_lr']:g}"
         verdict = (f"an evolved program, better than the best known loss ({champion}) by "
                    f"{contest['difference']:+.4f} > margin {contest['margin']:.4f}" if contest["replaced"] else
                    f"the best known loss, {champion}: the best evolved program beat it by "

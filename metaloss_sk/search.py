@@ -395,8 +395,15 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
     n_candidates_ : list of int
         Programs trained at each rung.
     search_lr_ : float
-        The learning rate the candidates, the finalists and
-        ``best_estimator_`` trained with (see ``search_lr``).
+        The learning rate the candidates and the finalists trained with (see
+        ``search_lr``).
+    best_lr_ : float
+        The learning rate ``best_loss_`` was chosen at and ``best_estimator_``
+        trained with. With ``search_lr="tuned"`` the final contest (the best
+        evolved program against the best known loss) also tries each at the
+        rates of the grid beside ``search_lr_``, as a practitioner tunes the
+        rate of the loss they try, and each takes its best; otherwise
+        ``search_lr_``.
     hall_of_fame_ : list of dict
         The best distinct programs, best first, as plain values.
     history_ : list of dict
@@ -630,7 +637,8 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
                 if not interrupted:
                     baseline = baseline or self._usual_baseline(evaluate)
                     self.baseline_ = {**baseline, "found_split_scores": [float(s) for s in self._best_split_scores],
-                                      "search_lr": self.search_lr_, "known_losses": self._known_scores(evaluate),
+                                      "search_lr": self.search_lr_, "best_lr": self.best_lr_,
+                                      "known_losses": self._known_scores(evaluate),
                                       "contest": self._contest}
         finally:
             if bar is not None:
@@ -778,14 +786,23 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         except RuntimeError:
             self.cv_results_ = results.cv_results(rows, len(evaluate.splits))
             raise
+        split_scores, self.best_lr_ = best.last.scores, self.search_lr_
         if callable(self.refit):
             best, self._contest = rows[self._refit_choice(rows, len(evaluate.splits))], None
+            split_scores = best.last.scores
+        elif budgets and best.status == "ok" and self.search_lr == "tuned":
+            neighbours = selection.neighbour_rates(selection.learning_rates(self.baseline_lrs, float(self._net.lr)),
+                                                   self.search_lr_)
+            outcome = selection.contest_at_rates(evaluate, rows, evaluate.config.seed_programs, self.margin,
+                                                 budgets[-1], self.final_seeds, self.search_lr_, neighbours)
+            if outcome is not None:
+                best, self.best_lr_, split_scores, self._contest = outcome
         loss = best.loss
         seeded = str(best.program) in evaluate.config.seed_programs
         if evaluate.config.evaluation.local_search is not None and best.status == "ok" and not seeded:
             loss = refine_on(evaluate.config.evaluation, loss, X, y, self._state.refit_seed)
-        score = best.score if best.status == "ok" else float(np.mean(best.last.scores))
-        self._set_best(loss, score, best.last.scores)
+        score = float(np.mean(split_scores)) if best.status == "ok" else float(np.mean(best.last.scores))
+        self._set_best(loss, score, split_scores)
         self.best_index_ = rows.index(best)
 
     def _scorers(self):
@@ -848,9 +865,10 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
             return float(self._net.lr)
         return float(baseline["tuned_lr"])
 
-    def _search_net(self):
-        """The net the candidates train: the estimator's, at ``search_lr_``."""
-        return self._net if self.search_lr_ == float(self._net.lr) else clone(self._net).set_params(lr=self.search_lr_)
+    def _search_net(self, lr=None):
+        """The net the candidates train: the estimator's, at ``search_lr_`` (or ``lr``)."""
+        lr = self.search_lr_ if lr is None else lr
+        return self._net if lr == float(self._net.lr) else clone(self._net).set_params(lr=lr)
 
     # ----------------------------------------------------------- local search after the GP
     def fit_refine(self, X, y, local_search=None):
@@ -1221,7 +1239,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
 
     def _refit(self, X, y):
         """``best_estimator_``: the net (after the Pipeline's steps, if any) trained with ``best_loss_``."""
-        net = build_net(self._search_net(), self.best_loss_, verbose=self._net.verbose,
+        net = build_net(self._search_net(self.best_lr_), self.best_loss_, verbose=self._net.verbose,
                         train_split=self._net.train_split)
         steps = self._preprocessing()
         if steps is not None:

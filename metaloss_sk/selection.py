@@ -28,8 +28,8 @@ import numpy as np
 
 from .results import ranking
 
-__all__ = ["beats", "learning_rates", "margin_of", "refine", "rungs", "successive_halving",
-           "tune_learning_rate", "winner"]
+__all__ = ["beats", "contest_at_rates", "learning_rates", "margin_of", "neighbour_rates", "refine", "rungs",
+           "successive_halving", "tune_learning_rate", "winner"]
 
 #: Chance-level scores can also come from a net whose lr is so high that it diverged to a constant prediction
 #: without a non-finite loss (protected primitives such as log keep the loss finite).
@@ -161,6 +161,56 @@ def winner(rows, usual_program, seed_programs=(), margin=0.0):
             f"loss: train longer (max_epochs, min_resources) or raise lr.{_TOO_HIGH}" if "chance" in statuses else "")
     raise RuntimeError(f"every candidate loss failed to train ({counts}); see cv_results_['status'] and "
                        f"['message'] (error_score='raise' raises the first error).{hint}{diverged}")
+
+
+def contest_at_rates(evaluate, rows, seed_programs, margin, budget, n_seeds, lr, neighbours):
+    """The final contest with each contender at its own learning rate.
+
+    The contenders are the best evolved program and the best seed program
+    (known loss) at the highest rung; each also trains at ``budget`` with
+    ``n_seeds`` weight seeds per fold at every rate of ``neighbours`` (the
+    rates beside ``lr``, the one the search ran at) and takes the rate it
+    scores best at, as a practitioner who tries a loss would tune its rate.
+    The evolved program wins only by more than ``margin`` (see :func:`beats`).
+
+    Returns ``(row, its rate, its split scores, contest)``, or None when
+    either contender is missing.
+    """
+    rows = [row for row in rows if math.isfinite(row.score) and not row.equivalent_to]
+    if not rows:
+        return None
+    top = max(len(row.rungs) for row in rows)
+    rows = [row for row in rows if len(row.rungs) == top]
+    seeds = set(seed_programs)
+    evolved = max((row for row in rows if str(row.program) not in seeds), key=lambda row: row.score, default=None)
+    known = max((row for row in rows if str(row.program) in seeds), key=lambda row: row.score, default=None)
+    if evolved is None or known is None:
+        return None
+    contenders = []
+    for row in (evolved, known):
+        scores = {lr: list(row.last.scores)}
+        for other in neighbours:
+            (folds,) = evaluate.cross_validate([evaluate.candidate(row)], budget, n_seeds, params={"lr": other})
+            split, mean = _mean_scores(folds)
+            if math.isfinite(mean):
+                scores[other] = split
+        best = max(scores, key=lambda rate: np.mean(scores[rate]))
+        contenders.append((row, best, scores[best], {rate: float(np.mean(v)) for rate, v in scores.items()}))
+    (challenger, c_lr, c_scores, c_all), (champion, k_lr, k_scores, k_all) = contenders
+    replaced, difference, need = beats(c_scores, k_scores, margin)
+    contest = {"champion": str(champion.program), "champion_lr": k_lr, "champion_scores": k_all,
+               "challenger": str(challenger.program), "challenger_lr": c_lr, "challenger_scores": c_all,
+               "difference": difference, "margin": need, "replaced": replaced}
+    return (challenger, c_lr, c_scores, contest) if replaced else (champion, k_lr, k_scores, contest)
+
+
+def neighbour_rates(grid, lr):
+    """The rates of ``grid`` (sorted) just below and just above ``lr``, where it has them."""
+    grid = sorted(grid)
+    if lr not in grid:
+        return []
+    i = grid.index(lr)
+    return [grid[j] for j in (i - 1, i + 1) if 0 <= j < len(grid)]
 
 
 def learning_rates(baseline_lrs, net_lr):

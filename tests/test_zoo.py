@@ -150,3 +150,25 @@ def test_an_evomal_search_returns_a_known_loss_as_it_is():
     assert search.best_score_ >= max(k["mean_test_score"] for k in known.values())
     if str(search.best_loss_.program_) in known:
         assert search.best_loss_.coefficients is None
+
+
+def test_the_final_contest_tunes_each_contenders_rate_beside_the_search_rate():
+    from metaloss_sk.selection import learning_rates, neighbour_rates
+
+    X, y = iris()
+    search = LossSearchCV(classifier(), **{**KW, "baseline_lrs": "auto", "refit": True}).fit(X, y)
+    contest = search.baseline_["contest"]
+    rates = neighbour_rates(learning_rates("auto", 0.2), search.search_lr_)
+    assert len(rates) == 2 and set(contest["champion_scores"]) <= {search.search_lr_, *rates}
+    assert contest["champion_lr"] == max(contest["champion_scores"], key=contest["champion_scores"].get)
+    assert contest["challenger_lr"] == max(contest["challenger_scores"], key=contest["challenger_scores"].get)
+    winner = "challenger" if contest["replaced"] else "champion"
+    assert search.best_lr_ == contest[f"{winner}_lr"] == search.best_estimator_.lr
+    assert str(search.best_loss_.program_) == contest[winner]
+    assert search.best_score_ == pytest.approx(contest[f"{winner}_scores"][search.best_lr_])
+
+
+def test_a_search_at_the_nets_rate_keeps_it_to_the_end():
+    X, y = iris()
+    search = LossSearchCV(classifier(), search_lr="net", **{**KW, "refit": True}).fit(X, y)
+    assert search.best_lr_ == search.search_lr_ == 0.2 == search.best_estimator_.lr
