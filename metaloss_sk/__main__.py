@@ -79,7 +79,8 @@ def _compare(search, net, X_train, y_train, X_test, y_test, n_seeds):
         paired = "" if values is found else "   found loss - it, per seed: " + " ".join(
             f"{d:+.4f}" for d in found - values)
         print(f"  {name:<36} {values.mean():.4f} +- {values.std():.4f}{paired}")
-    print(f"\nFound loss: {search.best_loss_}\nAs a program: {search.best_loss_.program}")
+    print(f"\nFound loss: {search.best_loss_}\nPer class (p: the true class's probability, q: another's): "
+          f"{search.best_loss_.per_class()}\nAs a program: {search.best_loss_.program}")
     print(_verdict(scores, rows[0][0], found_name))
     return 0
 

@@ -7,7 +7,7 @@ from torch import nn
 
 from ._validation import check_coefficients
 from .primitives import learn_primitives, user_primitives
-from .program import parse
+from .program import Program, parse
 from .terminals import binary_terminals, multiclass_terminals, reduce_loss, regression_terminals
 
 __all__ = ["SymbolicLoss", "TASKS", "LINKS"]
@@ -161,8 +161,41 @@ class SymbolicLoss(nn.Module):
         return self.infix()
 
     def infix(self, precision=4):
-        """Readable infix expression, with coefficients where present (simplified where there are none)."""
-        return self.program_.infix(self._coefficient_list(), precision=precision, simplify=True)
+        """Readable infix expression, with coefficients where present (simplified where there are none).
+
+        A classifier's loss is simplified under what its terminals guarantee
+        (class-index targets make ``y`` 0 or 1; ``yhat`` is a probability):
+        ``y^2`` prints as ``y``, ``max(yhat, -1)`` as ``yhat``, ``sign(yhat)``
+        as 1. The program that trains is unchanged.
+        """
+        return self.program_.infix(self._coefficient_list(), precision=precision, simplify=True,
+                                   probabilities=self.task != "regression")
+
+    def per_class(self, precision=4):
+        """A classifier's loss per class, readable: ``"p -> ...; q -> ..."``.
+
+        With class-index targets the loss of a row is the first expression
+        at ``p``, the predicted probability of the true class, plus the
+        second at ``q``, the probability of each other class (see
+        :meth:`Program.per_class`).
+
+        >>> print(SymbolicLoss("neg(mul(mul(y, square(sub(1, yhat))), log(yhat)))").per_class())
+        true class: -((1 - p)^2 * log(p));  each other class: 0
+
+        Raises
+        ------
+        ValueError
+            For a regression loss, which has no classes.
+        """
+        if self.task == "regression":
+            raise ValueError("per_class() describes a classifier's loss; this loss has task='regression'.")
+        true, other = self.program_.per_class()
+        if self.coefficients is not None:  # the tree keeps its shape, so each edge keeps its coefficient
+            true, other = (Program(n if not (isinstance(n, int) and not isinstance(n, bool) and n == 0) else v
+                                   for n in self.program_.nodes) for v in (1.0, 0.0))
+        forms = [p.infix(self._coefficient_list(), precision=precision, simplify=True, probabilities=True,
+                         terminals=("y", name)) for p, name in ((true, "p"), (other, "q"))]
+        return f"true class: {forms[0]};  each other class: {forms[1]}"
 
     def sympy(self):
         """The loss as a sympy expression in ``y`` and ``yhat``."""

@@ -124,7 +124,7 @@ class Program:
         """True when the program uses both ``y`` and ``yhat`` (EvoMAL's rule)."""
         return self.terminals_used == set(TERMINALS)
 
-    def infix(self, coefficients=None, precision=4, simplify=False):
+    def infix(self, coefficients=None, precision=4, simplify=False, probabilities=False, terminals=TERMINALS):
         """Readable infix form, e.g. ``-(y * log(yhat))``.
 
         With ``coefficients`` (one per edge, i.e. per non-root node) each
@@ -132,17 +132,22 @@ class Program:
         significant digits (constants to at least 6; coefficients that round
         to 1 are left out); :func:`parse` reads the
         text back. ``simplify=True`` (without coefficients) prints
-        :meth:`simplified`'s form.
+        :meth:`simplified`'s form (with ``probabilities``, under a
+        classifier's guarantees), its constants to ``precision`` digits.
+        ``terminals`` names ``y`` and ``yhat`` in the text.
         """
         if simplify and coefficients is None:
-            return self.simplified().infix(precision=precision)
+            return self.simplified(probabilities)._infix(None, precision, terminals, precision)
+        return self._infix(coefficients, precision, terminals, max(precision, 6))
+
+    def _infix(self, coefficients, precision, terminals, constant_digits):
         def scale(text, c):
             shown = f"{c:.{precision}g}"
             return text if shown == "1" else f"{shown}*{text}"  # a coefficient of 1 (at this precision) is noise
 
         text = _fold(
             self.nodes,
-            lambda n: TERMINALS[n] if isinstance(n, int) else f"{n:.{max(precision, 6)}g}",
+            lambda n: terminals[n] if isinstance(n, int) else f"{n:.{constant_digits}g}",
             lambda p, args: _format_infix(p, args),
             None if coefficients is None else (list(coefficients), scale),
         )
@@ -167,7 +172,7 @@ class Program:
             ([sympy.Float(c, 6) for c in coefficients], lambda v, c: c * v),
         )
 
-    def simplified(self):
+    def simplified(self, probabilities=False):
         """The same function, written more simply: for printing.
 
         Constant subtrees become their value (``tanh(1^2)``, ``log(1)``,
@@ -176,18 +181,54 @@ class Program:
         (or the analytic quotient of 0) is 0: every primitive is finite. Values agree with the
         original to rounding (a constant is computed once, in float64).
 
+        With ``probabilities=True``, also what a classifier guarantees: ``y``
+        is 0 or 1 (``y^2``, ``y * y``, ``|y|`` and ``sign(y)`` are ``y``) and
+        ``yhat`` a probability in (0, 1) (``|yhat|`` is ``yhat``,
+        ``sign(yhat)`` is 1, ``max(yhat, c)`` is ``yhat`` for ``c <= 0`` and
+        ``c`` for ``c >= 1``, and likewise ``min``): the same values on every
+        input a classifier's loss meets.
+
         >>> str(parse("add(log(max(yhat, yhat)), mul(sign(-1.0), y))").simplified())
         'add(log(yhat), neg(y))'
+        >>> parse("mul(square(y), log(max(yhat, -1.0)))").simplified(probabilities=True).infix()
+        'y * log(yhat)'
         """
         def constant(arg):
             return arg[0] if len(arg) == 1 and isinstance(arg[0], float) else None
 
+        def terminal(arg):
+            return arg[0] if len(arg) == 1 and isinstance(arg[0], int) and not isinstance(arg[0], bool) else None
+
+        def on_probabilities(p, args):
+            """The rules a classifier's terminals allow, or None."""
+            kinds = [terminal(arg) for arg in args]
+            if p.arity == 1 and kinds[0] == 0 and p.name in ("square", "abs", "sign"):  # y is 0 or 1
+                return args[0]
+            if p.arity == 1 and kinds[0] == 1 and p.name in ("abs", "sign"):  # yhat is in (0, 1)
+                return args[0] if p.name == "abs" else (1.0,)
+            if p.name == "mul" and kinds == [0, 0]:
+                return args[0]
+            if p.name in ("min", "max") and (None in kinds) and any(k is not None for k in kinds):
+                var, c = (args[0], constant(args[1])) if kinds[0] is not None else (args[1], constant(args[0]))
+                if c is None:
+                    return None
+                low, high = (0.0, 1.0)  # the range of y (its ends included) and of yhat (ends excluded)
+                if (p.name == "max" and c <= low) or (p.name == "min" and c >= high):
+                    return var
+                if (p.name == "max" and c >= high) or (p.name == "min" and c <= low):
+                    return (c,)
+            return None
+
         def node(p, args):
+            if probabilities:
+                rewritten = on_probabilities(p, args)
+                if rewritten is not None:
+                    return rewritten
             if all(constant(arg) is not None for arg in args):
                 with torch.no_grad():
                     value = float(p.torch_fn(*(torch.tensor(constant(a), dtype=torch.float64) for a in args)))
                 if math.isfinite(value):
-                    return (value,)
+                    return (value + 0.0,)  # -0.0 prints as "-0"
             if p.name in ("min", "max") and Program(args[0]) == Program(args[1]):  # not ==: y is 0, not 0.0
                 return args[0]
             if p.name == "mul" and (constant(args[0]) in (0.0, 1.0, -1.0) or constant(args[1]) in (0.0, 1.0, -1.0)):
@@ -201,6 +242,23 @@ class Program:
             return (p, *(n for arg in args for n in arg))
 
         return Program(_fold(self.nodes, lambda n: (n,), node))
+
+    def per_class(self):
+        """A classifier's loss per class: the program at ``y = 1`` and at ``y = 0``, simplified.
+
+        With one-hot targets the loss of a row is the first at the true
+        class's probability plus the second at every other class's. Each is a
+        program in ``yhat`` alone (see :meth:`simplified`).
+
+        >>> true, other = parse("neg(mul(add(mul(0.9, y), 0.01), log(yhat)))").per_class()
+        >>> true.infix(simplify=True), other.infix(simplify=True)
+        ('-(0.91 * log(yhat))', '-(0.01 * log(yhat))')
+        """
+        def at(value):
+            return Program(value if isinstance(n, int) and not isinstance(n, bool) and n == 0 else n
+                           for n in self.nodes).simplified(probabilities=True)
+
+        return at(1.0), at(0.0)
 
     def canonical(self):
         """The program with the arguments of every commutative primitive in sorted order.

@@ -48,7 +48,7 @@ def cv_results(rows, n_splits):
 
     out = {
         "program": np.array([str(row.program) for row in rows], dtype=object),
-        "infix": np.array([row.program.infix(simplify=True) for row in rows], dtype=object),
+        "infix": np.array([row.loss.infix() for row in rows], dtype=object),
         "length": np.array([row.program.length for row in rows], dtype=np.int64),
         "depth": np.array([row.program.depth for row in rows], dtype=np.int64),
         "generation": np.array([row.generation for row in rows], dtype=np.int64),
@@ -86,7 +86,7 @@ def hall_of_fame(rows, size):
     rows = [row for row in rows if not row.equivalent_to and math.isfinite(row.score)]
     ranks = ranking(rows)
     best = [rows[i] for i in np.argsort(ranks, kind="stable")[:size]]
-    return [{"program": str(row.program), "infix": row.program.infix(simplify=True), "length": int(row.program.length),
+    return [{"program": str(row.program), "infix": row.loss.infix(), "length": int(row.program.length),
              "depth": int(row.program.depth), "generation": int(row.generation), "mean_test_score": row.score,
              "std_test_score": row.last.std, "n_resources": int(row.last.n_resources)} for row in best]
 

@@ -38,7 +38,8 @@ def laddered():
     net = NeuralNetClassifier(MLP, module__n_in=4, module__n_hidden=8, module__n_out=3, max_epochs=8, lr=0.2,
                               batch_size=32, train_split=None, verbose=0)
     return LossSearchCV(net, population_size=6, generations=2, cv=2, min_resources=6, screening=3, factor=2,
-                        n_finalists=2, rejection_steps=50, refit=False, random_state=0).fit(X, y)
+                        n_finalists=2, rejection_steps=50, refit=False, random_state=0, search_lr="net",
+                        seed_programs="usual").fit(X, y)
 
 
 @pytest.fixture(autouse=True)

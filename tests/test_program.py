@@ -230,7 +230,7 @@ def test_the_printed_infix_parses_back_to_the_same_function(seed):
 
 
 @pytest.mark.parametrize("text, simple", [
-    ("tanh(square(1.0))", "0.761594"),
+    ("tanh(square(1.0))", "0.7616"),
     ("log(max(yhat, yhat))", "log(yhat)"),
     ("mul(sign(-1.0), y)", "-y"),
     ("add(div(log(1.0), yhat), mul(y, 1.0))", "y"),
@@ -699,3 +699,35 @@ def test_gplearn_program_class_takes_the_arguments_we_pass():
         random_state=None, program=[0],
     )
     assert gp.program == [0] and gp.validate_program()
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_simplified_under_a_classifiers_guarantees_is_the_same_function_there(seed):
+    space = SearchSpace(EVOMAL_FUNCTION_SET, constants=(0.0, 1.0, -1.0, 2.0))
+    program = space.random_program(_rs(seed), init_depth=(2, 6))
+    # One-hot targets and softmax outputs: what a classifier's loss meets.
+    y = torch.nn.functional.one_hot(torch.randint(0, 5, (64,)), 5).double()
+    yhat = torch.softmax(torch.randn(64, 5, dtype=torch.float64) * 3, -1)
+    simple = program.simplified(probabilities=True)
+    assert simple.length <= program.simplified().length
+    expected = torch.broadcast_to(program.evaluate(y, yhat), y.shape)  # a constant program gives a scalar
+    torch.testing.assert_close(torch.broadcast_to(simple.evaluate(y, yhat), y.shape), expected,
+                               rtol=1e-6, atol=1e-6)
+    # What prints (constants to 4 digits) reads back as the same function, to the printed digits.
+    printed = parse(program.infix(simplify=True, probabilities=True))
+    torch.testing.assert_close(torch.broadcast_to(printed.evaluate(y, yhat), y.shape), expected,
+                               rtol=1e-2, atol=1e-2)
+    # The per-class forms: the program at y = 1 on the true class, at y = 0 elsewhere.
+    true, other = program.per_class()
+    per_class = torch.where(y == 1, true.evaluate(y, yhat), other.evaluate(y, yhat))
+    torch.testing.assert_close(torch.broadcast_to(per_class, y.shape), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_a_classifiers_loss_prints_without_what_its_terminals_make_redundant():
+    loss = SymbolicLoss("mul(square(y), add(mul(sign(yhat), log(max(yhat, -1.0))), abs(yhat)))")
+    assert str(loss) == "y * (log(yhat) + yhat)"
+    regression = SymbolicLoss("mul(square(y), abs(yhat))", task="regression")
+    assert str(regression) == "y^2 * |yhat|"  # no such guarantee for regression
+    assert SymbolicLoss("neg(mul(y, log(yhat)))").per_class() == "true class: -log(p);  each other class: 0"
+    with pytest.raises(ValueError, match="regression"):
+        regression.per_class()
