@@ -357,7 +357,8 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
     best_loss_ : SymbolicLoss
         The best loss at the final budget.
     best_score_ : float
-        Its mean cross-validated score at the final budget.
+        Its mean cross-validated score at the final budget and ``best_lr_``
+        (``cv_results_`` holds every program's at ``search_lr_``).
     best_params_ : dict
         ``best_loss_.as_params()``: the criterion class and its ``criterion__*``
         settings, so ``net.set_params(**search.best_params_)`` uses the found loss.
