@@ -296,7 +296,7 @@ def run_search(task, steps, final_steps, population, generations, max_time, loca
     name = "evomal" if local_search == "all" else "gp-lfl"
     # EvoMAL learns coefficients for every candidate on every fold, then once more on all the data.
     searched_meta = stats["meta_steps"] + meta_steps if local_search == "all" else 0
-    lr = float(search.search_lr_)
+    lr = float(search.best_lr_)  # the rate best_loss_ was chosen at (and best_estimator_ refit at)
     out = {name: {
         "spec": _symbolic_spec(search.best_loss_, lr),
         "time_s": search_time,
@@ -314,7 +314,7 @@ def run_search(task, steps, final_steps, population, generations, max_time, loca
     if local_search != "all":
         # The winner without the margin (margin=0): the best program at the final rung, known or evolved.
         top = int(np.argmin(search.cv_results_["rank_test_score"]))
-        out[f"{name}-nomargin"] = {**out[name], "spec": {"kind": "symbolic", "lr": lr,
+        out[f"{name}-nomargin"] = {**out[name], "spec": {"kind": "symbolic", "lr": float(search.search_lr_),
                                                          "params": search.loss(1).get_params()},
                                    "cv_score": float(search.cv_results_["mean_test_score"][top])}
     if refine:
