@@ -440,10 +440,11 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
     >>> from skorch import NeuralNetClassifier
     >>> from metaloss_sk import LossSearchCV
     >>> X, y = load_iris(return_X_y=True)
+    >>> X = ((X - X.mean(0)) / X.std(0)).astype(np.float32)
     >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4, module__out_features=3,
-    ...                           max_epochs=5, lr=0.1, train_split=None, verbose=0)
-    >>> search = LossSearchCV(net, population_size=4, generations=2, random_state=0)
-    >>> search.fit(X.astype(np.float32), y).best_loss_.task
+    ...                           max_epochs=10, lr=0.1, train_split=None, verbose=0)
+    >>> search = LossSearchCV(net, population_size=6, generations=2, random_state=0)
+    >>> search.fit(X, y).best_loss_.task
     'multiclass'
     """
 
