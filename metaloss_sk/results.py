@@ -120,10 +120,16 @@ def search_stats(history, totals, n_splits, elapsed, meta_steps=0):
     return stats
 
 
-def generation_line(entry, generations):
-    """The verbose line of one generation of the genetic search."""
+def generation_line(entry, generations, max_time=None):
+    """The verbose line of one generation of the genetic search.
+
+    Its eta assumes every generation runs, capped by what ``max_time``
+    leaves (the search stops after the generation during which it passed).
+    """
     done = entry["generation"] + 1
     eta = entry["elapsed"] / done * max(generations - done, 0)
+    if max_time is not None:
+        eta = min(eta, max(max_time - entry["elapsed"], 0.0))
     return (f"[LossSearchCV] gen {entry['generation']:>3}  best {entry['best_score']:.4f}  "
             f"median {entry['median_score']:.4f}  trained {entry['trained']:>3}  "
             f"promoted {entry.get('promoted', entry['trained']):>3}  "

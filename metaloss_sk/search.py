@@ -713,7 +713,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
     def _report(self, entry, evaluate):
         if not self.verbose:
             return
-        tqdm.write(results.generation_line(entry, self.generations))
+        tqdm.write(results.generation_line(entry, self.generations, self.max_time))
         if self.verbose >= 2:
             for rank, entry in enumerate(results.hall_of_fame(evaluate.rows.values(), self.hall_of_fame), 1):
                 tqdm.write(f"    {rank:>2}. {entry['mean_test_score']:.4f}  {entry['infix']}")
