@@ -524,7 +524,10 @@ def main(argv=None):
     if not args.no_transfer and transfer["source"] in searches:
         source, target = transfer["source"], transfer["target"]
         t_methods = [m for m in transfer["methods"] if m in searches[source]]
-        specs = {"usual": {"kind": "usual"}, **{m: searches[source][m]["spec"] for m in t_methods}}
+        # A loss transfers, its learning rate does not (the source's may diverge on the target): every row
+        # trains at the target net's own rate, as the usual loss does.
+        specs = {"usual": {"kind": "usual"}, **{m: {k: v for k, v in searches[source][m]["spec"].items() if k != "lr"}
+                                                for m in t_methods}}
         # The usual loss keeps its name, so a target task trained in this run shares its cache.
         jobs = [(target, m if m == "usual" else f"transfer:{m}", specs[m], transfer["steps"], s, mode["n_evals"])
                 for m in ["usual"] + t_methods for s in seeds]
