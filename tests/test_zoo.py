@@ -172,3 +172,11 @@ def test_a_search_at_the_nets_rate_keeps_it_to_the_end():
     X, y = iris()
     search = LossSearchCV(classifier(), search_lr="net", **{**KW, "refit": True}).fit(X, y)
     assert search.best_lr_ == search.search_lr_ == 0.2 == search.best_estimator_.lr
+
+
+@pytest.mark.parametrize("kw, message", [(dict(margin="sd"), "margin must be"), (dict(margin=-0.01), "margin must be"),
+                                         (dict(seed_programs="zoo"), "seed_programs must be 'auto', 'usual'")])
+def test_bad_margin_or_seed_programs_are_refused_naming_the_parameter(kw, message):
+    X, y = iris()
+    with pytest.raises(ValueError, match=message):
+        LossSearchCV(classifier(), **{**KW, **kw}).fit(X, y)
