@@ -136,11 +136,15 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
     ``factor`` at each rung, the usual loss always kept in it; the last rung
     trains every finalist with ``final_seeds`` weight seeds per fold, and a
     program that fails on any fold, seed or rung (a non-finite loss or score,
-    or a score no better than chance) is out. The best program there is
-    ``best_loss_``. The usual loss, at the net's learning rate and with the
-    learning rate tuned over ``baseline_lrs``, is measured on the same folds
-    and seeds (``baseline_``), and the net is refit with ``best_loss_`` on all
-    the data.
+    or a score no better than chance) is out. The search starts from the
+    usual loss and the losses a practitioner tries first (``seed_programs``),
+    which always reach the last rung, and runs at the usual loss's learning
+    rate tuned by CV (``search_lr``); the best program there is
+    ``best_loss_``, an evolved one only where it beats the best known loss
+    by more than ``margin``, each of the two at its own best rate beside the
+    search's (``best_lr_``). ``baseline_`` shows the usual loss over the
+    rates and every known loss on the same folds and seeds, and the net is
+    refit with ``best_loss_`` at ``best_lr_`` on all the data.
 
     Parameters
     ----------
@@ -375,10 +379,19 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         (one per learning rate tried; NaN where it failed); ``net_lr``,
         ``net_lr_score`` and ``net_lr_split_scores`` (at the net's own
         learning rate); ``tuned_lr``, ``tuned_score`` and
-        ``tuned_split_scores`` (at the best of ``lrs``); and
-        ``found_split_scores`` (``best_loss_``'s per fold), so the paired
-        difference per fold is ``found_split_scores - tuned_split_scores``.
-        None when the search was interrupted before its final selection.
+        ``tuned_split_scores`` (at the best of ``lrs``); ``ladder`` (every
+        rate's mean score with one seed, then the best ones' with
+        ``final_seeds``); ``found_split_scores`` (``best_loss_``'s per fold,
+        at ``best_lr_``), so the paired difference per fold is
+        ``found_split_scores - tuned_split_scores``; ``search_lr`` and
+        ``best_lr``; ``known_losses`` (per seed program: ``name``,
+        ``program``, ``n_resources``, ``mean_test_score`` and
+        ``split_scores`` at ``search_lr_``); and ``contest`` (the best evolved
+        program against the best known loss: ``champion``, ``challenger``,
+        each one's rates and scores, ``difference``, ``margin``, ``replaced``;
+        None when the best program was a known loss at the search's rate
+        without a contest). None when the search was interrupted before its
+        final selection.
     cv_results_ : dict of arrays
         One row per distinct program: ``program``, ``infix``, ``length``,
         ``depth``, ``generation``, ``iter`` (the highest rung it reached: 0 is
