@@ -796,20 +796,21 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
             evaluate, budgets, self.n_finalists, self.factor, self.final_seeds)
         rows = list(evaluate.rows.values())
         try:
-            best, self._contest = selection.winner(rows, str(usual_loss(self._task).program_),
-                                                   evaluate.config.seed_programs, self.margin)
+            best = selection.winner(rows, str(usual_loss(self._task).program_))
         except RuntimeError:
             self.cv_results_ = results.cv_results(rows, len(evaluate.splits))
             raise
-        split_scores, self.best_lr_ = best.last.scores, self.search_lr_
+        split_scores, self.best_lr_, self._contest = best.last.scores, self.search_lr_, None
         if callable(self.refit):
-            best, self._contest = rows[self._refit_choice(rows, len(evaluate.splits))], None
+            best = rows[self._refit_choice(rows, len(evaluate.splits))]
             split_scores = best.last.scores
-        elif budgets and best.status == "ok" and self.search_lr == "tuned":
-            neighbours = selection.neighbour_rates(selection.learning_rates(self.baseline_lrs, float(self._net.lr)),
-                                                   self.search_lr_)
+        elif best.status == "ok":
+            tuned = budgets and self.search_lr == "tuned"
+            grid = selection.learning_rates(self.baseline_lrs, float(self._net.lr))
+            neighbours = selection.neighbour_rates(grid, self.search_lr_) if tuned else []
             outcome = selection.contest_at_rates(evaluate, rows, evaluate.config.seed_programs, self.margin,
-                                                 budgets[-1], self.final_seeds, self.search_lr_, neighbours)
+                                                 budgets[-1] if budgets else None, self.final_seeds, self.search_lr_,
+                                                 neighbours)
             if outcome is not None:
                 best, self.best_lr_, split_scores, self._contest = outcome
         loss = best.loss

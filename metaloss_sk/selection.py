@@ -105,27 +105,13 @@ def beats(challenger, champion, margin):
     return bool(d.mean() > need + 1e-12), float(d.mean()), need
 
 
-def winner(rows, usual_program, seed_programs=(), margin=0.0):
-    """The best row, and whether it won over the seed programs by the margin.
-
-    The best row by :func:`~metaloss_sk.results.ranking` wins if it is a seed
-    program, or if it beats the best seed program at the same rung by more
-    than ``margin`` (see :func:`beats`) in the paired per-fold difference of
-    their scores; otherwise the best seed program wins. The best CV score
-    among many programs is optimistic (the winner's curse): the margin keeps
-    a known loss unless an evolved one is better beyond the noise.
+def winner(rows, usual_program):
+    """The best row (the first rank of :func:`~metaloss_sk.results.ranking`).
 
     If every program failed but the usual loss only scored at chance level,
     the usual loss, with a warning: no loss can be told better than it.
-
-    Returns
-    -------
-    best : Row
-    contest : dict or None
-        ``{"champion": the best seed program, "difference": mean paired
-        difference of the best evolved program over it, "margin": the margin
-        it had to exceed, "replaced": whether it did}``; None when the best
-        row is a seed program or no seed program reached its rung.
+    :func:`contest_at_rates` then decides between the best evolved program
+    and the best known loss.
 
     Raises
     ------
@@ -136,15 +122,7 @@ def winner(rows, usual_program, seed_programs=(), margin=0.0):
     rows = list(rows)
     best = rows[int(np.argmin(ranking(rows)))] if rows else None
     if best is not None and math.isfinite(best.score):
-        seeds = [row for row in rows if str(row.program) in set(seed_programs) and math.isfinite(row.score)
-                 and len(row.rungs) == len(best.rungs) and row.last.n_resources == best.last.n_resources]
-        if str(best.program) in set(seed_programs) or not seeds:
-            return best, None
-        champion = max(seeds, key=lambda row: row.score)
-        replaced, difference, need = beats(best.last.scores, champion.last.scores, margin)
-        contest = {"champion": str(champion.program), "challenger": str(best.program), "difference": difference,
-                   "margin": need, "replaced": replaced}
-        return (best if replaced else champion), contest
+        return best
     usual = next((row for row in rows if str(row.program) == usual_program), None)
     statuses = [row.status for row in rows]
     diverged = (f" {statuses.count('nan')} candidate(s) diverged: their training loss or score became NaN or "
@@ -155,7 +133,7 @@ def winner(rows, usual_program, seed_programs=(), margin=0.0):
             "can be told better than it: best_loss_ is the usual loss. The net probably does not learn "
             f"within its budget: train longer (max_epochs, min_resources) or raise lr.{_TOO_HIGH}{diverged}",
             UserWarning, stacklevel=4)
-        return usual, None
+        return usual
     counts = ", ".join(f"{statuses.count(s)} {s}" for s in dict.fromkeys(statuses))
     hint = (" Scores at chance level mean the net does not learn within its budget, even with the usual "
             f"loss: train longer (max_epochs, min_resources) or raise lr.{_TOO_HIGH}" if "chance" in statuses else "")
@@ -163,15 +141,18 @@ def winner(rows, usual_program, seed_programs=(), margin=0.0):
                        f"['message'] (error_score='raise' raises the first error).{hint}{diverged}")
 
 
-def contest_at_rates(evaluate, rows, seed_programs, margin, budget, n_seeds, lr, neighbours):
-    """The final contest with each contender at its own learning rate.
+def contest_at_rates(evaluate, rows, seed_programs, margin, budget, n_seeds, lr, neighbours=()):
+    """The final contest: the best evolved program against the best seed program (known loss).
 
-    The contenders are the best evolved program and the best seed program
-    (known loss) at the highest rung; each also trains at ``budget`` with
-    ``n_seeds`` weight seeds per fold at every rate of ``neighbours`` (the
-    rates beside ``lr``, the one the search ran at) and takes the rate it
-    scores best at, as a practitioner who tries a loss would tune its rate.
-    The evolved program wins only by more than ``margin`` (see :func:`beats`).
+    The contenders are the best of each at the highest rung. Each also
+    trains at ``budget`` with ``n_seeds`` weight seeds per fold at every
+    rate of ``neighbours`` (the rates beside ``lr``, the one the search ran
+    at; none: ``evaluate`` is not used) and takes the rate it scores best at,
+    as a practitioner who tries a loss would tune its rate. The evolved
+    program wins only by more than ``margin`` in the paired per-fold
+    difference of their scores (see :func:`beats`): the best CV score among
+    many programs is optimistic (the winner's curse), and the margin keeps a
+    known loss unless an evolved one is better beyond the noise.
 
     Returns ``(row, its rate, its split scores, contest)``, or None when
     either contender is missing.

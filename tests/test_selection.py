@@ -111,7 +111,7 @@ def test_divergence_is_named_beside_a_usual_loss_at_chance():
     rows = [SimpleNamespace(program=CE, status="chance", score=np.nan, rungs=[]),
             SimpleNamespace(program="square(sub(y, yhat))", status="nan", score=np.nan, rungs=[])]
     with pytest.warns(UserWarning, match=r"train longer.*1 candidate\(s\) diverged.*lower it"):
-        assert winner(rows, CE) == (rows[0], None)
+        assert winner(rows, CE) is rows[0]
 
 
 def test_the_gradient_check_rejects_a_singular_loss_and_keeps_the_usual_ones():
@@ -223,19 +223,23 @@ def _row(program, scores, steps=24):
 
 
 def test_an_evolved_program_replaces_the_best_known_loss_only_beyond_the_margin():
-    from metaloss_sk.selection import winner
+    from metaloss_sk.selection import contest_at_rates
+
+    def contest(rows, margin):
+        return contest_at_rates(None, rows, (CE,), margin, None, 2, 0.1)
 
     evolved = "neg(mul(y, log(mul(yhat, yhat))))"
     known = _row(CE, [0.80, 0.82, 0.84])
     noisy = _row(evolved, [0.86, 0.81, 0.85])  # +0.02 on average, one standard error of 0.0208
-    best, contest = winner([known, noisy], CE, (CE,), "se")
-    assert best is known and not contest["replaced"] and contest["champion"] == CE
-    assert contest["difference"] == pytest.approx(0.02) and contest["margin"] == pytest.approx(0.0208, abs=1e-4)
-    assert winner([known, noisy], CE, (CE,), 0.0)[0] is noisy
+    best, lr, scores, record = contest([known, noisy], "se")
+    assert best is known and lr == 0.1 and scores == [0.80, 0.82, 0.84] and not record["replaced"]
+    assert record["champion"] == CE and record["challenger"] == evolved
+    assert record["difference"] == pytest.approx(0.02) and record["margin"] == pytest.approx(0.0208, abs=1e-4)
+    assert contest([known, noisy], 0.0)[0] is noisy
     clear = _row(evolved, [0.83, 0.85, 0.87])  # +0.03 on every fold: no noise in the difference
-    assert winner([known, clear], CE, (CE,), "se")[0] is clear
-    assert winner([known, clear], CE, (CE,), 0.05)[0] is known
-    assert winner([known, clear], CE, (), "se") == (clear, None)  # no seed program: nothing to beat
+    assert contest([known, clear], "se")[0] is clear
+    assert contest([known, clear], 0.05)[0] is known
+    assert contest_at_rates(None, [known, clear], (), "se", None, 2, 0.1) is None  # no known loss: no contest
 
 
 def test_the_learning_rate_grid_is_halved_over_weight_seeds_at_the_final_budget(laddered):
