@@ -52,8 +52,8 @@ def _compare(search, net, X_train, y_train, X_test, y_test, n_seeds):
     best_known = max(known, key=lambda k: k["mean_test_score"]) if known else None
     found_name = next((k["name"] for k in base["known_losses"] if k["program"] == str(search.best_loss_.program_)),
                       None)
-    rows = [("found loss" if found_name is None else f"found loss ({found_name})", search.best_loss_,
-             search.search_lr_),
+    found_label = "found loss" if found_name is None else f"found loss ({found_name})"
+    rows = [(f"{found_label}, lr {search.best_lr_:g}", search.best_loss_, search.best_lr_),
             (f"cross-entropy, lr {net.lr:g}", torch.nn.CrossEntropyLoss, net.lr),
             (f"cross-entropy, tuned lr {search.search_lr_:g}", torch.nn.CrossEntropyLoss, search.search_lr_)]
     if best_known is not None and best_known["name"] != found_name:
