@@ -1,11 +1,9 @@
 """Plots and tables of a loss search and of learned losses.
 
 matplotlib and pandas are optional: they are imported when a function needs
-them. Every plotting function draws on the ``ax`` it is given (or on a new
-figure's axes) and returns the Axes; none calls ``plt.show``.
+them. Every plotting function draws on the Axes it is given (or on a new
+figure's) and returns them; none calls ``plt.show``.
 """
-
-from numbers import Integral
 
 import numpy as np
 import torch
@@ -15,16 +13,19 @@ from .loss import CROSS_ENTROPY, SQUARED_ERROR, SymbolicLoss
 __all__ = ["plot_progress", "plot_loss_shape", "plot_pareto", "results_frame"]
 
 
-
-def _axes(ax):
+def _pyplot():
     try:
         import matplotlib.pyplot as plt
     except ImportError as exc:
         raise ImportError(
             "metaloss_sk.plotting needs matplotlib, which is not installed: pip install matplotlib"
         ) from exc
+    return plt
+
+
+def _axes(ax):
     if ax is None:
-        _, ax = plt.subplots()
+        _, ax = _pyplot().subplots()
     return ax
 
 
@@ -93,17 +94,13 @@ def _coefficients(loss):
     return None if loss.coefficients is None else loss.coefficients.detach().cpu()
 
 
-def _per_sample_classification(loss, p, n_classes):
-    """Per-sample loss when the true class gets ``p`` and the others share ``1 - p``."""
-    k = 2 if loss.task == "binary" else int(n_classes)
-    p = torch.as_tensor(p, dtype=torch.float64)
-    yhat = ((1 - p) / (k - 1)).unsqueeze(1).repeat(1, k)
-    yhat[:, 0] = p
-    y = torch.zeros_like(yhat)
-    y[:, 0] = 1.0
+def _class_terms(loss, p, target):
+    """The program's value for one class whose target is ``target`` (1 or 0) and whose probability is ``p``."""
+    yhat = torch.as_tensor(p, dtype=torch.float64)
+    y = torch.full_like(yhat, float(target))
     with torch.no_grad():
         values = loss.program_.evaluate(y, yhat, _coefficients(loss))
-        return torch.broadcast_to(values, y.shape).sum(-1).numpy()
+        return torch.broadcast_to(values, y.shape).numpy()
 
 
 def _per_sample_regression(loss, residual, target):
@@ -114,40 +111,65 @@ def _per_sample_regression(loss, residual, target):
         return torch.broadcast_to(values, y.shape).numpy()
 
 
-def plot_loss_shape(losses, ax=None, n_classes=10, labels=None, target=0.0, normalize=True):
-    """The shape of learned losses, with a conventional loss for reference.
+def _as_axes(axes, n):
+    if axes is None:
+        _, axes = _pyplot().subplots(1, n, figsize=(5.5 * n, 4.2), squeeze=False)
+    axes = np.asarray(axes, dtype=object).ravel()
+    if len(axes) != n:
+        raise ValueError(f"axes must hold {n} Axes for these losses, got {len(axes)}.")
+    return axes
 
-    For classification losses the curve is the per-sample loss (the program
-    summed over classes) when the true class gets predicted probability ``p``
-    and the other ``n_classes - 1`` classes share ``1 - p`` evenly (binary
-    losses always have two classes); cross-entropy, ``-log(p)``, is drawn
-    dashed for reference. For regression losses the curve is the loss against
-    the residual ``yhat - y`` with ``y = target``, and squared error is the
-    reference. Losses are evaluated through their programs and coefficients.
+
+def _scaled(panels, normalize):
+    """Each panel's curve less its minimum, all divided by the largest span (one scale per loss), if ``normalize``."""
+    if not normalize:
+        return panels
+    shifted = [values - np.nanmin(values) for values in panels]
+    span = max(float(np.nanmax(values)) for values in shifted)
+    return [values / (span if span > 0 else 1.0) for values in shifted]
+
+
+def plot_loss_shape(losses, axes=None, labels=None, target=0.0, normalize=True):
+    """The shape of learned losses, with the usual loss for reference.
+
+    A program is applied element-wise and summed over the classes, so a
+    classification loss is one function of the target ``y`` (1 for the true
+    class, 0 for the others) and the predicted probability ``yhat`` of a
+    class. Two panels draw it: the term of the true class against its
+    probability ``p`` (left) and the term of a false class against its
+    probability ``q`` (right). A sample's loss is the left curve at its true
+    class's ``p`` plus the right curve summed over the other classes (for a
+    binary net, one other class with ``q = 1 - p``). Cross-entropy, ``-log p``
+    for the true class and 0 for a false one, is drawn dashed. For
+    regression losses one panel draws the loss against the residual
+    ``yhat - y`` with ``y = target``, and squared error is the reference.
+    Losses are evaluated through their programs and coefficients.
 
     Parameters
     ----------
     losses : SymbolicLoss, sequence of SymbolicLoss, or fitted LossSearchCV
         What to plot; a search contributes its ``best_loss_``. All must be
         classification losses or all regression losses.
-    ax : matplotlib Axes, optional
-        Where to draw; a new figure by default.
-    n_classes : int, default=10
-        Number of classes assumed for multiclass losses.
+    axes : matplotlib Axes or sequence of Axes, optional
+        Where to draw: two Axes for classification losses (true class, false
+        class), one for regression losses. A new figure by default.
     labels : sequence of str, optional
         Legend labels, one per loss; the infix formulas by default.
     target : float, default=0.0
         The target ``y`` at which regression losses are drawn.
     normalize : bool, default=True
-        Scale every curve, the reference too, to [0, 1] over the plotted range
-        (min-max): losses of very different magnitudes share one axis and
-        their shapes compare (an offset and a positive scale change the step
-        size, not the shape). False draws the raw values.
+        Shift each curve to a minimum of 0 and divide a loss's curves (both
+        panels, the reference's too) by their largest span: losses of very
+        different magnitudes share one axis and their shapes compare (an
+        offset and a positive scale change the step size, not the shape),
+        while the true and false class terms of one loss keep their relative
+        size. False draws the raw values.
 
     Returns
     -------
-    matplotlib Axes
-        One line per loss, then the dashed reference line.
+    ndarray of matplotlib Axes
+        The Axes drawn on, two for classification and one for regression,
+        each with one line per loss, then the dashed reference line.
     """
     losses = _as_losses(losses)
     if labels is None:
@@ -158,38 +180,33 @@ def plot_loss_shape(losses, ax=None, n_classes=10, labels=None, target=0.0, norm
     regression = {loss.task == "regression" for loss in losses}
     if len(regression) > 1:
         raise ValueError("cannot plot regression and classification losses on the same axes.")
-    if not isinstance(n_classes, Integral) or isinstance(n_classes, bool) or n_classes < 2:
-        raise ValueError(f"n_classes must be an integer >= 2, got {n_classes!r}.")
-    ax = _axes(ax)
+    regression = regression.pop()
+    axes = _as_axes(axes, 1 if regression else 2)
 
-    def draw(values, *style, label):
-        if normalize:
-            low, high = np.nanmin(values), np.nanmax(values)
-            values = (values - low) / (high - low if high > low else 1.0)
-        ax.plot(x, values, *style, label=label)
-
-    if regression.pop():
+    if regression:
         x = np.linspace(-3.0, 3.0, 301)
-        for loss, label in zip(losses, labels):
-            draw(_per_sample_regression(loss, x, target), label=label)
-        reference = SymbolicLoss(SQUARED_ERROR, task="regression")
-        draw(_per_sample_regression(reference, x, target), "k--", label="squared error")
-        ax.set_xlabel(f"residual  yhat \u2212 y   (y = {target:g})")
-        ax.set_title("Learned loss shape (regression)")
+        reference, reference_label = SymbolicLoss(SQUARED_ERROR, task="regression"), "squared error"
+        axes[0].set_xlabel(f"residual  yhat \u2212 y   (y = {target:g})")
+        axes[0].set_title("Loss shape (regression)")
     else:
         x = np.linspace(1e-3, 1 - 1e-3, 400)
-        for loss, label in zip(losses, labels):
-            draw(_per_sample_classification(loss, x, n_classes), label=label)
-        reference = SymbolicLoss(CROSS_ENTROPY)
-        draw(_per_sample_classification(reference, x, n_classes), "k--", label="cross-entropy")
-        classes = sorted({2 if loss.task == "binary" else n_classes for loss in losses})
-        ax.set_xlabel("predicted probability p of the true class")
-        ax.set_title(f"Learned loss shape ({' / '.join(map(str, classes))} classes; "
-                     "the others share 1 \u2212 p)", fontsize="medium")
-    ax.set_ylabel("per-sample loss, scaled to [0, 1]" if normalize else "per-sample loss")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
-    return ax
+        reference, reference_label = SymbolicLoss(CROSS_ENTROPY), "cross-entropy"
+        axes[0].set_xlabel("predicted probability p of the true class")
+        axes[0].set_title("The true class's term (y = 1)")
+        axes[1].set_xlabel("predicted probability q of a false class")
+        axes[1].set_title("A false class's term (y = 0)")
+    for loss, label, style in [*zip(losses, labels, [()] * len(losses)), (reference, reference_label, ("k--",))]:
+        if regression:
+            panels = [_per_sample_regression(loss, x, target)]
+        else:
+            panels = [_class_terms(loss, x, 1), _class_terms(loss, x, 0)]
+        for ax, values in zip(axes, _scaled(panels, normalize)):
+            ax.plot(x, values, *style, label=label)
+    for ax in axes:
+        ax.set_ylabel("loss \u2212 its minimum, scaled" if normalize else "loss")
+        ax.grid(True, alpha=0.3)
+    axes[0].legend(fontsize="small")
+    return axes
 
 
 def _pareto_front(lengths, scores):

@@ -105,41 +105,41 @@ def test_plot_pareto_shows_every_program_at_one_budget(laddered):
     assert ax.get_ylabel() == "mean CV score at 6 training steps"
 
 
-def test_plot_loss_shape_of_cross_entropy_is_minus_log_p(tmp_path):
-    ax = plot_loss_shape(SymbolicLoss(CE), n_classes=5, normalize=False)
-    assert isinstance(ax, Axes)
-    curve, reference = ax.lines
-    p = np.asarray(curve.get_xdata())
+def test_plot_loss_shape_of_cross_entropy_is_minus_log_p_for_the_true_class_and_zero_for_a_false_one(tmp_path):
+    axes = plot_loss_shape(SymbolicLoss(CE), normalize=False)
+    assert len(axes) == 2 and all(isinstance(ax, Axes) for ax in axes)
+    (true, true_reference), (false, false_reference) = axes[0].lines, axes[1].lines
+    p = np.asarray(true.get_xdata())
     assert p.min() > 0 and p.max() < 1
-    np.testing.assert_allclose(curve.get_ydata(), -np.log(p), rtol=1e-10)
-    np.testing.assert_allclose(reference.get_ydata(), -np.log(p), rtol=1e-10)
-    assert reference.get_linestyle() == "--"
-    saves(ax, tmp_path, "loss_shape")
+    np.testing.assert_allclose(true.get_ydata(), -np.log(p), rtol=1e-10)
+    np.testing.assert_allclose(true_reference.get_ydata(), -np.log(p), rtol=1e-10)
+    np.testing.assert_array_equal(false.get_ydata(), 0.0)
+    assert true_reference.get_linestyle() == false_reference.get_linestyle() == "--"
+    saves(axes[0], tmp_path, "loss_shape")
 
 
-def test_plot_loss_shape_evaluates_the_whole_sample_with_coefficients():
-    # Squared error with the others sharing 1 - p: (1 - p)^2 + (k - 1) ((1 - p) / (k - 1))^2, scaled by 2.
-    k = 4
-    loss = SymbolicLoss("square(sub(y, yhat))", coefficients=[2.0, 1.0, 1.0])
-    ax = plot_loss_shape([loss, SymbolicLoss(CE)], n_classes=k, labels=["scaled squared error", "ce"],
-                         normalize=False)
-    assert len(ax.lines) == 3
-    p = np.asarray(ax.lines[0].get_xdata())
-    expected = (2 * (1 - p)) ** 2 + (k - 1) * (2 * (1 - p) / (k - 1)) ** 2
-    np.testing.assert_allclose(ax.lines[0].get_ydata(), expected, rtol=1e-6)
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["scaled squared error", "ce", "cross-entropy"]
+def test_plot_loss_shape_evaluates_each_class_term_with_coefficients():
+    loss = SymbolicLoss("square(sub(y, yhat))", coefficients=[2.0, 1.0, 1.0])  # (2 (y - yhat))^2
+    axes = plot_loss_shape([loss, SymbolicLoss(CE)], labels=["scaled squared error", "ce"], normalize=False)
+    assert [len(ax.lines) for ax in axes] == [3, 3]
+    p = np.asarray(axes[0].lines[0].get_xdata())
+    np.testing.assert_allclose(axes[0].lines[0].get_ydata(), 4 * (1 - p) ** 2, rtol=1e-6)
+    np.testing.assert_allclose(axes[1].lines[0].get_ydata(), 4 * p**2, rtol=1e-6)
+    assert [t.get_text() for t in axes[0].get_legend().get_texts()] == ["scaled squared error", "ce", "cross-entropy"]
 
 
-def test_plot_loss_shape_binary_and_search(search):
-    ax = plot_loss_shape(SymbolicLoss("square(sub(y, yhat))", task="binary"), normalize=False)
-    p = np.asarray(ax.lines[0].get_xdata())
-    np.testing.assert_allclose(ax.lines[0].get_ydata(), 2 * (1 - p) ** 2, rtol=1e-6)
-    ax = plot_loss_shape(search, n_classes=3)  # the best loss
-    assert len(ax.lines) == 2
+def test_plot_loss_shape_draws_on_the_given_axes_binary_and_search(search):
+    fig, given = plt.subplots(1, 2)
+    axes = plot_loss_shape(SymbolicLoss("square(sub(y, yhat))", task="binary"), axes=given, normalize=False)
+    assert list(axes) == list(given)
+    q = np.asarray(axes[1].lines[0].get_xdata())
+    np.testing.assert_allclose(axes[1].lines[0].get_ydata(), q**2, rtol=1e-6)
+    axes = plot_loss_shape(search)  # the best loss
+    assert [len(ax.lines) for ax in axes] == [2, 2]
 
 
-def test_plot_loss_shape_regression(tmp_path):
-    ax = plot_loss_shape([SymbolicLoss("abs(sub(y, yhat))", task="regression")], target=1.0, normalize=False)
+def test_plot_loss_shape_regression_draws_one_panel(tmp_path):
+    (ax,) = plot_loss_shape([SymbolicLoss("abs(sub(y, yhat))", task="regression")], target=1.0, normalize=False)
     curve, reference = ax.lines
     r = np.asarray(curve.get_xdata())
     assert r.min() < 0 < r.max()
@@ -148,17 +148,18 @@ def test_plot_loss_shape_regression(tmp_path):
     saves(ax, tmp_path, "loss_shape_regression")
 
 
-def test_plot_loss_shape_scales_losses_of_any_magnitude_to_one_axis(tmp_path):
-    big = SymbolicLoss("square(sub(y, yhat))", coefficients=[40.0, 1.0, 1.0])  # about 0 to 3000
-    ax = plot_loss_shape([big, SymbolicLoss(CE)], n_classes=10)
-    for line in ax.lines:
+def test_plot_loss_shape_scales_each_loss_by_one_span_over_both_panels(tmp_path):
+    big = SymbolicLoss("square(sub(y, yhat))", coefficients=[40.0, 1.0, 1.0])  # about 0 to 1600
+    axes = plot_loss_shape([big, SymbolicLoss(CE)])
+    for line in axes[0].lines:
         values = np.asarray(line.get_ydata())
         assert values.min() == pytest.approx(0.0) and values.max() == pytest.approx(1.0)
-    p = np.asarray(ax.lines[1].get_xdata())
+    p = np.asarray(axes[0].lines[1].get_xdata())
     ce = -np.log(p)
-    np.testing.assert_allclose(ax.lines[1].get_ydata(), (ce - ce.min()) / (ce.max() - ce.min()), rtol=1e-8)
-    assert "scaled" in ax.get_ylabel()
-    saves(ax, tmp_path, "loss_shape_scaled")
+    np.testing.assert_allclose(axes[0].lines[1].get_ydata(), (ce - ce.min()) / (ce.max() - ce.min()), rtol=1e-8)
+    np.testing.assert_array_equal(axes[1].lines[1].get_ydata(), 0.0)  # cross-entropy's false-class term
+    assert "scaled" in axes[0].get_ylabel()
+    saves(axes[0], tmp_path, "loss_shape_scaled")
 
 
 def test_plot_loss_shape_errors():
@@ -166,8 +167,8 @@ def test_plot_loss_shape_errors():
         plot_loss_shape([SymbolicLoss(CE), SymbolicLoss("square(sub(y, yhat))", task="regression")])
     with pytest.raises(ValueError, match="labels"):
         plot_loss_shape([SymbolicLoss(CE)], labels=["a", "b"])
-    with pytest.raises(ValueError, match="n_classes"):
-        plot_loss_shape(SymbolicLoss(CE), n_classes=1)
+    with pytest.raises(ValueError, match="2 Axes"):
+        plot_loss_shape(SymbolicLoss(CE), axes=plt.subplots()[1])
     with pytest.raises(TypeError, match="SymbolicLoss"):
         plot_loss_shape([CE])
 
