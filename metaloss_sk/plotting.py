@@ -203,6 +203,8 @@ def plot_loss_shape(losses, axes=None, labels=None, target=0.0, normalize=True):
         for ax, values in zip(axes, _scaled(panels, normalize)):
             ax.plot(x, values, *style, label=label)
     for ax in axes:
+        if normalize:  # a flat term (cross-entropy's for a false class) shows as zero on the common scale
+            ax.set_ylim(-0.05, 1.05)
         ax.set_ylabel("loss \u2212 its minimum, scaled" if normalize else "loss")
         ax.grid(True, alpha=0.3)
     axes[0].legend(fontsize="small")
