@@ -15,7 +15,7 @@ from sklearn.datasets import load_digits  # noqa: E402
 from skorch import NeuralNetClassifier  # noqa: E402
 
 from metaloss_sk import LossSearchCV  # noqa: E402
-from metaloss_sk.datasets import MLP  # noqa: E402
+from metaloss_sk.nets import MLP  # noqa: E402
 from metaloss_sk.plotting import plot_loss_shape  # noqa: E402
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else ".")

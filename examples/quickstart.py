@@ -10,7 +10,7 @@ from sklearn.preprocessing import StandardScaler
 from skorch import NeuralNetClassifier
 
 from metaloss_sk import LossSearchCV
-from metaloss_sk.datasets import MLP
+from metaloss_sk.nets import MLP
 
 X, y = load_iris(return_X_y=True)
 X_train, X_test, y_train, y_test = train_test_split(X, y, stratify=y, random_state=0)

@@ -13,7 +13,7 @@ from sklearn.preprocessing import StandardScaler
 from skorch import NeuralNetBinaryClassifier
 
 from metaloss_sk import LocalSearch, LossSearchCV
-from metaloss_sk.datasets import MLP
+from metaloss_sk.nets import MLP
 from metaloss_sk.io import load_loss, save_loss
 
 X, y = load_breast_cancer(return_X_y=True)
