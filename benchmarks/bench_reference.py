@@ -42,7 +42,7 @@ from sklearn.model_selection import ShuffleSplit, train_test_split
 from skorch import NeuralNetClassifier
 
 from metaloss_sk import LocalSearch, LossSearchCV
-from metaloss_sk.datasets import MLP
+from metaloss_sk.nets import MLP
 from metaloss_sk.training import Budget, build_net
 
 RESULTS = Path(__file__).parent / "results"

@@ -37,7 +37,7 @@ from skorch import NeuralNetClassifier
 
 import metaloss_sk.search
 from metaloss_sk import LocalSearch, LossSearchCV
-from metaloss_sk.datasets import MLP
+from metaloss_sk.nets import MLP
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -30,7 +30,7 @@ from torch.func import functional_call, stack_module_state, vmap
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tasks import LeNet5  # noqa: E402
 
-from metaloss_sk.datasets import MLP  # noqa: E402
+from metaloss_sk.nets import MLP  # noqa: E402
 
 torch.set_num_threads(1)
 G = 8

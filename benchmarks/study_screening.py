@@ -35,7 +35,7 @@ from sklearn.utils.parallel import Parallel
 from skorch import NeuralNetClassifier
 
 from metaloss_sk import LocalSearch, LossSearchCV, SymbolicLoss
-from metaloss_sk.datasets import MLP
+from metaloss_sk.nets import MLP
 from metaloss_sk.engine import Evaluation
 from metaloss_sk.evaluator import Evaluator, EvaluatorConfig
 from metaloss_sk.training import Budget, Trainer

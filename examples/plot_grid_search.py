@@ -17,7 +17,7 @@ from sklearn.model_selection import GridSearchCV
 from skorch import NeuralNetClassifier
 
 from metaloss_sk import Evolution, LossSearchCV
-from metaloss_sk.datasets import MLP
+from metaloss_sk.nets import MLP
 
 X, y = load_iris(return_X_y=True)
 X = ((X - X.mean(0)) / X.std(0)).astype(np.float32)

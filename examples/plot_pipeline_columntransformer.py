@@ -19,7 +19,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from skorch import NeuralNetClassifier
 
 from metaloss_sk import Evolution, LossSearchCV
-from metaloss_sk.datasets import MLP
+from metaloss_sk.nets import MLP
 
 # %%
 # A frame with a text column

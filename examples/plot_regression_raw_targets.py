@@ -16,7 +16,7 @@ from sklearn.preprocessing import StandardScaler
 from skorch import NeuralNetRegressor
 
 from metaloss_sk import Evolution, LossSearchCV
-from metaloss_sk.datasets import MLP
+from metaloss_sk.nets import MLP
 from metaloss_sk.plotting import plot_loss_shape
 
 X, y = load_diabetes(return_X_y=True)

@@ -19,8 +19,8 @@ from sklearn.preprocessing import StandardScaler
 from skorch import NeuralNetBinaryClassifier
 
 from metaloss_sk import Evolution, LocalSearch, LossSearchCV
-from metaloss_sk.datasets import MLP
 from metaloss_sk.io import load_loss, save_loss
+from metaloss_sk.nets import MLP
 from metaloss_sk.plotting import plot_loss_shape
 
 X, y = load_breast_cancer(return_X_y=True)

@@ -25,7 +25,7 @@ from sklearn.datasets import load_digits
 from skorch import NeuralNetClassifier
 
 from metaloss_sk import Evolution, LossSearchCV
-from metaloss_sk.datasets import MLP
+from metaloss_sk.nets import MLP
 from metaloss_sk.plotting import plot_loss_shape
 
 X, y = load_digits(return_X_y=True)

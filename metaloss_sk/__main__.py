@@ -13,7 +13,7 @@ def _digits_demo(args):
     from skorch import NeuralNetClassifier
 
     from metaloss_sk import LossSearchCV
-    from metaloss_sk.datasets import MLP
+    from metaloss_sk.nets import MLP
 
     X, y = load_digits(return_X_y=True)
     X = (X / 16.0).astype(np.float32)
@@ -177,8 +177,8 @@ def _search(args):
     from skorch import NeuralNetBinaryClassifier, NeuralNetClassifier, NeuralNetRegressor
 
     from metaloss_sk import LocalSearch, LossSearchCV, _json
-    from metaloss_sk.datasets import MLP
     from metaloss_sk.io import SEARCH_RESULT_FORMAT, hall_of_fame_to_dict, loss_to_dict
+    from metaloss_sk.nets import MLP
 
     X, y, task = _load_data(args)
     stratify = None if task == "regression" else y

@@ -5,13 +5,15 @@ raises a ``ValueError`` naming the parameter, what it accepts and what it got.
 :func:`check_coefficients` is the one check of a loss's per-edge coefficients.
 """
 
+import math
 from dataclasses import dataclass
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
 import torch
 
-__all__ = ["InstanceOf", "Interval", "Options", "Pair", "check", "check_coefficients"]
+__all__ = ["HasMethods", "InstanceOf", "Interval", "Numbers", "Options", "Pair", "Range", "check",
+           "check_coefficients"]
 
 
 @dataclass(frozen=True)
@@ -74,16 +76,62 @@ class Pair:
 
 
 @dataclass(frozen=True)
-class InstanceOf:
-    """An instance of ``type``."""
+class Range:
+    """A pair ``(low, high)`` of finite numbers with ``low <= high``."""
 
-    type: type
+    def accepts(self, value):
+        return (isinstance(value, (tuple, list)) and len(value) == 2 and all(_finite(v) for v in value)
+                and value[0] <= value[1])
+
+    def __str__(self):
+        return "a pair (low, high) of finite numbers with low <= high"
+
+
+@dataclass(frozen=True)
+class Numbers:
+    """A non-empty sequence (not a string) of finite numbers, each above ``low`` if given."""
+
+    low: float | None = None
+
+    def accepts(self, value):
+        if isinstance(value, (str, bytes, dict)) or not isinstance(value, (tuple, list, np.ndarray)):
+            return False
+        values = list(np.ravel(value)) if isinstance(value, np.ndarray) else list(value)
+        return bool(values) and all(_finite(v) and (self.low is None or v > self.low) for v in values)
+
+    def __str__(self):
+        return "a non-empty sequence of finite numbers" + ("" if self.low is None else f" > {self.low:g}")
+
+
+@dataclass(frozen=True)
+class InstanceOf:
+    """An instance of ``type`` (a class or a tuple of classes)."""
+
+    type: type | tuple
 
     def accepts(self, value):
         return isinstance(value, self.type)
 
     def __str__(self):
-        return f"a {self.type.__name__}"
+        types = self.type if isinstance(self.type, tuple) else (self.type,)
+        return " or ".join(f"a {t.__name__}" for t in types)
+
+
+@dataclass(frozen=True)
+class HasMethods:
+    """An object with all the given methods (a cross-validation splitter has ``split``)."""
+
+    methods: tuple
+
+    def accepts(self, value):
+        return not isinstance(value, type) and all(callable(getattr(value, m, None)) for m in self.methods)
+
+    def __str__(self):
+        return "an object with " + ", ".join(f"{m}()" for m in self.methods)
+
+
+def _finite(value):
+    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def check(values, constraints):

@@ -42,8 +42,12 @@ class EvaluatorConfig:
         What scoring a candidate on a fold means (sent to the workers).
     fold_seeds : tuple of int
         The seed of every fold: its initialisation and batch order.
-    budget : Budget
-        The fitness budget of the genetic search (rung 0; rung 1 after a screening).
+    plan : Plan
+        The search's budgets (:class:`~metaloss_sk.schedule.Plan`): the
+        fitness budget (rung 0; rung 1 after a screening), the screening
+        budget at which each generation's new programs are screened before
+        the best ``1 / factor`` go on (None: every new program goes straight
+        to the fitness budget), and the steps a budget means.
     n_jobs : int or None
         Workers, for the grouping (results do not depend on it).
     candidates_per_task : int
@@ -59,25 +63,17 @@ class EvaluatorConfig:
         Programs never filtered out nor left unpromoted, and never given the
         local search (the usual loss and the known losses the search starts
         from).
-    screening : Budget or None
-        The budget at which each generation's new programs are screened
-        before the best ``1 / factor`` go on to the local search and the
-        fitness budget; None: every new program goes straight there.
-    factor : float
-        The ladder's ratio: of the screened programs, ``1 / factor`` are promoted.
     """
 
     evaluation: object
     fold_seeds: tuple
-    budget: object
+    plan: object
     n_jobs: object = None
     candidates_per_task: int = 8
     equivalence: str = "gradient"
     rejection_steps: int = 250
     gradient_bound: float | None = 10.0
     seed_programs: tuple = ()
-    screening: object = None
-    factor: float = 3
 
 
 @dataclass
@@ -184,10 +180,11 @@ class Evaluator:
                  "fit_time": 0.0, "local_search_time": 0.0, "filter_time": filter_time, "fold_fits": 0,
                  "meta_nan_steps": 0}
         promoted, weight, fresh = to_train, 1.0, (generation, losses)
-        if config.screening is not None and to_train:
+        plan = config.plan
+        if plan.screening is not None and to_train:
             weight = 0.5  # of the progress bar's unit per candidate, for each pass
-            screened = self.cross_validate([losses[str(p)] for p in to_train], config.screening, progress=weight)
-            self._add_rungs(to_train, screened, config.screening, stats, fresh)
+            screened = self.cross_validate([losses[str(p)] for p in to_train], plan.screening, progress=weight)
+            self._add_rungs(to_train, screened, plan.screening, stats, fresh)
             fresh = None
             promoted = self._promoted(to_train)
             stats["promoted"] = len(promoted)
@@ -198,10 +195,10 @@ class Evaluator:
         for plain in (False, True):
             indices = [i for i, s in enumerate(seeded) if s == plain]
             for i, result in zip(indices, self.cross_validate(
-                    [losses[str(promoted[i])] for i in indices], config.budget, progress=weight,
+                    [losses[str(promoted[i])] for i in indices], plan.fitness, progress=weight,
                     local_search=None if plain else config.evaluation.local_search)):
                 folds[i] = result
-        self._add_rungs(promoted, folds, config.budget, stats, fresh)
+        self._add_rungs(promoted, folds, plan.fitness, stats, fresh)
         if config.evaluation.local_search is not None:
             for p, results in zip(promoted, folds):
                 self.rows[str(p)].fold_coefficients = [fold[0].coefficients for fold in results]
@@ -248,7 +245,7 @@ class Evaluator:
     def _promoted(self, screened):
         """The seed programs, and the best ``1 / factor`` (at least one) of the other ``screened`` programs."""
         protected = set(self.config.seed_programs)
-        size = math.ceil(len(screened) / self.config.factor)
+        size = math.ceil(len(screened) / self.config.plan.factor)
         # A score at chance level after a short budget may still rise: such programs fill the
         # places the others leave, by their score; those that failed otherwise never go on.
         live = [self.rows[str(p)] for p in screened
@@ -259,7 +256,7 @@ class Evaluator:
 
     def reached_fitness(self, row):
         """Whether ``row`` was trained at the fitness budget (not only screened)."""
-        return len(row.rungs) > (self.config.screening is not None)
+        return len(row.rungs) > (self.config.plan.screening is not None)
 
     def _fitness(self, population, skipped):
         """The genetic search's fitness: screened-only programs rank below every promoted one.
@@ -271,7 +268,7 @@ class Evaluator:
         rows = [None if str(p) in skipped else self.rows.get(str(p)) for p in population]
         fitness = np.array([-np.inf if row is None else row.score for row in rows], dtype=float)
         fitness = np.nan_to_num(fitness, nan=-np.inf)
-        if self.config.screening is None:
+        if self.config.plan.screening is None:
             return fitness
         screened_only = np.array([row is not None and not self.reached_fitness(row) for row in rows])
         top, low = fitness[~screened_only], fitness[screened_only]
@@ -316,11 +313,10 @@ class Evaluator:
         """A :class:`Rung` from per-fold lists of per-seed FoldResults."""
         scores = [float(np.mean([r.score for r in fold])) for fold in results]
         failed = next((r for fold in results for r in fold if r.status != "ok"), None)
-        n_train = len(self.splits[0][0])
         names = [name for name, _ in self.config.evaluation.other_scorers]
         others = {name: [float(np.mean([r.other_scores.get(name, math.nan) for r in fold])) for fold in results]
                   for name in names}
-        return Rung(n_resources=budget.steps(n_train, self.batch_size), other_scores=others,
+        return Rung(n_resources=self.config.plan.steps(budget), other_scores=others,
                     scores=scores, n_seeds=len(results[0]) if results else 1,
                     fit_time=float(np.mean([r.fit_time for fold in results for r in fold])) if results else 0.0,
                     status="ok" if failed is None else failed.status, message="" if failed is None else failed.message)

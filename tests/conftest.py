@@ -5,7 +5,7 @@ from sklearn.datasets import load_iris
 from sklearn.preprocessing import StandardScaler
 from skorch import NeuralNetClassifier
 
-from metaloss_sk.datasets import MLP
+from metaloss_sk.nets import MLP
 
 
 def iris():

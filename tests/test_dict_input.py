@@ -13,7 +13,7 @@ from torch.nn import functional as F
 
 from metaloss_sk import LocalSearch, LossSearchCV, SymbolicLoss
 from metaloss_sk._rows import take
-from metaloss_sk.datasets import MLP
+from metaloss_sk.nets import MLP
 from metaloss_sk.engine import Evaluation, _chance
 
 KW = dict(population_size=6, generations=2, cv=2, random_state=0, rejection_steps=50)

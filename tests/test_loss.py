@@ -16,7 +16,7 @@ from skorch import NeuralNetBinaryClassifier, NeuralNetClassifier, NeuralNetRegr
 from torch import nn
 
 from metaloss_sk import SymbolicLoss
-from metaloss_sk.datasets import MLP
+from metaloss_sk.nets import MLP
 from metaloss_sk.primitives import EVOMAL_FUNCTION_SET, PRIMITIVES
 from metaloss_sk.program import SearchSpace
 

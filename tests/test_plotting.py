@@ -10,7 +10,7 @@ from sklearn.preprocessing import StandardScaler
 from skorch import NeuralNetClassifier
 
 from metaloss_sk import LossSearchCV, SymbolicLoss
-from metaloss_sk.datasets import MLP
+from metaloss_sk.nets import MLP
 from metaloss_sk.plotting import plot_loss_shape, plot_pareto, plot_progress, results_frame
 
 matplotlib.use("Agg")

@@ -18,7 +18,7 @@ from skorch import NeuralNetClassifier, NeuralNetRegressor
 
 import metaloss_sk.evaluator as evaluator_module
 from metaloss_sk import LossSearchCV
-from metaloss_sk.datasets import MLP
+from metaloss_sk.nets import MLP
 from metaloss_sk.filters import Probe
 
 KW = dict(population_size=5, cv=2, random_state=0, rejection_steps=50, refit=False)
@@ -119,7 +119,7 @@ SCRIPT = textwrap.dedent("""
     from sklearn.preprocessing import StandardScaler
     from skorch import NeuralNetClassifier
     from metaloss_sk import LossSearchCV
-    from metaloss_sk.datasets import MLP
+    from metaloss_sk.nets import MLP
     X, y = load_iris(return_X_y=True)
     X = StandardScaler().fit_transform(X).astype(np.float32)
     net = NeuralNetClassifier(MLP, module__n_in=4, module__n_hidden=8, module__n_out=3, max_epochs=4,

@@ -15,7 +15,7 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from skorch import NeuralNetBinaryClassifier, NeuralNetRegressor
 
 from metaloss_sk import LocalSearch, LossSearchCV, SymbolicLoss, parse
-from metaloss_sk.datasets import MLP
+from metaloss_sk.nets import MLP
 from metaloss_sk.training import Budget
 
 SMALL = dict(population_size=5, generations=2, cv=2, random_state=0, rejection_steps=50)

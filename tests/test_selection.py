@@ -13,7 +13,7 @@ from skorch import NeuralNetRegressor
 
 import metaloss_sk.evaluator as evaluator_module
 from metaloss_sk import LossSearchCV, SymbolicLoss, parse
-from metaloss_sk.datasets import MLP
+from metaloss_sk.nets import MLP
 from metaloss_sk.engine import Evaluation, evaluate_candidates
 from metaloss_sk.evaluator import Evaluator, EvaluatorConfig
 from metaloss_sk.filters import gradient_violations

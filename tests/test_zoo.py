@@ -13,7 +13,7 @@ from sklearn.utils.parallel import Parallel
 from skorch import NeuralNetRegressor
 
 from metaloss_sk import LocalSearch, LossSearchCV, SymbolicLoss, parse
-from metaloss_sk.datasets import MLP
+from metaloss_sk.nets import MLP
 from metaloss_sk.engine import Evaluation
 from metaloss_sk.evaluator import Evaluator, EvaluatorConfig
 from metaloss_sk.training import Budget, Trainer

@@ -1,35 +1,39 @@
 """The final selection: the winner chosen at the budget the net trains with, the usual loss beside it.
 
 Functions of an :class:`~metaloss_sk.evaluator.Evaluator` whose genetic search
-is over; they train through it (so results are cached, grouped and
-independent of ``n_jobs``) and return what the search reports:
+is over and of the search's :class:`~metaloss_sk.schedule.Plan`; they train
+through the evaluator (so results are cached, grouped and independent of
+``n_jobs``) and return what the search reports:
 
-- :func:`rungs` and :func:`successive_halving`: the best distinct programs,
+- :func:`successive_halving`: the best distinct programs,
   and the seed programs always, climb rungs of growing budget up to the final
   one, the field cut by ``factor`` at each (as scikit-learn's
   ``HalvingGridSearchCV`` does with a resource), the finalists trained with
   several weight seeds per fold;
-- :func:`winner`: the best program at the highest rung, never one that
-  failed, and an evolved one only where it beats the best seed program (the
-  known losses) by a margin (:func:`beats`);
+- :func:`winner` and :func:`contest_at_rates`: the best program at the
+  highest rung, never one that failed, and an evolved one only where it
+  beats the best seed program (the known losses) by a margin (:func:`beats`);
 - :func:`tune_learning_rate`: the usual loss over a grid of learning rates
   at the final budget, by successive halving over weight seeds, on the same
   folds and seeds;
-- :func:`refine`: the local search on the best programs, judged at the final
-  budget;
+- :func:`local_search_winners`: the local search on the best programs,
+  judged at the final budget;
 - :func:`simplest_within_one_se`: a ``refit`` callable for
   :class:`~metaloss_sk.LossSearchCV`, as ``GridSearchCV`` takes one.
 """
 
 import math
+import time
 import warnings
+from numbers import Integral
 
 import numpy as np
 
-from .results import ranking
+from .loss import usual_loss
+from .results import cv_results, hall_of_fame, ranking
 
-__all__ = ["beats", "contest_at_rates", "learning_rates", "margin_of", "neighbour_rates", "refine", "rungs",
-           "successive_halving", "tune_learning_rate", "winner"]
+__all__ = ["beats", "contest_at_rates", "known_scores", "learning_rates", "local_search_winners", "margin_of",
+           "neighbour_rates", "refit_choice", "successive_halving", "tune_learning_rate", "usual_baseline", "winner"]
 
 #: Chance-level scores can also come from a net whose lr is so high that it diverged to a constant prediction
 #: without a non-finite loss (protected primitives such as log keep the loss finite).
@@ -38,24 +42,11 @@ _TOO_HIGH = " (If lr is already large, lower it instead: a net that diverges can
 LR_FACTORS = tuple(10 ** (k / 2) for k in range(-4, 5))
 
 
-def rungs(fitness, final, n_train, batch_size, factor):
-    """Budgets of the rungs, ``factor`` times longer each, ending at ``final``.
-
-    Counted down from the final budget, so that no rung comes within a factor
-    of the fitness budget, which the genetic search measured already.
-    """
-    fitness_steps = fitness.steps(n_train, batch_size)
-    steps, out = final.steps(n_train, batch_size) / factor, [final]
-    while steps >= fitness_steps * factor:
-        out.insert(0, type(final)(final.max_epochs, int(round(steps))))
-        steps /= factor
-    return out
-
-
-def successive_halving(evaluate, budgets, n_finalists, factor, final_seeds):
+def successive_halving(evaluate, plan, budgets):
     """Promote the best distinct programs through ``budgets``; returns ``(n_resources, n_candidates)`` per rung.
 
-    Rung 0 is the genetic search (rungs 0 and 1 with a screening). The field entering rung ``j`` of ``k`` is
+    ``budgets`` are ``plan.rungs``, or none (an interrupted search). Rung 0 is
+    the genetic search (rungs 0 and 1 with a screening). The field entering rung ``j`` of ``k`` is
     the ``n_finalists * factor ** (k - 1 - j)`` best by their last score, plus
     the seed programs; the last rung trains each with ``final_seeds`` weight
     seeds per fold. A program that fails on any fold, seed or rung leaves the
@@ -66,16 +57,13 @@ def successive_halving(evaluate, budgets, n_finalists, factor, final_seeds):
     protected = [row for row in dict.fromkeys(protected) if row.status == "ok"]
     field = [row for row in rows.values()
              if not row.equivalent_to and row.status == "ok" and evaluate.reached_fitness(row)]
-    n_train = len(evaluate.splits[0][0])
-    searched = [evaluate.config.budget] if evaluate.config.screening is None else [evaluate.config.screening,
-                                                                                   evaluate.config.budget]
-    n_resources = [int(b.steps(n_train, evaluate.batch_size)) for b in searched]
-    n_candidates = [evaluate.n_trained] + ([evaluate.totals["promoted"]] if len(searched) > 1 else [])
+    n_resources = [plan.steps(b) for b in plan.searched]
+    n_candidates = [evaluate.n_trained] + ([evaluate.totals["promoted"]] if plan.screening is not None else [])
     for j, budget in enumerate(budgets if field else []):
-        size = math.ceil(n_finalists * factor ** (len(budgets) - 1 - j))
+        size = math.ceil(plan.n_finalists * plan.factor ** (len(budgets) - 1 - j))
         field.sort(key=lambda row: (-len(row.rungs), -row.score))  # promoted programs first
         field = list(dict.fromkeys(field[:size] + protected))
-        evaluate.promote([row.program for row in field], budget, final_seeds if j == len(budgets) - 1 else 1)
+        evaluate.promote([row.program for row in field], budget, plan.final_seeds if j == len(budgets) - 1 else 1)
         n_resources.append(int(field[0].last.n_resources))
         n_candidates.append(len(field))
         field = [row for row in field if row.status == "ok"]
@@ -210,11 +198,45 @@ def _mean_scores(folds):
     return splits, math.nan if failed else float(np.mean(splits))
 
 
-def tune_learning_rate(evaluate, usual, budget, lrs, n_seeds, net_lr, n_final=2):
-    """The usual loss over the learning rates ``lrs`` at ``budget``, by successive halving over weight seeds.
+def usual_baseline(evaluate, plan, task, baseline_lrs, net_lr):
+    """The usual loss over the learning rates of ``baseline_lrs``, tuned (``baseline_``'s first part).
+
+    ``evaluate`` trains at the net's own learning rate ``net_lr`` unless told another.
+    """
+    return tune_learning_rate(evaluate, usual_loss(task), plan, learning_rates(baseline_lrs, net_lr), net_lr)
+
+
+def known_scores(evaluate, seed_names):
+    """The seed programs at the final budget and the search's learning rate: ``baseline_["known_losses"]``."""
+    out = []
+    for program in evaluate.config.seed_programs:
+        row = evaluate.rows.get(program)
+        row = row and (evaluate.rows.get(row.equivalent_to) or row)
+        if row is None or row.last is None:
+            continue
+        out.append({"name": seed_names.get(program, program), "program": program,
+                    "n_resources": int(row.last.n_resources), "mean_test_score": row.score,
+                    "split_scores": [float(v) for v in row.last.scores]})
+    return out
+
+
+def refit_choice(refit, rows, n_splits):
+    """The row a callable ``refit`` picks from ``cv_results_``, checked."""
+    index = refit(cv_results(rows, n_splits))
+    if isinstance(index, bool) or not isinstance(index, Integral) or not 0 <= index < len(rows):
+        raise ValueError(f"refit={refit!r} returned {index!r}; a refit callable must return a row "
+                         f"index of cv_results_ (0 to {len(rows) - 1}).")
+    if not math.isfinite(rows[index].score):
+        raise ValueError(f"refit={refit!r} chose row {index} ({rows[index].program}), whose status is "
+                         f"{rows[index].status!r}; choose a row with a finite mean_test_score.")
+    return int(index)
+
+
+def tune_learning_rate(evaluate, usual, plan, lrs, net_lr, n_final=2):
+    """The usual loss over the learning rates ``lrs`` at the final budget, by successive halving over seeds.
 
     Every rate trains with one weight seed per fold; the best ``n_final``
-    and the net's own rate then train with ``n_seeds`` (the first seed's
+    and the net's own rate then train with ``final_seeds`` (the first seed's
     nets are not trained again), as ``HalvingGridSearchCV`` does with a
     resource: here the seeds, not the steps, because a rate judged on a
     shorter budget favours the rates that learn fast early (on digits a
@@ -222,6 +244,7 @@ def tune_learning_rate(evaluate, usual, budget, lrs, n_seeds, net_lr, n_final=2)
     it was the best). The tuned rate is the best at the last rung.
     See ``baseline_``.
     """
+    budget, n_seeds = plan.final, plan.final_seeds
     ladder, splits, scores = [], {}, {}
     for j, seeds in enumerate(dict.fromkeys([1, n_seeds])):
         field = list(lrs)
@@ -237,8 +260,7 @@ def tune_learning_rate(evaluate, usual, budget, lrs, n_seeds, net_lr, n_final=2)
     tuned = max(finite, key=lambda lr: scores[lr]) if finite else None
     here = net_lr in final["lrs"]
     return {
-        "program": str(usual.program_), "n_resources": int(budget.steps(len(evaluate.splits[0][0]),
-                                                                        evaluate.batch_size)),
+        "program": str(usual.program_), "n_resources": plan.steps(budget),
         "n_seeds": int(n_seeds), "lrs": final["lrs"], "mean_test_score": final["mean_test_score"], "ladder": ladder,
         "net_lr": net_lr, "net_lr_score": scores[net_lr] if here else math.nan,
         "net_lr_split_scores": splits[net_lr] if here else None,
@@ -247,24 +269,44 @@ def tune_learning_rate(evaluate, usual, budget, lrs, n_seeds, net_lr, n_final=2)
     }
 
 
-def refine(evaluate, rows, settings, budget, n_seeds):
-    """The local search on each row's program, its checkpoints and its rescoring at ``budget``.
+def local_search_winners(evaluate, plan, settings, margin, on_all_rows):
+    """The local search on the ``settings.top_k`` best programs, judged at the final budget.
 
-    Each program first gets its own score at ``budget`` with ``n_seeds``
-    weight seeds per fold, if it has none. Returns per row ``(refined losses
-    per fold, split scores, mean score)``.
+    Each program first gets its own score at the final budget with
+    ``final_seeds`` weight seeds per fold, if it has none; its local search
+    runs on every fold (checkpoints validated at the final budget: the local
+    search answers to what the net trains for), the refined losses are
+    rescored the same way, and a refined loss is kept only where it beats its
+    program by more than ``margin``; ``on_all_rows(settings, loss)`` then
+    learns its coefficients on all the rows. Returns ``refine_results_``,
+    one dict per program, with ``"loss"`` (the kept loss, or None) and
+    ``"split_scores"`` (the refined loss's per fold).
     """
-    steps = budget.steps(len(evaluate.splits[0][0]), evaluate.batch_size)
+    budget, n_seeds = plan.final, plan.final_seeds
+    rows = [evaluate.rows[entry["program"]] for entry in hall_of_fame(evaluate.rows.values(), settings.top_k)]
+    start = time.perf_counter()
     for row in rows:
-        if row.last.n_resources != steps or row.last.n_seeds != n_seeds:
+        if row.last.n_resources != plan.steps(budget) or row.last.n_seeds != n_seeds:
             evaluate.promote([row.program], budget, n_seeds)
-    # Checkpoints validated at this budget: the local search answers to what the net trains for.
     learned = evaluate.cross_validate([row.loss for row in rows], budget, local_search=settings,
                                       local_search_budget=budget)
     refined = [[row.loss if fold[0].coefficients is None else row.loss.with_coefficients(fold[0].coefficients)
                 for fold in folds] for row, folds in zip(rows, learned)]
     rescored = evaluate.cross_validate(refined, budget, n_seeds)
-    return [(losses, *_mean_scores(folds)) for losses, folds in zip(refined, rescored)]
+    elapsed = time.perf_counter() - start
+    out = []
+    for row, losses, folds in zip(rows, refined, rescored):
+        split_scores, after = _mean_scores(folds)
+        kept, difference, need = beats(split_scores, row.last.scores, margin)
+        loss = on_all_rows(settings, row.loss) if kept else None
+        out.append({
+            "program": str(row.program), "score_before": row.score, "score_after": after, "kept": kept,
+            "difference": difference, "margin": need,
+            "coefficients": None if loss is None else loss.get_params()["coefficients"],
+            "fold_coefficients": [refined_loss.get_params()["coefficients"] for refined_loss in losses],
+            "time": elapsed / max(len(rows), 1), "loss": loss, "split_scores": split_scores,
+        })
+    return out
 
 
 def simplest_within_one_se(cv_results):
