@@ -62,9 +62,12 @@ html_title = "metaloss_sk"
 html_theme_options = {
     "navigation_with_keys": False,
     "show_toc_level": 2,
-    "secondary_sidebar_items": ["page-toc"],
+    "secondary_sidebar_items": {"auto_examples/plot_*": []},
     "footer_start": ["copyright"],
     "footer_end": [],
 }
-html_static_path = []
+html_static_path = ["_static"]
+html_css_files = ["custom.css"]
+# Pages without sections of their own need no section navigation.
+html_sidebars = {"index": [], "benchmarks": [], "ARCHITECTURE": []}
 html_show_sourcelink = False

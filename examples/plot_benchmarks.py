@@ -32,16 +32,24 @@ print(report.splitlines()[2])  # the command, date and machine
 summary = report.split("## Summary", 1)[1].split("\n## ", 1)[0]
 rows = [line.strip("|").split("|") for line in summary.splitlines() if line.startswith("| ")]
 tasks = [cell.strip() for cell in rows[0][1:] if "transfer" not in cell]
-means = {row[0].strip(): [float(re.sub(r"[*]", "", cell).split("±")[0]) for cell in row[1:len(tasks) + 1]]
-         for row in rows[1:]}
+means = {
+    row[0].strip(): [
+        float(re.sub(r"[*]", "", cell).split("±")[0]) for cell in row[1 : len(tasks) + 1]
+    ]
+    for row in rows[1:]
+}
 methods = ["usual loss, lr tuned", "practitioner's pick", "GP-LFL (the default search)", "EvoMAL"]
 usual = np.array(means["usual loss"])
 
 fig, ax = plt.subplots(figsize=(10, 4))
 width = 0.8 / len(methods)
 for k, method in enumerate(methods):
-    ax.bar(np.arange(len(tasks)) + (k - (len(methods) - 1) / 2) * width, np.array(means[method]) / usual, width,
-           label=method)
+    ax.bar(
+        np.arange(len(tasks)) + (k - (len(methods) - 1) / 2) * width,
+        np.array(means[method]) / usual,
+        width,
+        label=method,
+    )
 ax.axhline(1.0, color="k", lw=1, ls="--", label="usual loss")
 ax.set_xticks(np.arange(len(tasks)), tasks)
 ax.set_ylabel("test error / usual loss's")

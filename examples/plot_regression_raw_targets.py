@@ -30,8 +30,17 @@ print(f"targets from {y.min():.0f} to {y.max():.0f}")
 # ----------
 # The scorer is R² (the regressor's ``score``); the usual loss is squared
 # error, seeded with absolute error and the pseudo-Huber loss.
-net = NeuralNetRegressor(MLP, module__n_in=10, module__n_hidden=16, module__n_out=1, max_epochs=10, lr=0.01,
-                         batch_size=32, train_split=None, verbose=0)
+net = NeuralNetRegressor(
+    MLP,
+    module__n_in=10,
+    module__n_hidden=16,
+    module__n_out=1,
+    max_epochs=10,
+    lr=0.01,
+    batch_size=32,
+    train_split=None,
+    verbose=0,
+)
 search = LossSearchCV(net, generations=2, evolution=Evolution(population_size=6), random_state=0)
 search.fit(X_train, y_train)
 print("found loss:", search.best_loss_)

@@ -28,8 +28,17 @@ X_train, X_test, y_train, y_test = train_test_split(X, y, stratify=y, random_sta
 scaler = StandardScaler().fit(X_train)
 X_train, X_test = (scaler.transform(a).astype(np.float32) for a in (X_train, X_test))
 
-net = NeuralNetBinaryClassifier(MLP, module__n_in=30, module__n_hidden=16, module__n_out=1, max_epochs=5, lr=0.05,
-                                batch_size=64, train_split=None, verbose=0)
+net = NeuralNetBinaryClassifier(
+    MLP,
+    module__n_in=30,
+    module__n_hidden=16,
+    module__n_out=1,
+    max_epochs=5,
+    lr=0.05,
+    batch_size=64,
+    train_split=None,
+    verbose=0,
+)
 search = LossSearchCV(net, generations=2, evolution=Evolution(population_size=6), random_state=0)
 search.fit(X_train, y_train)
 before = search.best_loss_
@@ -43,14 +52,25 @@ print("found loss:", before)
 # it scores better at the final budget by more than the margin.
 search.fit_refine(X_train, y_train, LocalSearch(meta_steps=20, top_k=2, checkpoints=2))
 for r in search.refine_results_:
-    print(f"{r['program']}: CV {r['score_before']:.4f} -> {r['score_after']:.4f}, kept: {r['kept']}")
+    print(
+        f"{r['program']}: CV {r['score_before']:.4f} -> {r['score_after']:.4f}, kept: {r['kept']}"
+    )
 
 # %%
 # Another net trains with it
 # --------------------------
-wider = NeuralNetBinaryClassifier(MLP, module__n_in=30, module__n_hidden=64, module__n_out=1, max_epochs=5,
-                                  lr=search.best_lr_, batch_size=64, train_split=None, verbose=0,
-                                  criterion=search.best_loss_)
+wider = NeuralNetBinaryClassifier(
+    MLP,
+    module__n_in=30,
+    module__n_hidden=64,
+    module__n_out=1,
+    max_epochs=5,
+    lr=search.best_lr_,
+    batch_size=64,
+    train_split=None,
+    verbose=0,
+    criterion=search.best_loss_,
+)
 print("a wider net, test accuracy:", round(wider.fit(X_train, y_train).score(X_test, y_test), 3))
 
 # %%

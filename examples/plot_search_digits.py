@@ -30,15 +30,25 @@ from metaloss_sk.plotting import plot_loss_shape
 
 X, y = load_digits(return_X_y=True)
 X = (X / 16).astype(np.float32)
-net = NeuralNetClassifier(MLP, lr=0.01, optimizer__momentum=0.9, optimizer__nesterov=True, batch_size=128,
-                          max_epochs=5, train_split=None, verbose=0)
+net = NeuralNetClassifier(
+    MLP,
+    lr=0.01,
+    optimizer__momentum=0.9,
+    optimizer__nesterov=True,
+    batch_size=128,
+    max_epochs=5,
+    train_split=None,
+    verbose=0,
+)
 
 # %%
 # The search
 # ----------
 # ``Evolution`` holds the genetic programming settings; the defaults are
 # EvoMAL's (a population of 25 for 50 generations).
-search = LossSearchCV(net, generations=3, evolution=Evolution(population_size=8), cv=3, random_state=0)
+search = LossSearchCV(
+    net, generations=3, evolution=Evolution(population_size=8), cv=3, random_state=0
+)
 search.fit(X, y)
 print("found loss:", search.best_loss_)
 print("its CV score:", round(search.best_score_, 4), "at lr", search.best_lr_)
