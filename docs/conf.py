@@ -62,7 +62,9 @@ html_title = "metaloss_sk"
 html_theme_options = {
     "navigation_with_keys": False,
     "show_toc_level": 2,
-    "secondary_sidebar_items": {"auto_examples/plot_*": []},
+    # The examples' pages go without the page's table of contents: their code needs the width.
+    "secondary_sidebar_items": {page: ["page-toc"] for page in
+                                ("index", "api", "benchmarks", "ARCHITECTURE", "user_guide/*", "generated/*")},
     "footer_start": ["copyright"],
     "footer_end": [],
 }
