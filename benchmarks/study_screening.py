@@ -34,10 +34,10 @@ from sklearn.model_selection import ShuffleSplit
 from sklearn.utils.parallel import Parallel
 from skorch import NeuralNetClassifier
 
-from metaloss_sk import LocalSearch, LossSearchCV, SymbolicLoss
-from metaloss_sk.nets import MLP
+from metaloss_sk import Evolution, LocalSearch, LossSearchCV, Schedule, SymbolicLoss
 from metaloss_sk.engine import Evaluation
 from metaloss_sk.evaluator import Evaluator, EvaluatorConfig
+from metaloss_sk.nets import MLP
 from metaloss_sk.training import Budget, Trainer
 
 RESULTS = Path(__file__).parent / "results"
@@ -65,8 +65,9 @@ def programs(generations, searches):
     X, y = digits()
     found = {}
     for seed in range(searches):
-        search = LossSearchCV(net(), population_size=25, generations=generations, min_resources=FITNESS,
-                              max_resources=FITNESS, baseline_lrs=None, final_seeds=1,
+        search = LossSearchCV(net(), evolution=Evolution(population_size=25), generations=generations,
+                              schedule=Schedule(min_resources=FITNESS, max_resources=FITNESS, final_seeds=1),
+                              baseline_lrs=None,
                               cv=ShuffleSplit(1, test_size=0.25, random_state=0), refit=False, random_state=seed,
                               n_jobs=2).fit(X, y)
         results = search.cv_results_
@@ -77,8 +78,9 @@ def programs(generations, searches):
 
 def evaluator(X, y):
     split = next(ShuffleSplit(1, test_size=0.25, random_state=0).split(X))
+    plan = Schedule(min_resources=FITNESS, max_resources=FITNESS, screening=None).plan(net(), len(split[0]))
     config = EvaluatorConfig(Evaluation(Trainer(net()), "multiclass", accuracy), fold_seeds=(12345,),
-                             budget=Budget(100, FITNESS), rejection_steps=0)
+                             plan=plan, rejection_steps=0)
     return Evaluator(config, X, y, [split], Parallel(n_jobs=2, return_as="generator"))
 
 

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from tasks import load_task, predict, train  # noqa: E402
 
-from metaloss_sk import LocalSearch, LossSearchCV  # noqa: E402
+from metaloss_sk import Evolution, LocalSearch, LossSearchCV, Schedule  # noqa: E402
 
 #: The usual loss's learning rate chosen by CV in results/quality_full.md (row "usual loss, lr tuned").
 TUNED_LR = {"digits-mlp": 0.316, "mnist1d-mlp": 0.316, "mnist5k-lenet": 0.0316, "cancer-mlp": 0.001,
@@ -55,7 +55,8 @@ def main(names):
         for method in ("gp-lfl", "evomal"):
             net = task.skorch_net(FINAL_STEPS, n_rows, criterion=type(task.usual_loss())).set_params(lr=lr)
             search = LossSearchCV(
-                net, population_size=25, generations=50, min_resources=FIT_STEPS, max_resources=FINAL_STEPS,
+                net, evolution=Evolution(population_size=25), generations=50,
+                schedule=Schedule(min_resources=FIT_STEPS, max_resources=FINAL_STEPS),
                 max_time=200 if method == "gp-lfl" else 240,
                 local_search=LocalSearch(meta_steps=100, checkpoints=2) if method == "evomal" else None,
                 baseline_lrs=None, cv=task.cv(), refit=False, n_jobs=2, random_state=0)

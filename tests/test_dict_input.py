@@ -11,12 +11,12 @@ from skorch.helper import SliceDict
 from torch import nn
 from torch.nn import functional as F
 
-from metaloss_sk import LocalSearch, LossSearchCV, SymbolicLoss
+from metaloss_sk import Evolution, LocalSearch, LossSearchCV, SymbolicLoss
 from metaloss_sk._rows import take
-from metaloss_sk.nets import MLP
 from metaloss_sk.engine import Evaluation, _chance
+from metaloss_sk.nets import MLP
 
-KW = dict(population_size=6, generations=2, cv=2, random_state=0, rejection_steps=50)
+KW = dict(evolution=Evolution(population_size=6, rejection_steps=50), generations=2, cv=2, random_state=0)
 
 
 class OneInput(nn.Module):

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
-from conftest import classifier, iris
+from conftest import classifier, iris, plan
 
-from metaloss_sk import LocalSearch, LossSearchCV, SymbolicLoss, parse
+from metaloss_sk import Evolution, LocalSearch, LossSearchCV, SymbolicLoss, parse
 from metaloss_sk.filters import Probe, commutative_key, symbolic_key
 
 
@@ -79,9 +79,10 @@ def test_rejection_protocol_for_regression():
 
 def test_filters_do_not_change_the_winner():
     X, y = iris()
-    kw = dict(population_size=8, generations=3, cv=2, random_state=1, refit=False)
-    plain = LossSearchCV(classifier(), equivalence="exact", rejection_steps=0, **kw).fit(X, y)
-    filtered = LossSearchCV(classifier(), **kw).fit(X, y)
+    kw = dict(generations=3, cv=2, random_state=1, refit=False)
+    plain = LossSearchCV(classifier(), evolution=Evolution(population_size=8, equivalence="exact", rejection_steps=0),
+                         **kw).fit(X, y)
+    filtered = LossSearchCV(classifier(), evolution=Evolution(population_size=8), **kw).fit(X, y)
     assert str(filtered.best_loss_.program_) == str(plain.best_loss_.program_)
     assert filtered.best_score_ == plain.best_score_
     assert filtered.search_stats_["evaluations"] <= plain.search_stats_["evaluations"]
@@ -89,10 +90,13 @@ def test_filters_do_not_change_the_winner():
 
 def test_without_a_cache_every_proposed_program_is_trained_and_the_winner_is_the_same():
     X, y = iris()
-    kw = dict(population_size=8, generations=3, cv=2, random_state=1, refit=False, rejection_steps=0,
-              gradient_bound=None)
-    exact = LossSearchCV(classifier(), equivalence="exact", **kw).fit(X, y)
-    none = LossSearchCV(classifier(), equivalence="none", **kw).fit(X, y)
+    kw = dict(generations=3, cv=2, random_state=1, refit=False)
+
+    def evolution(equivalence):
+        return Evolution(population_size=8, rejection_steps=0, gradient_bound=None, equivalence=equivalence)
+
+    exact = LossSearchCV(classifier(), evolution=evolution("exact"), **kw).fit(X, y)
+    none = LossSearchCV(classifier(), evolution=evolution("none"), **kw).fit(X, y)
     stats = none.search_stats_
     assert stats["cache_hits"] == 0 and stats["evaluations"] == stats["proposed"] == 24
     assert exact.search_stats_["cache_hits"] > 0
@@ -105,8 +109,8 @@ def test_without_a_cache_every_proposed_program_is_trained_and_the_winner_is_the
 
 def test_search_stats_account_for_every_proposed_program():
     X, y = iris()
-    search = LossSearchCV(classifier(), population_size=8, generations=3, cv=2, random_state=1, refit=False,
-                          rejection_steps=100).fit(X, y)
+    search = LossSearchCV(classifier(), evolution=Evolution(population_size=8, rejection_steps=100), generations=3,
+                          cv=2, random_state=1, refit=False).fit(X, y)
     for h in search.history_:
         assert h["proposed"] == h["cache_hits"] + h["equivalent"] + h["rejected"] + h["trained"]
     stats = search.search_stats_
@@ -130,7 +134,7 @@ def test_with_local_search_on_every_candidate_only_commuted_programs_share_an_ev
                             local_search=LocalSearch(meta_steps=2), local_search_budget=Budget(4))
 
     def evaluated(equivalence):
-        config = EvaluatorConfig(evaluation, fold_seeds=(0, 1), budget=Budget(4), rejection_steps=0,
+        config = EvaluatorConfig(evaluation, fold_seeds=(0, 1), plan=plan(), rejection_steps=0,
                                  equivalence=equivalence)
         splits = [(np.arange(0, 150, 2), np.arange(1, 150, 2)), (np.arange(1, 150, 2), np.arange(0, 150, 2))]
         evaluator = Evaluator(config, X, y, splits, parallel=Parallel(n_jobs=1, return_as="generator"))
@@ -150,7 +154,7 @@ def test_candidates_are_grouped_by_program_length_into_groups_of_even_cost():
                 "add(mul(y, log(yhat)), mul(sub(y, yhat), tanh(add(yhat, y))))"] * 3
     losses = [loss(p) for p in programs]
     def groups(n_jobs):
-        config = EvaluatorConfig(evaluation=None, fold_seeds=(0,), budget=None, n_jobs=n_jobs, candidates_per_task=8)
+        config = EvaluatorConfig(evaluation=None, fold_seeds=(0,), plan=None, n_jobs=n_jobs, candidates_per_task=8)
         return Evaluator(config, None, None, [("train", "test")], parallel=None)._groups(losses)
 
     for n_jobs, sizes in [(1, [7, 8]), (4, [3, 4, 4, 4])]:  # as few groups as leave every worker a task

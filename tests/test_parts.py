@@ -5,14 +5,14 @@ import math
 
 import numpy as np
 import pytest
-from conftest import classifier, iris
+from conftest import classifier, iris, plan
 from sklearn.utils.parallel import Parallel
 
 from metaloss_sk import SymbolicLoss, parse
 from metaloss_sk.checkpoint import SearchState, load_checkpoint, save_checkpoint
 from metaloss_sk.engine import Evaluation, evaluate_candidates
 from metaloss_sk.evaluator import Evaluator, EvaluatorConfig
-from metaloss_sk.evolution import Variation, initial_population, next_generation, tournament
+from metaloss_sk.evolution import Evolution, initial_population, next_generation, tournament
 from metaloss_sk.primitives import EVOMAL_FUNCTION_SET
 from metaloss_sk.program import SearchSpace
 from metaloss_sk.training import Budget, Trainer
@@ -43,7 +43,7 @@ def test_next_generation_keeps_the_elite_and_respects_the_maximum_height():
     rng = np.random.RandomState(0)
     population = initial_population(SPACE, 10, [parse(CE)], rng)
     fitness = np.linspace(0, 1, 10)
-    children = next_generation(population, fitness, SPACE, Variation(max_height=4), rng, elitism=2)
+    children = next_generation(population, fitness, SPACE, Evolution(max_height=4, elitism=2), rng)
     assert children[:2] == [population[9], population[8]]
     assert len(children) == 10 and all(c.depth <= 4 or c in population for c in children)
     assert all(c.is_valid_loss for c in children)
@@ -53,7 +53,7 @@ def test_the_elite_is_the_best_program_that_did_not_fail():
     rng = np.random.RandomState(0)
     population = initial_population(SPACE, 6, [], rng)
     fitness = np.array([-np.inf] * 5 + [0.5])
-    children = next_generation(population, fitness, SPACE, Variation(), rng, elitism=1)
+    children = next_generation(population, fitness, SPACE, Evolution(elitism=1), rng)
     assert children[0] == population[5]
 
 
@@ -78,11 +78,12 @@ def test_search_state_round_trips_through_strict_json(tmp_path):
 
 
 # ---------------------------------------------------------------- evaluator and engine
-def _evaluator(**kw):
+def _evaluator(screening=None, factor=3, **kw):
     X, y = iris()
     splits = [(np.arange(0, 150, 2), np.arange(1, 150, 2)), (np.arange(1, 150, 2), np.arange(0, 150, 2))]
     evaluation = Evaluation(Trainer(classifier()), "multiclass", accuracy)
-    config = EvaluatorConfig(evaluation, fold_seeds=(5, 6), budget=Budget(4), rejection_steps=0, **kw)
+    config = EvaluatorConfig(evaluation, fold_seeds=(5, 6), plan=plan(screening=screening, factor=factor),
+                             rejection_steps=0, **kw)
     return Evaluator(config, X, y, splits, Parallel(n_jobs=1, return_as="generator"))
 
 

@@ -17,11 +17,11 @@ from sklearn.datasets import load_diabetes
 from skorch import NeuralNetClassifier, NeuralNetRegressor
 
 import metaloss_sk.evaluator as evaluator_module
-from metaloss_sk import LossSearchCV
-from metaloss_sk.nets import MLP
+from metaloss_sk import Evolution, LossSearchCV
 from metaloss_sk.filters import Probe
+from metaloss_sk.nets import MLP
 
-KW = dict(population_size=5, cv=2, random_state=0, rejection_steps=50, refit=False)
+KW = dict(evolution=Evolution(population_size=5, rejection_steps=50), cv=2, random_state=0, refit=False)
 
 
 def same_results(a, b):
@@ -118,14 +118,14 @@ SCRIPT = textwrap.dedent("""
     from sklearn.datasets import load_iris
     from sklearn.preprocessing import StandardScaler
     from skorch import NeuralNetClassifier
-    from metaloss_sk import LossSearchCV
+    from metaloss_sk import Evolution, LossSearchCV
     from metaloss_sk.nets import MLP
     X, y = load_iris(return_X_y=True)
     X = StandardScaler().fit_transform(X).astype(np.float32)
     net = NeuralNetClassifier(MLP, module__n_in=4, module__n_hidden=8, module__n_out=3, max_epochs=4,
                               lr=0.2, batch_size=32, train_split=None, verbose=0)
-    LossSearchCV(net, generations=int(sys.argv[2]), checkpoint=sys.argv[1], population_size=5, cv=2,
-                 random_state=0, rejection_steps=50, refit=False).fit(X, y)
+    LossSearchCV(net, generations=int(sys.argv[2]), checkpoint=sys.argv[1], cv=2, random_state=0,
+                 evolution=Evolution(population_size=5, rejection_steps=50), refit=False).fit(X, y)
 """)
 
 
@@ -218,7 +218,8 @@ def test_a_constant_loss_is_rejected_and_the_search_goes_on():
 
 def test_programs_at_the_maximum_height_train():
     X, y = iris()
-    search = LossSearchCV(classifier(), generations=3, max_height=4, init_depth=(4, 4), **KW).fit(X, y)
+    kw = dict(KW, evolution=Evolution(population_size=5, rejection_steps=50, max_height=4, init_depth=(4, 4)))
+    search = LossSearchCV(classifier(), generations=3, **kw).fit(X, y)
     assert max(search.cv_results_["depth"]) <= 5  # repair may add one level to a program of height 4
     assert np.isfinite(search.best_score_)
 

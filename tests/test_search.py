@@ -14,11 +14,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from skorch import NeuralNetBinaryClassifier, NeuralNetRegressor
 
-from metaloss_sk import LocalSearch, LossSearchCV, SymbolicLoss, parse
+from metaloss_sk import Evolution, LocalSearch, LossSearchCV, Schedule, SymbolicLoss, parse
 from metaloss_sk.nets import MLP
 from metaloss_sk.training import Budget
 
-SMALL = dict(population_size=5, generations=2, cv=2, random_state=0, rejection_steps=50)
+SMALL = dict(generations=2, cv=2, random_state=0, evolution=Evolution(population_size=5, rejection_steps=50))
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +175,8 @@ def test_regressor_with_1d_targets():
     assert search.predict(X).shape == y.shape
 
 
-TINY = dict(population_size=4, generations=1, cv=2, random_state=0, error_score="raise", baseline_lrs=None)
+TINY = dict(generations=1, cv=2, random_state=0, error_score="raise", baseline_lrs=None,
+            evolution=Evolution(population_size=4))
 
 
 @pytest.mark.parametrize("train_loop", ["fast", "skorch"])
@@ -249,7 +250,8 @@ def test_refit_with_the_simplest_within_one_se():
     from metaloss_sk import simplest_within_one_se
 
     X, y = iris()
-    search = LossSearchCV(classifier(), refit=simplest_within_one_se, n_finalists=4, **SMALL).fit(X, y)
+    search = LossSearchCV(classifier(), refit=simplest_within_one_se, schedule=Schedule(n_finalists=4),
+                          **SMALL).fit(X, y)
     results = search.cv_results_
     final = results["iter"] == results["iter"].max()
     assert final[search.best_index_]
@@ -276,7 +278,8 @@ def test_a_pipeline_is_searched_with_its_steps_fitted_per_fold():
     columns = ColumnTransformer([("num", _RecordingScaler(), list(X.columns[:4])), ("cat", OneHotEncoder(), ["size"])])
     pipe = make_pipeline(columns, classifier(module__n_in=6))
     _RecordingScaler.fits.clear()
-    search = LossSearchCV(pipe, population_size=4, generations=1, cv=3, random_state=0, baseline_lrs=None).fit(X, y)
+    search = LossSearchCV(pipe, evolution=Evolution(population_size=4), generations=1, cv=3, random_state=0,
+                          baseline_lrs=None).fit(X, y)
     # Fitted on all rows (the rows the winner's final training sees), on each fold's training rows
     # only (no leakage across folds), and once more inside the refit Pipeline.
     assert _RecordingScaler.fits == [150, 100, 100, 100, 150]
@@ -302,16 +305,17 @@ def test_pipeline_with_scaler_and_float32_cast():
 
 def test_grid_search_over_the_search_parameters():
     X, y = iris()
-    grid = GridSearchCV(LossSearchCV(classifier(), population_size=4, generations=1, cv=2, random_state=0),
-                        {"p_crossover": [0.5, 0.7]}, cv=2)
+    grid = GridSearchCV(LossSearchCV(classifier(), evolution=Evolution(population_size=4), generations=1, cv=2,
+                                     random_state=0),
+                        {"evolution__p_crossover": [0.5, 0.7]}, cv=2)
     grid.fit(X, y)
-    assert grid.best_params_["p_crossover"] in (0.5, 0.7)
+    assert grid.best_params_["evolution__p_crossover"] in (0.5, 0.7)
 
 
 def test_cross_val_score_of_the_search():
     X, y = iris()
-    scores = cross_val_score(LossSearchCV(classifier(), population_size=4, generations=1, cv=2,
-                                          random_state=0), X, y, cv=2)
+    scores = cross_val_score(LossSearchCV(classifier(), evolution=Evolution(population_size=4), generations=1,
+                                          cv=2, random_state=0), X, y, cv=2)
     assert scores.shape == (2,)
 
 
@@ -333,7 +337,7 @@ def test_clone_and_pickle(fitted):
     search, X, _ = fitted
     unfitted = clone(search)
     assert not hasattr(unfitted, "best_loss_")
-    assert unfitted.get_params()["population_size"] == SMALL["population_size"]
+    assert unfitted.get_params()["evolution__population_size"] == SMALL["evolution"].population_size
     restored = pickle.loads(pickle.dumps(search))
     np.testing.assert_array_equal(restored.predict(X), search.predict(X))
     assert str(restored.best_loss_) == str(search.best_loss_)
@@ -354,7 +358,8 @@ def test_the_progress_bars_remaining_time_is_capped_by_max_time(monkeypatch):
     import sys
     import time
 
-    from metaloss_sk.search import _remaining
+    from metaloss_sk.progress import Progress
+    from metaloss_sk.progress import remaining as _remaining
 
     rate = 1 / 1.4  # candidates per second; 25 a generation, 50 generations, one done after 35 s
     assert _remaining(25, 1250, rate, 35.0, None, 25) == pytest.approx(1715.0)  # tqdm's own estimate
@@ -369,8 +374,8 @@ def test_the_progress_bars_remaining_time_is_capped_by_max_time(monkeypatch):
             return True
 
     monkeypatch.setattr(sys, "stderr", Terminal())  # the bar shows on terminals only
-    search = LossSearchCV(classifier(), verbose=1, max_time=240, population_size=25, generations=50)
-    bar = search._progress_bar(1, time.perf_counter() - 35.0)  # 35 s after fit started, one generation done
+    # verbose=1, max_time=240, population_size=25, generations=50; 35 s after fit started, one generation done
+    bar = Progress(1, 25, 50, 1, time.perf_counter() - 35.0, 240).bar
     bar.close()
     assert str(bar).endswith(("25/1250 [00:00<03:25]", "25/1250 [00:00<03:24]"))
 
@@ -385,12 +390,12 @@ def test_budget_controls_stop_the_search(stop):
 
 
 @pytest.mark.parametrize("params, match", [
-    (dict(population_size=1), "population_size"),
-    (dict(tournament_size=10, population_size=5), "tournament_size"),
-    (dict(p_crossover=0.9, p_subtree_mutation=0.2), "exceeds 1"),
-    (dict(max_height=2), "max_height"),
-    (dict(function_set=["add", "frobnicate"]), "frobnicate"),
-    (dict(p_point_mutation=1.5), "p_point_mutation"),
+    (dict(evolution=Evolution(population_size=1)), "population_size"),
+    (dict(evolution=Evolution(tournament_size=10, population_size=5)), "tournament_size"),
+    (dict(evolution=Evolution(p_crossover=0.9, p_subtree_mutation=0.2)), "exceeds 1"),
+    (dict(evolution=Evolution(max_height=2)), "max_height"),
+    (dict(evolution=Evolution(function_set=["add", "frobnicate"])), "frobnicate"),
+    (dict(evolution=Evolution(p_point_mutation=1.5)), "p_point_mutation"),
     (dict(train_loop="turbo"), "train_loop"),
     (dict(seed_programs=["neg(y)"]), "both y and yhat"),
 ])
@@ -493,7 +498,8 @@ def test_local_search_winners_runs_inside_fit():
 
 def test_local_search_all_refines_every_candidate_and_the_winner():
     X, y = iris()
-    search = LossSearchCV(classifier(), population_size=3, tournament_size=2, seed_programs="usual", margin=0,
+    search = LossSearchCV(classifier(), evolution=Evolution(population_size=3, tournament_size=2),
+                          seed_programs="usual", margin=0,
                           generations=1, cv=2, random_state=0, local_search=LocalSearch(meta_steps=3)).fit(X, y)
     if str(search.best_loss_.program_) == "neg(mul(y, log(yhat)))":  # the seed enters without a local search
         assert search.best_loss_.coefficients is None
@@ -503,8 +509,8 @@ def test_local_search_all_refines_every_candidate_and_the_winner():
 
 def test_search_stats_time_the_local_search_apart():
     X, y = iris()
-    kw = dict(population_size=3, tournament_size=2, generations=1, cv=2, random_state=0, refit=False,
-              seed_programs="usual")
+    kw = dict(evolution=Evolution(population_size=3, tournament_size=2), generations=1, cv=2, random_state=0,
+              refit=False, seed_programs="usual")
     evomal = LossSearchCV(classifier(), local_search=LocalSearch(meta_steps=3), **kw).fit(X, y)
     stats = evomal.search_stats_
     assert 0 < stats["local_search_time"] == pytest.approx(sum(h["local_search_time"] for h in evomal.history_))
@@ -514,8 +520,8 @@ def test_search_stats_time_the_local_search_apart():
 
 def test_local_search_results_do_not_depend_on_n_jobs():
     X, y = iris()
-    kw = dict(local_search=LocalSearch(meta_steps=3), population_size=3, tournament_size=2, generations=1, cv=2,
-              random_state=0, refit=False)
+    kw = dict(local_search=LocalSearch(meta_steps=3), evolution=Evolution(population_size=3, tournament_size=2),
+              generations=1, cv=2, random_state=0, refit=False)
     a = LossSearchCV(classifier(), n_jobs=1, **kw).fit(X, y)
     b = LossSearchCV(classifier(), n_jobs=2, **kw).fit(X, y)
     np.testing.assert_array_equal(a.cv_results_["mean_test_score"], b.cv_results_["mean_test_score"])
@@ -551,7 +557,8 @@ def test_multi_metric_scoring_needs_refit_to_name_a_metric(scoring, refit, messa
 
 def test_screening_is_a_rung_below_the_fitness_budget_and_keeps_results_independent_of_n_jobs():
     X, y = iris()
-    kw = dict(SMALL, population_size=6, screening=2, min_resources=6, refit=False, seed_programs="usual")
+    kw = dict(SMALL, evolution=Evolution(population_size=6, rejection_steps=50),
+              schedule=Schedule(screening=2, min_resources=6), refit=False, seed_programs="usual")
     a = LossSearchCV(classifier(), n_jobs=1, **kw).fit(X, y)
     b = LossSearchCV(classifier(), n_jobs=2, **kw).fit(X, y)
     assert a.n_resources_[:2] == [2, 6] and a.n_candidates_[1] == a.search_stats_["promoted"]
@@ -566,17 +573,21 @@ def test_screening_is_a_rung_below_the_fitness_budget_and_keeps_results_independ
 
 def test_auto_screening_only_where_every_candidate_gets_the_local_search():
     # 75 training rows per fold, batches of 32: 3 steps an epoch; fitness 6 steps, factor 3.
-    search = LossSearchCV(classifier(), min_resources=6)
-    assert search._screening_budget(75) is None
-    assert search.set_params(local_search=LocalSearch(candidates="winners"))._screening_budget(75) is None
-    assert search.set_params(local_search="all")._screening_budget(75) == Budget(4, 2)
-    assert search.set_params(local_search=None, screening=2)._screening_budget(75) == Budget(4, 2)
+    search = LossSearchCV(classifier(), schedule=Schedule(min_resources=6))
+
+    def screening(search):
+        return search._schedule.plan(search._net, 75, search._every_candidate_settings() is not None).screening
+
+    assert screening(search) is None
+    assert screening(search.set_params(local_search=LocalSearch(candidates="winners"))) is None
+    assert screening(search.set_params(local_search="all")) == Budget(4, 2)
+    assert screening(search.set_params(local_search=None, schedule__screening=2)) == Budget(4, 2)
 
 
 def test_screening_must_be_shorter_than_the_fitness_budget():
     X, y = iris()
     with pytest.raises(ValueError, match="screening=6 gives 6 optimizer steps"):
-        LossSearchCV(classifier(), screening=6, min_resources=6, **SMALL).fit(X, y)
+        LossSearchCV(classifier(), schedule=Schedule(screening=6, min_resources=6), **SMALL).fit(X, y)
 
 
 def test_no_filter_or_training_runs_on_more_threads_than_one(monkeypatch):
@@ -614,8 +625,8 @@ def test_a_seed_is_never_rejected_even_by_a_short_rejection_protocol():
     X, y = make_blobs(n_samples=60, centers=3, random_state=0)
     X = StandardScaler().fit_transform(X).astype(np.float32)
     net = classifier(module__n_in=2, max_epochs=2, lr=0.05)
-    search = LossSearchCV(net, population_size=6, generations=1, cv=2, rejection_steps=20, random_state=0,
-                          refit=False).fit(X, y)
+    search = LossSearchCV(net, evolution=Evolution(population_size=6, rejection_steps=20), generations=1, cv=2,
+                          random_state=0, refit=False).fit(X, y)
     ce = list(search.cv_results_["program"]).index("neg(mul(y, log(yhat)))")
     assert search.cv_results_["status"][ce] != "rejected"
 
