@@ -5,7 +5,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from conftest import classifier, iris
+from conftest import bad_values, case_id, classifier, iris
 from sklearn.base import clone
 from sklearn.datasets import load_diabetes, load_iris
 from sklearn.metrics import f1_score, make_scorer
@@ -488,6 +488,70 @@ def test_a_second_fit_starts_from_nothing_fitted_as_a_fresh_search():
     assert search.best_score_ == fresh.best_score_ and search.best_index_ == fresh.best_index_
     np.testing.assert_equal(search.baseline_, fresh.baseline_)
     assert (search._state.fold_seeds, search._state.refit_seed) == (fresh._state.fold_seeds, fresh._state.refit_seed)
+
+
+def _same(a, b, where):
+    """Assert ``a == b`` recursively, leaving out every timing (keys with "time" in them, and "elapsed")."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and set(a) == set(b), where
+        for key in a:
+            if "time" not in str(key) and key != "elapsed":
+                _same(a[key], b[key], f"{where}[{key!r}]")
+    elif isinstance(a, np.ndarray):
+        assert isinstance(b, np.ndarray) and a.shape == b.shape and a.dtype == b.dtype, where
+        if a.dtype == object:
+            _same(a.tolist(), b.tolist(), where)
+        else:
+            np.testing.assert_array_equal(a, b, err_msg=where)
+    elif isinstance(a, (list, tuple)):
+        assert type(a) is type(b) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _same(x, y, f"{where}[{i}]")
+    elif isinstance(a, SymbolicLoss):
+        assert isinstance(b, SymbolicLoss) and str(a) == str(b), where
+        _same(a.get_params(), b.get_params(), f"{where}.get_params()")
+    elif isinstance(a, float) and np.isnan(a):
+        assert isinstance(b, float) and np.isnan(b), where
+    elif isinstance(a, type) or a is None or isinstance(a, (str, bool, int, float, np.generic)):
+        assert a == b, f"{where}: {a!r} != {b!r}"
+    else:  # an object without equality (a scorer, a refit net): the same kind, with the same repr
+        assert type(a) is type(b) and repr(a) == repr(b), where
+
+
+def test_a_fit_after_fit_and_fit_refine_sets_every_attribute_as_a_fresh_fit():
+    X, y = iris()
+    search = LossSearchCV(classifier(), **SMALL).fit(X, y)
+    search.fit_refine(X, y, LOCAL)
+    search.set_params(random_state=1).fit(X, y)
+    fresh = LossSearchCV(classifier(), **{**SMALL, "random_state": 1}).fit(X, y)
+
+    def fitted(s):
+        return sorted(k for k in vars(s) if k.endswith("_") and not k.startswith("_"))
+
+    assert fitted(search) == fitted(fresh)
+    assert {"best_loss_", "cv_results_", "hall_of_fame_", "history_", "baseline_", "search_stats_",
+            "best_estimator_"} <= set(fitted(fresh)) and "refine_results_" not in fitted(search)
+    for name in fitted(fresh):
+        if name == "best_estimator_":  # refit with the same seed on the same rows: the same net
+            assert str(search.best_estimator_.criterion) == str(fresh.best_estimator_.criterion)
+            assert search.best_estimator_.lr == fresh.best_estimator_.lr
+            np.testing.assert_array_equal(search.predict_proba(X), fresh.predict_proba(X))
+        else:
+            _same(getattr(search, name), getattr(fresh, name), name)
+
+
+LSC_CASES = bad_values(LossSearchCV._parameter_constraints)
+
+
+@pytest.mark.parametrize("name, value", LSC_CASES, ids=[case_id(c) for c in LSC_CASES])
+def test_fit_refuses_a_bad_value_of_every_parameter_naming_it(monkeypatch, name, value):
+    import metaloss_sk.search as search_module
+
+    monkeypatch.setattr(search_module, "Evaluator", lambda *a, **k: pytest.fail("trained before the check"))
+    X, y = iris()
+    search = LossSearchCV(**{"estimator": classifier(), **SMALL, name: value})
+    with pytest.raises(ValueError, match=rf"^{name} must be "):
+        search.fit(X, y)
 
 
 def test_local_search_winners_runs_inside_fit():
