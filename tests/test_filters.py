@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import torch
-from conftest import classifier, iris, plan
+from conftest import classifier, iris
 
-from metaloss_sk import Evolution, LocalSearch, LossSearchCV, SymbolicLoss, parse
-from metaloss_sk.filters import Probe, commutative_key, symbolic_key
+from metaloss_sk import Evolution, LossSearchCV, SymbolicLoss
+from metaloss_sk.filters import Probe, commutative_key, gradient_violations, symbolic_key
 
 
 @pytest.fixture
@@ -121,45 +121,15 @@ def test_search_stats_account_for_every_proposed_program():
     assert equivalent.sum() == stats["equivalent"]
 
 
-def test_with_local_search_on_every_candidate_only_commuted_programs_share_an_evaluation():
-    from sklearn.utils.parallel import Parallel
-
-    from metaloss_sk.engine import Evaluation
-    from metaloss_sk.evaluator import Evaluator, EvaluatorConfig
-    from metaloss_sk.training import Budget, Trainer
-
-    X, y = iris()
-    programs = ["neg(mul(y, log(yhat)))", "neg(mul(log(yhat), y))", "neg(mul(mul(y, log(yhat)), 1.0))"]
-    evaluation = Evaluation(Trainer(classifier()), "multiclass", lambda net, X, y: net.score(X, y),
-                            local_search=LocalSearch(meta_steps=2), local_search_budget=Budget(4))
-
-    def evaluated(equivalence):
-        config = EvaluatorConfig(evaluation, fold_seeds=(0, 1), plan=plan(), rejection_steps=0,
-                                 equivalence=equivalence)
-        splits = [(np.arange(0, 150, 2), np.arange(1, 150, 2)), (np.arange(1, 150, 2), np.arange(0, 150, 2))]
-        evaluator = Evaluator(config, X, y, splits, parallel=Parallel(n_jobs=1, return_as="generator"))
-        _, stats = evaluator.generation([parse(p) for p in programs], 0)
-        return {p: row.equivalent_to for p, row in evaluator.rows.items()}, stats
-
-    rows, stats = evaluated("gradient")
-    assert rows == {programs[0]: "", programs[1]: programs[0], programs[2]: ""}
-    assert stats["trained"] == 2
-    assert evaluated("exact")[1]["trained"] == 3
+SINGULAR = "neg(mul(y, log(add(yhat, sub(yhat, 1.0)))))"
 
 
-def test_candidates_are_grouped_by_program_length_into_groups_of_even_cost():
-    from metaloss_sk.evaluator import Evaluator, EvaluatorConfig
+CE = "neg(mul(y, log(yhat)))"
 
-    programs = ["y", "neg(yhat)", "neg(mul(y, log(yhat)))", "square(sub(y, yhat))",
-                "add(mul(y, log(yhat)), mul(sub(y, yhat), tanh(add(yhat, y))))"] * 3
-    losses = [loss(p) for p in programs]
-    def groups(n_jobs):
-        config = EvaluatorConfig(evaluation=None, fold_seeds=(0,), plan=None, n_jobs=n_jobs, candidates_per_task=8)
-        return Evaluator(config, None, None, [("train", "test")], parallel=None)._groups(losses)
 
-    for n_jobs, sizes in [(1, [7, 8]), (4, [3, 4, 4, 4])]:  # as few groups as leave every worker a task
-        found = groups(n_jobs)
-        assert sorted(i for g in found for i in g) == list(range(len(losses)))
-        assert sorted(len(g) for g in found) == sizes
-        nodes = [sum(len(losses[i].program_) for i in g) for g in found]
-        assert max(nodes) - min(nodes) <= max(len(x.program_) for x in losses)
+def test_the_gradient_check_rejects_a_singular_loss_and_keeps_the_usual_ones():
+    ok, singular, mse = gradient_violations([SymbolicLoss(CE), SymbolicLoss(SINGULAR),
+                                             SymbolicLoss("square(sub(y, yhat))", task="regression")], bound=100)
+    assert ok is None and mse is None
+    assert "gradient reaches" in singular
+    assert gradient_violations([SymbolicLoss(SINGULAR)], bound=1e9) == [None]

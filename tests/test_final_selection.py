@@ -1,23 +1,15 @@
-"""The winner is chosen at the budget the net trains with, never fragile, and shown beside the usual loss."""
+"""metaloss_sk.final_selection: the winner is chosen at the budget the net trains with, never
+fragile, and shown beside the usual loss."""
 
 import json
 
 import numpy as np
 import pytest
-from conftest import classifier, iris, plan
-from sklearn.compose import TransformedTargetRegressor
-from sklearn.datasets import load_diabetes
-from sklearn.preprocessing import StandardScaler
-from sklearn.utils.parallel import Parallel
-from skorch import NeuralNetRegressor
+from conftest import classifier, iris
 
 import metaloss_sk.evaluator as evaluator_module
 from metaloss_sk import Evolution, LossSearchCV, Schedule, SymbolicLoss, parse
-from metaloss_sk.engine import Evaluation, evaluate_candidates
-from metaloss_sk.evaluator import Evaluator, EvaluatorConfig
-from metaloss_sk.filters import gradient_violations
-from metaloss_sk.nets import MLP
-from metaloss_sk.training import Budget, Trainer
+from metaloss_sk.training import Budget
 
 CE = "neg(mul(y, log(yhat)))"
 # log|2 yhat - 1|: finite values, but a gradient near 1e7 where yhat = 1/2, inside the domain.
@@ -116,31 +108,6 @@ def test_divergence_is_named_beside_a_usual_loss_at_chance():
         assert winner(rows, CE) is rows[0]
 
 
-def test_the_gradient_check_rejects_a_singular_loss_and_keeps_the_usual_ones():
-    ok, singular, mse = gradient_violations([SymbolicLoss(CE), SymbolicLoss(SINGULAR),
-                                             SymbolicLoss("square(sub(y, yhat))", task="regression")], bound=100)
-    assert ok is None and mse is None
-    assert "gradient reaches" in singular
-    assert gradient_violations([SymbolicLoss(SINGULAR)], bound=1e9) == [None]
-
-
-def test_the_evaluator_rejects_a_singular_program_before_training_but_never_a_seed():
-    X, y = iris()
-    splits = [(np.arange(0, 150, 2), np.arange(1, 150, 2))]
-    evaluation = Evaluation(Trainer(classifier()), "multiclass", lambda net, X, y: net.score(X, y))
-    config = EvaluatorConfig(evaluation, fold_seeds=(0,), plan=plan(), rejection_steps=0, seed_programs=(CE,))
-    evaluator = Evaluator(config, X, y, splits, parallel=Parallel(n_jobs=1, return_as="generator"))
-    fitness, stats = evaluator.generation([parse(CE), parse(SINGULAR)], 0)
-    assert evaluator.rows[SINGULAR].status == "rejected" and "unstable" in evaluator.rows[SINGULAR].message
-    assert evaluator.rows[CE].status == "ok" and np.isfinite(fitness[0]) and fitness[1] == -np.inf
-    assert stats["rejected"] == 1 and stats["trained"] == 1
-    protected = EvaluatorConfig(evaluation, fold_seeds=(0,), plan=plan(), rejection_steps=0,
-                                seed_programs=(CE, SINGULAR))
-    evaluator = Evaluator(protected, X, y, splits, parallel=Parallel(n_jobs=1, return_as="generator"))
-    evaluator.generation([parse(CE), parse(SINGULAR)], 0)
-    assert evaluator.rows[SINGULAR].status != "rejected"
-
-
 def test_baseline_shows_the_usual_loss_at_the_nets_lr_and_tuned(laddered):
     search, _, _ = laddered
     base = search.baseline_
@@ -171,28 +138,6 @@ def test_verbose_summary_shows_the_found_loss_beside_the_usual_loss(capsys):
     out = capsys.readouterr().out
     assert "found loss" in out and "usual loss, lr 0.2" in out and "usual loss, tuned lr" in out
     assert "per fold" in out
-
-
-def test_regression_targets_are_standardised_inside_the_search():
-    X, y = load_diabetes(return_X_y=True)  # targets from 25 to 346, unscaled
-    X = StandardScaler().fit_transform(X).astype(np.float32)
-    net = NeuralNetRegressor(MLP, module__n_in=10, module__n_hidden=16, module__n_out=1, max_epochs=20,
-                             lr=0.05, batch_size=32, train_split=None, verbose=0)
-    search = LossSearchCV(net, evolution=Evolution(population_size=4, rejection_steps=50), generations=1, cv=2,
-                          random_state=0, baseline_lrs=None).fit(X, y)
-    assert isinstance(search.best_estimator_, TransformedTargetRegressor)
-    assert search.best_score_ > 0.2 and search.score(X, y) > 0.2
-    assert abs(search.predict(X).mean() - y.mean()) < 0.2 * y.std()
-
-
-def test_chance_level_is_measured_with_the_search_scorer():
-    X, y = iris()
-    train, test = np.arange(0, 150, 2), np.arange(1, 150, 2)
-    evaluation = Evaluation(Trainer(classifier()), "multiclass", lambda net, X, y: net.score(X, y))
-    anti, usual = evaluate_candidates(evaluation, [SymbolicLoss("mul(y, log(yhat))"), SymbolicLoss(CE)], X, y,
-                                      train, test, Budget(4), 0)
-    assert anti.status == "chance" and anti.score <= 1 / 3  # the measured score is kept
-    assert usual.status == "ok" and usual.score > 1 / 3
 
 
 def test_search_lr_tuned_searches_at_the_usual_losss_best_learning_rate():
@@ -266,3 +211,22 @@ def test_one_fold_better_and_the_others_tied_is_not_beyond_one_standard_error():
     # mean = a / 3 and standard error = a / 3 exactly; rounding once tipped this to "kept".
     assert not beats([0.9855233853006681, 0.98, 0.97], [0.9844097995545656, 0.98, 0.97], "se")[0]
     assert beats([0.9855233853006681, 0.98, 0.97], [0.9844097995545656, 0.98, 0.97], 0.0)[0]
+
+
+def test_simplest_within_one_se_picks_the_shortest_program_near_the_best_at_the_final_rung():
+    from metaloss_sk import simplest_within_one_se
+
+    results = {
+        "program": ["a", "b", "c", "d", "e"],
+        "length": np.array([9, 5, 3, 1, 7]),
+        "iter": np.array([2, 2, 2, 1, 2]),
+        "mean_test_score": np.array([0.90, 0.88, 0.80, 0.95, np.nan]),
+        "std_test_score": np.array([0.04, 0.01, 0.01, 0.0, np.nan]),
+        "split0_test_score": np.zeros(5), "split1_test_score": np.zeros(5), "split2_test_score": np.zeros(5),
+        "split3_test_score": np.zeros(5),
+    }
+    # Best at the final rung: a (0.90, se 0.04 / 2 = 0.02): b (0.88) is within and shorter; c is not; d never
+    # reached the final rung; e failed.
+    assert simplest_within_one_se(results) == 1
+    results["std_test_score"][0] = 0.0
+    assert simplest_within_one_se(results) == 0
