@@ -6,7 +6,7 @@ the task's training part); its winner then trains on the whole training part for
 with 5 training seeds and is scored on the test split, as in ``bench_quality.py``. Prints one row
 per search and the mean test error per setting.
 
-    python benchmarks/study_screening_quality.py --task digits-mlp --seeds 0 1 2
+    python benchmarks/studies/study_screening_quality.py --task digits-mlp --seeds 0 1 2
 """
 
 import argparse
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for tasks.py
 
 from tasks import load_task, train  # noqa: E402
 

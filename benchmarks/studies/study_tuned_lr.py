@@ -8,7 +8,7 @@ rate that CV chose for the usual loss in that benchmark (the "usual+lr" row),
 the search runs at it, and the found loss and the usual loss train the final
 model at that same rate, same seeds, same budget.
 
-    python benchmarks/study_tuned_lr.py digits-mlp mnist1d-mlp
+    python benchmarks/studies/study_tuned_lr.py digits-mlp mnist1d-mlp
 
 Writes results/tuned_lr.md (appends one section per invocation).
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for tasks.py
 
 from tasks import load_task, predict, train  # noqa: E402
 
@@ -32,7 +32,7 @@ TUNED_LR = {"digits-mlp": 0.316, "mnist1d-mlp": 0.316, "mnist5k-lenet": 0.0316, 
             "diabetes-mlp": 0.001, "boston-mlp": 0.01}
 SEEDS = 5
 FIT_STEPS, FINAL_STEPS = 500, 2000
-RESULTS = Path(__file__).resolve().parent / "results" / "tuned_lr.md"
+RESULTS = Path(__file__).resolve().parents[1] / "results" / "tuned_lr.md"
 
 
 def test_errors(task, criterion, lr):
@@ -44,7 +44,7 @@ def test_errors(task, criterion, lr):
 
 
 def main(names):
-    lines = [f"\n## {datetime.date.today()}: `python benchmarks/study_tuned_lr.py {' '.join(names)}`\n",
+    lines = [f"\n## {datetime.date.today()}: `python benchmarks/studies/study_tuned_lr.py {' '.join(names)}`\n",
              "| task | method | lr | search s | CV found / usual | test error found | usual loss | Δ | p (paired t) "
              "| better / worse seeds | loss |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name in names:
