@@ -41,7 +41,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import ShuffleSplit, train_test_split
 from skorch import NeuralNetClassifier
 
-from metaloss_sk import LocalSearch, LossSearchCV
+from metaloss_sk import Evolution, LocalSearch, LossSearchCV, Schedule
 from metaloss_sk.nets import MLP
 from metaloss_sk.training import Budget, build_net
 
@@ -80,8 +80,9 @@ def run(generations, seed, setting, n_jobs):
     else:
         local_search = LocalSearch(meta_steps=250, screen_factor=3 if setting == "on" else None)
         screening = {"screening": "auto" if setting == "on" else None}
-    search = LossSearchCV(net, population_size=25, generations=generations, min_resources=500, max_resources=500,
-                          baseline_lrs=None, local_search=local_search, **screening,
+    search = LossSearchCV(net, evolution=Evolution(population_size=25), generations=generations,
+                          schedule=Schedule(min_resources=500, max_resources=500, **screening),
+                          baseline_lrs=None, local_search=local_search,
                           cv=ShuffleSplit(1, test_size=0.25, random_state=0), refit=False, random_state=seed,
                           n_jobs=n_jobs)
     start = time.perf_counter()

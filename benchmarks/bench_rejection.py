@@ -16,8 +16,8 @@ import torch
 from sklearn.datasets import load_digits
 
 from metaloss_sk import SymbolicLoss
-from metaloss_sk.nets import MLP
 from metaloss_sk.filters import Probe
+from metaloss_sk.nets import MLP
 from metaloss_sk.primitives import EVOMAL_FUNCTION_SET
 from metaloss_sk.program import SearchSpace
 

@@ -36,7 +36,7 @@ from sklearn.model_selection import ShuffleSplit
 from skorch import NeuralNetClassifier
 
 import metaloss_sk.search
-from metaloss_sk import LocalSearch, LossSearchCV
+from metaloss_sk import Evolution, LocalSearch, LossSearchCV, Schedule
 from metaloss_sk.nets import MLP
 
 RESULTS = Path(__file__).parent / "results"
@@ -69,14 +69,15 @@ def search(args, generations=50, max_time=None, naive_cache=None, n_jobs=None):
     net = NeuralNetClassifier(MLP, lr=0.01, optimizer__momentum=0.9, optimizer__nesterov=True,
                               optimizer__weight_decay=5e-4, batch_size=128, max_epochs=100,
                               train_split=None, verbose=0)
-    naive = dict(equivalence=naive_cache, rejection_steps=0, candidates_per_task=1)
+    naive = {} if naive_cache is None else dict(equivalence=naive_cache, rejection_steps=0)
     # The final selection at the fitness budget (one extra weight seed for the finalists) and no
     # learning-rate grid: this benchmark times the genetic search.
-    s = LossSearchCV(net, population_size=25, generations=generations, max_time=max_time, min_resources=500,
-                     max_resources=500, baseline_lrs=None,
+    s = LossSearchCV(net, evolution=Evolution(population_size=25, **naive), generations=generations,
+                     max_time=max_time, schedule=Schedule(min_resources=500, max_resources=500), baseline_lrs=None,
                      local_search=None if args.local_search == "none" else LocalSearch(meta_steps=250),
                      cv=ShuffleSplit(1, test_size=0.25, random_state=0), refit=False,
-                     random_state=0, n_jobs=n_jobs or args.n_jobs, **({} if naive_cache is None else naive))
+                     random_state=0, n_jobs=n_jobs or args.n_jobs,
+                     **({} if naive_cache is None else dict(candidates_per_task=1)))
     start = time.perf_counter()
     s.fit(X, y)
     return s, time.perf_counter() - start

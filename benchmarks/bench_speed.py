@@ -23,8 +23,8 @@ from sklearn.model_selection import StratifiedKFold
 from skorch import NeuralNetClassifier
 
 from metaloss_sk import SymbolicLoss
-from metaloss_sk.nets import MLP
 from metaloss_sk.engine import Evaluation, evaluate_candidates
+from metaloss_sk.nets import MLP
 from metaloss_sk.training import Budget, Trainer
 
 RESULTS = Path(__file__).parent / "results"

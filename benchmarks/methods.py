@@ -26,7 +26,7 @@ from sklearn.utils.parallel import Parallel, delayed
 from tasks import cv_score, load_task
 from torch import nn
 
-from metaloss_sk import LocalSearch, LossSearchCV, SymbolicLoss
+from metaloss_sk import Evolution, LocalSearch, LossSearchCV, Schedule, SymbolicLoss
 from metaloss_sk.loss import CROSS_ENTROPY
 
 SQUARED_ERROR = "square(sub(y, yhat))"
@@ -284,7 +284,8 @@ def run_search(task, steps, final_steps, population, generations, max_time, loca
     # The library's defaults otherwise: the learning rate tuned for the usual loss (search_lr="tuned"), the
     # known losses seeded (seed_programs="auto") and an evolved program kept only beyond the margin ("se").
     search = LossSearchCV(
-        net, population_size=population, generations=generations, min_resources=steps, max_resources=final_steps,
+        net, evolution=Evolution(population_size=population), generations=generations,
+        schedule=Schedule(min_resources=steps, max_resources=final_steps),
         max_time=max_time, local_search=LocalSearch(meta_steps=meta_steps, checkpoints=checkpoints)
         if local_search == "all" else None,
         cv=task.cv(), refit=False, n_jobs=n_jobs, random_state=seed, verbose=verbose,

@@ -12,7 +12,7 @@ def _digits_demo(args):
     from sklearn.model_selection import train_test_split
     from skorch import NeuralNetClassifier
 
-    from metaloss_sk import LossSearchCV
+    from metaloss_sk import Evolution, LossSearchCV
     from metaloss_sk.nets import MLP
 
     X, y = load_digits(return_X_y=True)
@@ -28,7 +28,7 @@ def _digits_demo(args):
           f"an MLP 64-128-10, {args.epochs} epochs per candidate, {args.cv}-fold CV, "
           f"population {args.population}, at most {args.max_time:.0f} s.", flush=True)
     search = LossSearchCV(
-        net, population_size=args.population, tournament_size=min(4, args.population),
+        net, evolution=Evolution(population_size=args.population, tournament_size=min(4, args.population)),
         generations=args.generations, cv=args.cv,
         max_time=args.max_time, n_jobs=args.n_jobs, random_state=args.seed, verbose=1,
     )
@@ -176,7 +176,7 @@ def _search(args):
     from sklearn.model_selection import train_test_split
     from skorch import NeuralNetBinaryClassifier, NeuralNetClassifier, NeuralNetRegressor
 
-    from metaloss_sk import LocalSearch, LossSearchCV, _json
+    from metaloss_sk import Evolution, LocalSearch, LossSearchCV, Schedule, _json
     from metaloss_sk.io import SEARCH_RESULT_FORMAT, hall_of_fame_to_dict, loss_to_dict
     from metaloss_sk.nets import MLP
 
@@ -199,8 +199,9 @@ def _search(args):
     local_search = None if args.local_search == "none" else LocalSearch(candidates=args.local_search,
                                                                           meta_steps=args.meta_steps)
     search = LossSearchCV(
-        net, population_size=args.population, tournament_size=min(4, args.population),
-        generations=args.generations, max_time=args.max_time, min_resources=args.max_steps or "auto",
+        net, evolution=Evolution(population_size=args.population, tournament_size=min(4, args.population)),
+        schedule=Schedule(min_resources=args.max_steps or "auto"),
+        generations=args.generations, max_time=args.max_time,
         cv=args.cv, local_search=local_search, n_jobs=args.n_jobs, checkpoint=args.checkpoint,
         random_state=args.seed, verbose=0 if args.quiet else 1,
     )

@@ -5,8 +5,8 @@ import pytest
 import torch
 from conftest import classifier, iris
 
-from metaloss_sk import LocalSearch, LossSearchCV, SymbolicLoss, parse
-from metaloss_sk.filters import Probe, commutative_key, symbolic_key
+from metaloss_sk import Evolution, LossSearchCV, SymbolicLoss
+from metaloss_sk.filters import Probe, commutative_key, gradient_violations, symbolic_key
 
 
 @pytest.fixture
@@ -79,9 +79,10 @@ def test_rejection_protocol_for_regression():
 
 def test_filters_do_not_change_the_winner():
     X, y = iris()
-    kw = dict(population_size=8, generations=3, cv=2, random_state=1, refit=False)
-    plain = LossSearchCV(classifier(), equivalence="exact", rejection_steps=0, **kw).fit(X, y)
-    filtered = LossSearchCV(classifier(), **kw).fit(X, y)
+    kw = dict(generations=3, cv=2, random_state=1, refit=False)
+    plain = LossSearchCV(classifier(), evolution=Evolution(population_size=8, equivalence="exact", rejection_steps=0),
+                         **kw).fit(X, y)
+    filtered = LossSearchCV(classifier(), evolution=Evolution(population_size=8), **kw).fit(X, y)
     assert str(filtered.best_loss_.program_) == str(plain.best_loss_.program_)
     assert filtered.best_score_ == plain.best_score_
     assert filtered.search_stats_["evaluations"] <= plain.search_stats_["evaluations"]
@@ -89,10 +90,13 @@ def test_filters_do_not_change_the_winner():
 
 def test_without_a_cache_every_proposed_program_is_trained_and_the_winner_is_the_same():
     X, y = iris()
-    kw = dict(population_size=8, generations=3, cv=2, random_state=1, refit=False, rejection_steps=0,
-              gradient_bound=None)
-    exact = LossSearchCV(classifier(), equivalence="exact", **kw).fit(X, y)
-    none = LossSearchCV(classifier(), equivalence="none", **kw).fit(X, y)
+    kw = dict(generations=3, cv=2, random_state=1, refit=False)
+
+    def evolution(equivalence):
+        return Evolution(population_size=8, rejection_steps=0, gradient_bound=None, equivalence=equivalence)
+
+    exact = LossSearchCV(classifier(), evolution=evolution("exact"), **kw).fit(X, y)
+    none = LossSearchCV(classifier(), evolution=evolution("none"), **kw).fit(X, y)
     stats = none.search_stats_
     assert stats["cache_hits"] == 0 and stats["evaluations"] == stats["proposed"] == 24
     assert exact.search_stats_["cache_hits"] > 0
@@ -105,8 +109,8 @@ def test_without_a_cache_every_proposed_program_is_trained_and_the_winner_is_the
 
 def test_search_stats_account_for_every_proposed_program():
     X, y = iris()
-    search = LossSearchCV(classifier(), population_size=8, generations=3, cv=2, random_state=1, refit=False,
-                          rejection_steps=100).fit(X, y)
+    search = LossSearchCV(classifier(), evolution=Evolution(population_size=8, rejection_steps=100), generations=3,
+                          cv=2, random_state=1, refit=False).fit(X, y)
     for h in search.history_:
         assert h["proposed"] == h["cache_hits"] + h["equivalent"] + h["rejected"] + h["trained"]
     stats = search.search_stats_
@@ -117,45 +121,15 @@ def test_search_stats_account_for_every_proposed_program():
     assert equivalent.sum() == stats["equivalent"]
 
 
-def test_with_local_search_on_every_candidate_only_commuted_programs_share_an_evaluation():
-    from sklearn.utils.parallel import Parallel
-
-    from metaloss_sk.engine import Evaluation
-    from metaloss_sk.evaluator import Evaluator, EvaluatorConfig
-    from metaloss_sk.training import Budget, Trainer
-
-    X, y = iris()
-    programs = ["neg(mul(y, log(yhat)))", "neg(mul(log(yhat), y))", "neg(mul(mul(y, log(yhat)), 1.0))"]
-    evaluation = Evaluation(Trainer(classifier()), "multiclass", lambda net, X, y: net.score(X, y),
-                            local_search=LocalSearch(meta_steps=2), local_search_budget=Budget(4))
-
-    def evaluated(equivalence):
-        config = EvaluatorConfig(evaluation, fold_seeds=(0, 1), budget=Budget(4), rejection_steps=0,
-                                 equivalence=equivalence)
-        splits = [(np.arange(0, 150, 2), np.arange(1, 150, 2)), (np.arange(1, 150, 2), np.arange(0, 150, 2))]
-        evaluator = Evaluator(config, X, y, splits, parallel=Parallel(n_jobs=1, return_as="generator"))
-        _, stats = evaluator.generation([parse(p) for p in programs], 0)
-        return {p: row.equivalent_to for p, row in evaluator.rows.items()}, stats
-
-    rows, stats = evaluated("gradient")
-    assert rows == {programs[0]: "", programs[1]: programs[0], programs[2]: ""}
-    assert stats["trained"] == 2
-    assert evaluated("exact")[1]["trained"] == 3
+SINGULAR = "neg(mul(y, log(add(yhat, sub(yhat, 1.0)))))"
 
 
-def test_candidates_are_grouped_by_program_length_into_groups_of_even_cost():
-    from metaloss_sk.evaluator import Evaluator, EvaluatorConfig
+CE = "neg(mul(y, log(yhat)))"
 
-    programs = ["y", "neg(yhat)", "neg(mul(y, log(yhat)))", "square(sub(y, yhat))",
-                "add(mul(y, log(yhat)), mul(sub(y, yhat), tanh(add(yhat, y))))"] * 3
-    losses = [loss(p) for p in programs]
-    def groups(n_jobs):
-        config = EvaluatorConfig(evaluation=None, fold_seeds=(0,), budget=None, n_jobs=n_jobs, candidates_per_task=8)
-        return Evaluator(config, None, None, [("train", "test")], parallel=None)._groups(losses)
 
-    for n_jobs, sizes in [(1, [7, 8]), (4, [3, 4, 4, 4])]:  # as few groups as leave every worker a task
-        found = groups(n_jobs)
-        assert sorted(i for g in found for i in g) == list(range(len(losses)))
-        assert sorted(len(g) for g in found) == sizes
-        nodes = [sum(len(losses[i].program_) for i in g) for g in found]
-        assert max(nodes) - min(nodes) <= max(len(x.program_) for x in losses)
+def test_the_gradient_check_rejects_a_singular_loss_and_keeps_the_usual_ones():
+    ok, singular, mse = gradient_violations([SymbolicLoss(CE), SymbolicLoss(SINGULAR),
+                                             SymbolicLoss("square(sub(y, yhat))", task="regression")], bound=100)
+    assert ok is None and mse is None
+    assert "gradient reaches" in singular
+    assert gradient_violations([SymbolicLoss(SINGULAR)], bound=1e9) == [None]

@@ -14,6 +14,7 @@ from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits
 from sklearn.preprocessing import StandardScaler
 from skorch import NeuralNetBinaryClassifier, NeuralNetClassifier, NeuralNetRegressor
 from torch import nn
+from torch.nn import functional as F
 
 from metaloss_sk import SymbolicLoss
 from metaloss_sk.nets import MLP
@@ -528,3 +529,17 @@ def test_random_valid_program_gives_finite_loss_and_gradients_on_random_logits(
     value, grad = _value_and_grad(SymbolicLoss(str(program)), logits, target)
     assert torch.isfinite(value), program
     assert torch.isfinite(grad).all(), program
+
+
+def test_symbolic_loss_weights_rows():
+    torch.manual_seed(0)
+    logits, target, w = torch.randn(6, 3), torch.tensor([0, 1, 2, 0, 1, 2]), torch.rand(6)
+    loss = SymbolicLoss()
+    expected = (F.cross_entropy(logits, target, reduction="none") * w).mean()
+    torch.testing.assert_close(loss(logits, target, sample_weight=w), expected)
+    torch.testing.assert_close(loss(logits, target, sample_weight=torch.ones(6)), loss(logits, target))
+    mse = SymbolicLoss("square(sub(y, yhat))", task="regression")
+    out, t = torch.randn(6, 2), torch.randn(6, 2)
+    torch.testing.assert_close(mse(out, t, sample_weight=w), (((out - t) ** 2).mean(1) * w).mean())
+    with pytest.raises(ValueError, match="one weight per row of the batch \\(6\\)"):
+        loss(logits, target, sample_weight=torch.ones(5))

@@ -9,7 +9,7 @@ from sklearn.datasets import load_iris
 from sklearn.preprocessing import StandardScaler
 from skorch import NeuralNetClassifier
 
-from metaloss_sk import LossSearchCV, SymbolicLoss
+from metaloss_sk import Evolution, LossSearchCV, Schedule, SymbolicLoss
 from metaloss_sk.nets import MLP
 from metaloss_sk.plotting import plot_loss_shape, plot_pareto, plot_progress, results_frame
 
@@ -26,7 +26,7 @@ def search():
     X = StandardScaler().fit_transform(X).astype(np.float32)
     net = NeuralNetClassifier(MLP, module__n_in=4, module__n_hidden=8, module__n_out=3, max_epochs=4, lr=0.2,
                               batch_size=32, train_split=None, verbose=0)
-    return LossSearchCV(net, population_size=4, tournament_size=2, generations=2, cv=2,
+    return LossSearchCV(net, evolution=Evolution(population_size=4, tournament_size=2), generations=2, cv=2,
                         random_state=0).fit(X, y)
 
 
@@ -37,9 +37,9 @@ def laddered():
     X = StandardScaler().fit_transform(X).astype(np.float32)
     net = NeuralNetClassifier(MLP, module__n_in=4, module__n_hidden=8, module__n_out=3, max_epochs=8, lr=0.2,
                               batch_size=32, train_split=None, verbose=0)
-    return LossSearchCV(net, population_size=6, generations=2, cv=2, min_resources=6, screening=3, factor=2,
-                        n_finalists=2, rejection_steps=50, refit=False, random_state=0, search_lr="net",
-                        seed_programs="usual").fit(X, y)
+    return LossSearchCV(net, evolution=Evolution(population_size=6, rejection_steps=50), generations=2, cv=2,
+                        schedule=Schedule(min_resources=6, screening=3, factor=2, n_finalists=2), refit=False,
+                        random_state=0, search_lr="net", seed_programs="usual").fit(X, y)
 
 
 @pytest.fixture(autouse=True)

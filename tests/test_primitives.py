@@ -171,14 +171,15 @@ def registered(monkeypatch):
 def test_a_user_primitive_works_in_a_search_with_workers(monkeypatch):
     from conftest import classifier, iris
 
-    from metaloss_sk import LossSearchCV
+    from metaloss_sk import Evolution, LossSearchCV
 
     monkeypatch.setitem(PRIMITIVES, "softplus", SOFTPLUS)  # so the test leaves the registry as it found it
     monkeypatch.delitem(PRIMITIVES, "softplus")
     X, y = iris()
-    search = LossSearchCV(classifier(), function_set=("add", "mul", "log", "neg", SOFTPLUS), n_jobs=2,
+    search = LossSearchCV(classifier(), n_jobs=2,
+                          evolution=Evolution(function_set=("add", "mul", "log", "neg", SOFTPLUS), population_size=4),
                           seed_programs=["neg(mul(y, log(yhat)))", "softplus(sub(yhat, y))"],
-                          population_size=4, generations=1, cv=2, random_state=0, baseline_lrs=None)
+                          generations=1, cv=2, random_state=0, baseline_lrs=None)
     search.fit(X, y)  # workers learn the primitive from the programs sent to them
     row = list(search.cv_results_["program"]).index("softplus(sub(yhat, y))")
     assert search.cv_results_["status"][row] in ("ok", "chance")

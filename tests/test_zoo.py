@@ -9,21 +9,17 @@ import torch.nn.functional as F
 from conftest import classifier, iris
 from sklearn.datasets import load_diabetes
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils.parallel import Parallel
 from skorch import NeuralNetRegressor
 
-from metaloss_sk import LocalSearch, LossSearchCV, SymbolicLoss, parse
+from metaloss_sk import Evolution, LocalSearch, LossSearchCV, SymbolicLoss, parse
 from metaloss_sk.nets import MLP
-from metaloss_sk.engine import Evaluation
-from metaloss_sk.evaluator import Evaluator, EvaluatorConfig
-from metaloss_sk.training import Budget, Trainer
 from metaloss_sk.zoo import known_losses
 
 CE = "neg(mul(y, log(yhat)))"
 COMMUTED = "neg(mul(log(yhat), y))"
 
-KW = dict(population_size=8, generations=2, cv=2, random_state=0, rejection_steps=50, refit=False,
-          baseline_lrs=None)
+KW = dict(evolution=Evolution(population_size=8, rejection_steps=50), generations=2, cv=2, random_state=0,
+          refit=False, baseline_lrs=None)
 
 
 def _multiclass_forms(k, smoothing=0.1):
@@ -129,20 +125,6 @@ def test_a_regressor_starts_from_the_regression_losses():
     assert all(math.isfinite(k["mean_test_score"]) for k in search.baseline_["known_losses"])
 
 
-def test_known_losses_skip_the_local_search_every_candidate_gets():
-    X, y = iris()
-    splits = [(np.arange(0, 150, 2), np.arange(1, 150, 2))]
-    evaluation = Evaluation(Trainer(classifier()), "multiclass", lambda net, X, y: net.score(X, y),
-                            local_search=LocalSearch(meta_steps=5, checkpoints=1), local_search_budget=Budget(4))
-    config = EvaluatorConfig(evaluation, fold_seeds=(0,), budget=Budget(4), rejection_steps=0, seed_programs=(CE,))
-    evaluator = Evaluator(config, X, y, splits, parallel=Parallel(n_jobs=1, return_as="generator"))
-    # A commuted cross-entropy is an evolved program: it gets its own local search, not the seed's score.
-    evaluator.generation([parse(CE), parse(COMMUTED)], 0)
-    assert evaluator.rows[CE].fold_coefficients == [None]
-    assert evaluator.rows[COMMUTED].fold_coefficients[0] is not None
-    assert not evaluator.rows[COMMUTED].equivalent_to
-
-
 def test_an_evomal_search_returns_a_known_loss_as_it_is():
     X, y = iris()
     search = LossSearchCV(classifier(), local_search=LocalSearch(meta_steps=5, checkpoints=1), **KW).fit(X, y)
@@ -153,7 +135,7 @@ def test_an_evomal_search_returns_a_known_loss_as_it_is():
 
 
 def test_the_final_contest_tunes_each_contenders_rate_beside_the_search_rate():
-    from metaloss_sk.selection import learning_rates, neighbour_rates
+    from metaloss_sk.final_selection import learning_rates, neighbour_rates
 
     X, y = iris()
     search = LossSearchCV(classifier(), **{**KW, "baseline_lrs": "auto", "refit": True}).fit(X, y)
@@ -174,9 +156,3 @@ def test_a_search_at_the_nets_rate_keeps_it_to_the_end():
     assert search.best_lr_ == search.search_lr_ == 0.2 == search.best_estimator_.lr
 
 
-@pytest.mark.parametrize("kw, message", [(dict(margin="sd"), "margin must be"), (dict(margin=-0.01), "margin must be"),
-                                         (dict(seed_programs="zoo"), "seed_programs must be 'auto', 'usual'")])
-def test_bad_margin_or_seed_programs_are_refused_naming_the_parameter(kw, message):
-    X, y = iris()
-    with pytest.raises(ValueError, match=message):
-        LossSearchCV(classifier(), **{**KW, **kw}).fit(X, y)

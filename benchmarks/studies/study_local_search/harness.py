@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from sklearn.datasets import load_diabetes, load_digits
 from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
-from metaloss_sk.nets import MLP  # noqa: E402
 from metaloss_sk.loss import SymbolicLoss  # noqa: E402
+from metaloss_sk.nets import MLP  # noqa: E402
 from metaloss_sk.primitives import Primitive  # noqa: E402
 
 torch.set_num_threads(1)

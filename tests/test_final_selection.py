@@ -1,28 +1,21 @@
-"""The winner is chosen at the budget the net trains with, never fragile, and shown beside the usual loss."""
+"""metaloss_sk.final_selection: the winner is chosen at the budget the net trains with, never
+fragile, and shown beside the usual loss."""
 
 import json
 
 import numpy as np
 import pytest
 from conftest import classifier, iris
-from sklearn.compose import TransformedTargetRegressor
-from sklearn.datasets import load_diabetes
-from sklearn.preprocessing import StandardScaler
-from sklearn.utils.parallel import Parallel
-from skorch import NeuralNetRegressor
 
 import metaloss_sk.evaluator as evaluator_module
-from metaloss_sk import LossSearchCV, SymbolicLoss, parse
-from metaloss_sk.nets import MLP
-from metaloss_sk.engine import Evaluation, evaluate_candidates
-from metaloss_sk.evaluator import Evaluator, EvaluatorConfig
-from metaloss_sk.filters import gradient_violations
-from metaloss_sk.training import Budget, Trainer
+from metaloss_sk import Evolution, LossSearchCV, Schedule, SymbolicLoss, parse
+from metaloss_sk.training import Budget
 
 CE = "neg(mul(y, log(yhat)))"
 # log|2 yhat - 1|: finite values, but a gradient near 1e7 where yhat = 1/2, inside the domain.
 SINGULAR = "neg(mul(y, log(add(yhat, sub(yhat, 1.0)))))"
-KW = dict(population_size=6, generations=2, cv=2, random_state=0, rejection_steps=50, refit=False)
+KW = dict(evolution=Evolution(population_size=6, rejection_steps=50), generations=2, cv=2, random_state=0,
+          refit=False)
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +23,8 @@ def laddered():
     # 75 training rows per fold, batches of 32: 3 steps an epoch, 24 steps for the net's 8 epochs;
     # and a screening rung of 3 steps below the fitness budget.
     X, y = iris()
-    search = LossSearchCV(classifier(max_epochs=8), min_resources=6, screening=3, factor=2, n_finalists=2,
-                          **KW).fit(X, y)
+    search = LossSearchCV(classifier(max_epochs=8),
+                          schedule=Schedule(min_resources=6, screening=3, factor=2, n_finalists=2), **KW).fit(X, y)
     return search, X, y
 
 
@@ -71,7 +64,8 @@ def test_finalists_train_with_two_weight_seeds_per_fold(monkeypatch):
 
     monkeypatch.setattr(evaluator_module, "evaluate_candidates", record)
     X, y = iris()
-    search = LossSearchCV(classifier(max_epochs=8), min_resources=6, factor=2, baseline_lrs=None, **KW).fit(X, y)
+    search = LossSearchCV(classifier(max_epochs=8), schedule=Schedule(min_resources=6, factor=2), baseline_lrs=None,
+                          **KW).fit(X, y)
     winner = str(search.best_loss_.program_)
     final = Budget(max_epochs=8)
     seeds = {(n, seed) for budget, n, seed, programs in calls if budget == final and winner in programs}
@@ -106,37 +100,12 @@ def test_a_search_that_diverges_names_divergence_and_says_to_lower_lr():
 def test_divergence_is_named_beside_a_usual_loss_at_chance():
     from types import SimpleNamespace
 
-    from metaloss_sk.selection import winner
+    from metaloss_sk.final_selection import winner
 
     rows = [SimpleNamespace(program=CE, status="chance", score=np.nan, rungs=[]),
             SimpleNamespace(program="square(sub(y, yhat))", status="nan", score=np.nan, rungs=[])]
     with pytest.warns(UserWarning, match=r"train longer.*1 candidate\(s\) diverged.*lower it"):
         assert winner(rows, CE) is rows[0]
-
-
-def test_the_gradient_check_rejects_a_singular_loss_and_keeps_the_usual_ones():
-    ok, singular, mse = gradient_violations([SymbolicLoss(CE), SymbolicLoss(SINGULAR),
-                                             SymbolicLoss("square(sub(y, yhat))", task="regression")], bound=100)
-    assert ok is None and mse is None
-    assert "gradient reaches" in singular
-    assert gradient_violations([SymbolicLoss(SINGULAR)], bound=1e9) == [None]
-
-
-def test_the_evaluator_rejects_a_singular_program_before_training_but_never_a_seed():
-    X, y = iris()
-    splits = [(np.arange(0, 150, 2), np.arange(1, 150, 2))]
-    evaluation = Evaluation(Trainer(classifier()), "multiclass", lambda net, X, y: net.score(X, y))
-    config = EvaluatorConfig(evaluation, fold_seeds=(0,), budget=Budget(4), rejection_steps=0, seed_programs=(CE,))
-    evaluator = Evaluator(config, X, y, splits, parallel=Parallel(n_jobs=1, return_as="generator"))
-    fitness, stats = evaluator.generation([parse(CE), parse(SINGULAR)], 0)
-    assert evaluator.rows[SINGULAR].status == "rejected" and "unstable" in evaluator.rows[SINGULAR].message
-    assert evaluator.rows[CE].status == "ok" and np.isfinite(fitness[0]) and fitness[1] == -np.inf
-    assert stats["rejected"] == 1 and stats["trained"] == 1
-    protected = EvaluatorConfig(evaluation, fold_seeds=(0,), budget=Budget(4), rejection_steps=0,
-                                seed_programs=(CE, SINGULAR))
-    evaluator = Evaluator(protected, X, y, splits, parallel=Parallel(n_jobs=1, return_as="generator"))
-    evaluator.generation([parse(CE), parse(SINGULAR)], 0)
-    assert evaluator.rows[SINGULAR].status != "rejected"
 
 
 def test_baseline_shows_the_usual_loss_at_the_nets_lr_and_tuned(laddered):
@@ -171,32 +140,10 @@ def test_verbose_summary_shows_the_found_loss_beside_the_usual_loss(capsys):
     assert "per fold" in out
 
 
-def test_regression_targets_are_standardised_inside_the_search():
-    X, y = load_diabetes(return_X_y=True)  # targets from 25 to 346, unscaled
-    X = StandardScaler().fit_transform(X).astype(np.float32)
-    net = NeuralNetRegressor(MLP, module__n_in=10, module__n_hidden=16, module__n_out=1, max_epochs=20,
-                             lr=0.05, batch_size=32, train_split=None, verbose=0)
-    search = LossSearchCV(net, population_size=4, generations=1, cv=2, random_state=0, rejection_steps=50,
-                          baseline_lrs=None).fit(X, y)
-    assert isinstance(search.best_estimator_, TransformedTargetRegressor)
-    assert search.best_score_ > 0.2 and search.score(X, y) > 0.2
-    assert abs(search.predict(X).mean() - y.mean()) < 0.2 * y.std()
-
-
-def test_chance_level_is_measured_with_the_search_scorer():
-    X, y = iris()
-    train, test = np.arange(0, 150, 2), np.arange(1, 150, 2)
-    evaluation = Evaluation(Trainer(classifier()), "multiclass", lambda net, X, y: net.score(X, y))
-    anti, usual = evaluate_candidates(evaluation, [SymbolicLoss("mul(y, log(yhat))"), SymbolicLoss(CE)], X, y,
-                                      train, test, Budget(4), 0)
-    assert anti.status == "chance" and anti.score <= 1 / 3  # the measured score is kept
-    assert usual.status == "ok" and usual.score > 1 / 3
-
-
 def test_search_lr_tuned_searches_at_the_usual_losss_best_learning_rate():
     X, y = iris()
-    search = LossSearchCV(classifier(lr=0.05), search_lr="tuned", baseline_lrs=[0.02, 0.5], population_size=4,
-                          generations=1, cv=2, random_state=0).fit(X, y)
+    search = LossSearchCV(classifier(lr=0.05), search_lr="tuned", baseline_lrs=[0.02, 0.5],
+                          evolution=Evolution(population_size=4), generations=1, cv=2, random_state=0).fit(X, y)
     base = search.baseline_
     assert search.search_lr_ == base["tuned_lr"] == base["lrs"][int(np.nanargmax(base["mean_test_score"]))]
     assert base["net_lr"] == 0.05 and search.search_lr_ != 0.05
@@ -211,7 +158,8 @@ def test_search_lr_tuned_searches_at_the_usual_losss_best_learning_rate():
 def test_search_lr_net_is_the_nets_own_and_a_grid_of_none_tunes_nothing():
     X, y = iris()
     for kw in (dict(search_lr="net"), dict(baseline_lrs=None)):
-        search = LossSearchCV(classifier(), population_size=4, generations=1, cv=2, random_state=0, **kw).fit(X, y)
+        search = LossSearchCV(classifier(), evolution=Evolution(population_size=4), generations=1, cv=2,
+                              random_state=0, **kw).fit(X, y)
         assert search.search_lr_ == 0.2 and search.best_estimator_.lr == 0.2
 
 
@@ -223,7 +171,7 @@ def _row(program, scores, steps=24):
 
 
 def test_an_evolved_program_replaces_the_best_known_loss_only_beyond_the_margin():
-    from metaloss_sk.selection import contest_at_rates
+    from metaloss_sk.final_selection import contest_at_rates
 
     def contest(rows, margin):
         return contest_at_rates(None, rows, (CE,), margin, None, 2, 0.1)
@@ -243,7 +191,7 @@ def test_an_evolved_program_replaces_the_best_known_loss_only_beyond_the_margin(
 
 
 def test_the_learning_rate_grid_is_halved_over_weight_seeds_at_the_final_budget(laddered):
-    from metaloss_sk.selection import LR_FACTORS, learning_rates
+    from metaloss_sk.final_selection import LR_FACTORS, learning_rates
 
     assert len(LR_FACTORS) == 9 and min(LR_FACTORS) == pytest.approx(0.01) and max(LR_FACTORS) == pytest.approx(100)
     assert learning_rates("auto", 0.2) == sorted(learning_rates("auto", 0.2)) and 0.2 in learning_rates("auto", 0.2)
@@ -258,8 +206,27 @@ def test_the_learning_rate_grid_is_halved_over_weight_seeds_at_the_final_budget(
 
 
 def test_one_fold_better_and_the_others_tied_is_not_beyond_one_standard_error():
-    from metaloss_sk.selection import beats
+    from metaloss_sk.final_selection import beats
 
     # mean = a / 3 and standard error = a / 3 exactly; rounding once tipped this to "kept".
     assert not beats([0.9855233853006681, 0.98, 0.97], [0.9844097995545656, 0.98, 0.97], "se")[0]
     assert beats([0.9855233853006681, 0.98, 0.97], [0.9844097995545656, 0.98, 0.97], 0.0)[0]
+
+
+def test_simplest_within_one_se_picks_the_shortest_program_near_the_best_at_the_final_rung():
+    from metaloss_sk import simplest_within_one_se
+
+    results = {
+        "program": ["a", "b", "c", "d", "e"],
+        "length": np.array([9, 5, 3, 1, 7]),
+        "iter": np.array([2, 2, 2, 1, 2]),
+        "mean_test_score": np.array([0.90, 0.88, 0.80, 0.95, np.nan]),
+        "std_test_score": np.array([0.04, 0.01, 0.01, 0.0, np.nan]),
+        "split0_test_score": np.zeros(5), "split1_test_score": np.zeros(5), "split2_test_score": np.zeros(5),
+        "split3_test_score": np.zeros(5),
+    }
+    # Best at the final rung: a (0.90, se 0.04 / 2 = 0.02): b (0.88) is within and shorter; c is not; d never
+    # reached the final rung; e failed.
+    assert simplest_within_one_se(results) == 1
+    results["std_test_score"][0] = 0.0
+    assert simplest_within_one_se(results) == 0

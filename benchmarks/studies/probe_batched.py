@@ -14,7 +14,7 @@ each with its own loss on its own outputs:
 Then checks that, from the same initial weights and batches, 20 steps of
 variants 3-5 give every copy the weights variant 2 gives (max abs difference).
 
-Run from the repository root:  .venv/bin/python benchmarks/probe_batched.py
+Run from the repository root:  .venv/bin/python benchmarks/studies/probe_batched.py
 """
 
 import copy
@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for tasks.py
 from tasks import LeNet5  # noqa: E402
 
 from metaloss_sk.nets import MLP  # noqa: E402

@@ -6,7 +6,7 @@ the task's training part); its winner then trains on the whole training part for
 with 5 training seeds and is scored on the test split, as in ``bench_quality.py``. Prints one row
 per search and the mean test error per setting.
 
-    python benchmarks/study_screening_quality.py --task digits-mlp --seeds 0 1 2
+    python benchmarks/studies/study_screening_quality.py --task digits-mlp --seeds 0 1 2
 """
 
 import argparse
@@ -17,20 +17,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for tasks.py
 
 from tasks import load_task, train  # noqa: E402
 
-from metaloss_sk import LossSearchCV  # noqa: E402
+from metaloss_sk import Evolution, LossSearchCV, Schedule  # noqa: E402
 
 
 def search(task, screening, seed, steps=500, final_steps=2000, population=25, generations=50, max_time=200):
     n_folds = task.cv().get_n_splits()
     n_rows = len(task.X_train) * (n_folds - 1) // n_folds
     net = task.skorch_net(final_steps, n_rows, criterion=type(task.usual_loss()))
-    s = LossSearchCV(net, population_size=population, generations=generations, min_resources=steps,
-                     max_resources=final_steps, max_time=max_time, local_search=None, baseline_lrs=None,
-                     cv=task.cv(), refit=False, n_jobs=2, random_state=seed, screening=screening)
+    s = LossSearchCV(net, evolution=Evolution(population_size=population), generations=generations,
+                     schedule=Schedule(min_resources=steps, max_resources=final_steps, screening=screening),
+                     max_time=max_time, local_search=None, baseline_lrs=None,
+                     cv=task.cv(), refit=False, n_jobs=2, random_state=seed)
     start = time.perf_counter()
     s.fit(task.X_train, task.y_train)
     return s, time.perf_counter() - start

@@ -8,7 +8,7 @@ rate that CV chose for the usual loss in that benchmark (the "usual+lr" row),
 the search runs at it, and the found loss and the usual loss train the final
 model at that same rate, same seeds, same budget.
 
-    python benchmarks/study_tuned_lr.py digits-mlp mnist1d-mlp
+    python benchmarks/studies/study_tuned_lr.py digits-mlp mnist1d-mlp
 
 Writes results/tuned_lr.md (appends one section per invocation).
 """
@@ -21,18 +21,18 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for tasks.py
 
 from tasks import load_task, predict, train  # noqa: E402
 
-from metaloss_sk import LocalSearch, LossSearchCV  # noqa: E402
+from metaloss_sk import Evolution, LocalSearch, LossSearchCV, Schedule  # noqa: E402
 
 #: The usual loss's learning rate chosen by CV in results/quality_full.md (row "usual loss, lr tuned").
 TUNED_LR = {"digits-mlp": 0.316, "mnist1d-mlp": 0.316, "mnist5k-lenet": 0.0316, "cancer-mlp": 0.001,
             "diabetes-mlp": 0.001, "boston-mlp": 0.01}
 SEEDS = 5
 FIT_STEPS, FINAL_STEPS = 500, 2000
-RESULTS = Path(__file__).resolve().parent / "results" / "tuned_lr.md"
+RESULTS = Path(__file__).resolve().parents[1] / "results" / "tuned_lr.md"
 
 
 def test_errors(task, criterion, lr):
@@ -44,7 +44,7 @@ def test_errors(task, criterion, lr):
 
 
 def main(names):
-    lines = [f"\n## {datetime.date.today()}: `python benchmarks/study_tuned_lr.py {' '.join(names)}`\n",
+    lines = [f"\n## {datetime.date.today()}: `python benchmarks/studies/study_tuned_lr.py {' '.join(names)}`\n",
              "| task | method | lr | search s | CV found / usual | test error found | usual loss | Δ | p (paired t) "
              "| better / worse seeds | loss |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name in names:
@@ -55,7 +55,8 @@ def main(names):
         for method in ("gp-lfl", "evomal"):
             net = task.skorch_net(FINAL_STEPS, n_rows, criterion=type(task.usual_loss())).set_params(lr=lr)
             search = LossSearchCV(
-                net, population_size=25, generations=50, min_resources=FIT_STEPS, max_resources=FINAL_STEPS,
+                net, evolution=Evolution(population_size=25), generations=50,
+                schedule=Schedule(min_resources=FIT_STEPS, max_resources=FINAL_STEPS),
                 max_time=200 if method == "gp-lfl" else 240,
                 local_search=LocalSearch(meta_steps=100, checkpoints=2) if method == "evomal" else None,
                 baseline_lrs=None, cv=task.cv(), refit=False, n_jobs=2, random_state=0)
