@@ -28,7 +28,8 @@ import torch
 from sklearn.base import clone
 from skorch import NeuralNet, NeuralNetBinaryClassifier, NeuralNetClassifier, NeuralNetRegressor
 
-from ._rows import call, n_rows, take, to_tensors
+from ._rows import call, is_dict, n_rows, take, to_tensors
+from .batched import BatchedModule, batch_plan
 from .loss import SymbolicLoss
 
 __all__ = ["Budget", "Trainer", "build_net", "fast_path_blockers", "score", "shared_terminals"]
@@ -188,11 +189,73 @@ def _train_together(net_, losses, Xt, yt, budget, seed):
     return modules, failure
 
 
-def _fit_fast(estimator, losses, X, y, budget, seed, **params):
-    """Train ``estimator``'s module with each of ``losses`` by the fast loop, in lockstep.
+def _train_batched(net_, traced, losses, Xt, yt, budget, seed):
+    """Train one copy of ``net_``'s module per loss as one batched network (stacked parameters).
 
-    Returns ``[(net, trained module or None, failure message or None)]``, one
-    per loss. The net is the group's one initialised skorch net: scoring a
+    Returns each copy's state dict and, per loss, None or the reason it failed.
+    """
+    net_.module_.train()
+    batched = BatchedModule(traced, [net_.module_] * len(losses))
+    (param_groups,), kwargs = net_.get_params_for_optimizer("optimizer", batched.named_parameters())
+    # The update is elementwise, so one step over the stacked parameters is every copy's own step.
+    optimizer = net_.optimizer(param_groups, **kwargs)
+    shared = shared_terminals(losses)
+    failure = [None] * len(losses)
+    for idx in _batches(net_, n_rows(Xt), budget, seed):
+        alive = [k for k, f in enumerate(failure) if f is None]
+        if not alive:
+            break
+        xb, yb = take(Xt, idx), yt[idx]
+        optimizer.zero_grad(set_to_none=True)
+        out = batched(xb)  # [G, batch, ...]: every copy, failed ones too (their slices are never read)
+        if shared:
+            # One softmax (or sigmoid) and one target encoding for the whole group.
+            y, yhat = losses[0].terminals(out.flatten(0, 1), yb.repeat(len(losses), *([1] * (yb.dim() - 1))))
+            y, yhat = y.unflatten(0, out.shape[:2]), yhat.unflatten(0, out.shape[:2])
+        values, stepping = [], []
+        for k in alive:
+            try:
+                value = losses[k].from_terminals(y[k], yhat[k]) if shared else losses[k](out[k], yb)
+            except Exception as exc:
+                failure[k] = f"{type(exc).__name__}: {exc}"
+                continue
+            values.append(value.reshape(()))
+            stepping.append(k)
+        if not values:
+            continue
+        values = torch.stack(values)
+        finite = torch.isfinite(values.detach())
+        if not bool(finite.all()):
+            for k, ok in zip(stepping, finite.tolist()):
+                if not ok:
+                    failure[k] = "the training loss became NaN or infinite"
+            if not bool(finite.any()):
+                continue
+            values = values[finite]
+        # The sum: every copy's parameters get the gradient of its own loss alone.
+        values.sum().backward()
+        optimizer.step()
+    return [batched.state_dict(g) for g in range(len(losses))], failure
+
+
+def batch_blocker(net_, X):
+    """Why the group cannot train as one batched network (None when it can).
+
+    ``net_`` is initialised; ``X`` the training rows.
+    """
+    if not (isinstance(net_.optimizer, type) and issubclass(net_.optimizer, _ELEMENTWISE_OPTIMIZERS)):
+        return "its optimizer's update is not elementwise"
+    if is_dict(X) or getattr(X, "ndim", 0) != 2:
+        return "its input is not one 2-d array"
+    _, reason = batch_plan(net_.module_)
+    return reason
+
+
+def _fit_fast(estimator, losses, X, y, budget, seed, **params):
+    """Train ``estimator``'s module with each of ``losses`` by the fast loop, batched or in lockstep.
+
+    Returns ``[(net, trained module or state dict or None, failure message or None)]``,
+    one per loss. The net is the group's one initialised skorch net: scoring a
     candidate loads its module into it.
     """
     net_ = build_net(estimator, losses[0], budget, n_rows(X), **params)
@@ -201,8 +264,13 @@ def _fit_fast(estimator, losses, X, y, budget, seed, **params):
     net_.check_data(X, y)  # as net.fit does: a classifier infers classes_ here, which scorers read
     device = net_.device
     Xt, yt = to_tensors(X, device), torch.as_tensor(y, device=device)
+    losses = [loss.to(device) for loss in losses]
+    traced = None if batch_blocker(net_, X) else batch_plan(net_.module_)[0]
     try:
-        modules, failures = _train_together(net_, [loss.to(device) for loss in losses], Xt, yt, budget, seed)
+        if traced is not None:
+            modules, failures = _train_batched(net_, traced, losses, Xt, yt, budget, seed)
+        else:
+            modules, failures = _train_together(net_, losses, Xt, yt, budget, seed)
     except Exception as exc:  # the module itself failed: every candidate fails alike
         return [(net_, None, f"{type(exc).__name__}: {exc}")] * len(losses)
     return [(net_, module, failure) for module, failure in zip(modules, failures)]
@@ -246,7 +314,7 @@ class Trainer:
             return
         for net_, module, failure in _fit_fast(self.estimator, losses, X, y, budget, seed, **params):
             if module is not None:
-                net_.module_.load_state_dict(module.state_dict())
+                net_.module_.load_state_dict(module if isinstance(module, dict) else module.state_dict())
             yield net_, failure
 
 

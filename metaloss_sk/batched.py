@@ -1,0 +1,181 @@
+"""G copies of a module as one batched network with stacked parameters.
+
+A module made only of ``nn.Linear`` layers, parameter-free elementwise
+activations, dropout and elementwise arithmetic, with no buffers and a
+forward that ``torch.fx`` can trace (no control flow on tensor values), runs
+as one network over parameters stacked along a new first dimension: every
+``Linear`` of the G copies is one ``baddbmm`` (the first one, whose input the
+copies share, one matrix product against the copies' weights side by side),
+every activation one call on a ``[G, batch, ...]`` tensor. Anything else
+(convolutions, batch norm, buffers, data-dependent control flow, ops that are
+not elementwise) is refused with a reason and the caller keeps the lockstep
+loop.
+
+Dropout draws one mask of a lone copy's shape and applies it to every copy,
+so every copy sees the draws a lone net would (common random numbers), in
+the order a lone net would draw them.
+
+The batched products round differently from a lone net's products for some
+shapes (within float32 rounding, about 1e-8 per step on the digits MLP), and
+how a copy's slice is rounded may depend on how many copies share the stacked
+tensors; the results are a deterministic function of the group.
+"""
+
+import operator
+
+import torch
+from torch import fx, nn
+from torch.nn import functional as F
+
+__all__ = ["BatchedModule", "batch_plan"]
+
+_ELEMENTWISE_MODULES = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish, nn.Tanh, nn.Sigmoid,
+    nn.Hardtanh, nn.Hardsigmoid, nn.Hardswish, nn.Softplus, nn.Softsign, nn.Tanhshrink, nn.LogSigmoid,
+    nn.Identity,
+)
+_ELEMENTWISE_FUNCTIONS = {
+    F.relu, F.relu6, F.leaky_relu, F.elu, F.selu, F.celu, F.gelu, F.silu, F.mish, F.tanh, F.sigmoid, F.hardtanh,
+    F.hardsigmoid, F.hardswish, F.softplus, F.softsign, F.tanhshrink, F.logsigmoid,
+    torch.relu, torch.tanh, torch.sigmoid, torch.abs, torch.neg, torch.exp, torch.square, torch.add, torch.sub,
+    torch.mul, torch.div,
+    operator.add, operator.sub, operator.mul, operator.truediv, operator.neg, operator.pos,
+}
+_ELEMENTWISE_METHODS = {"relu", "tanh", "sigmoid", "abs", "neg", "exp", "square", "add", "sub", "mul", "div"}
+
+
+class _Refused(Exception):
+    pass
+
+
+def batch_plan(module):
+    """``(graph module, None)`` when ``module`` can run batched, else ``(None, reason)``."""
+    if any(True for _ in module.buffers()):
+        return None, "the module has buffers (batch norm, say)"
+    try:
+        traced = fx.symbolic_trace(module)
+    except Exception as exc:  # noqa: BLE001 - any trace failure means: keep lockstep
+        return None, f"its forward cannot be traced ({type(exc).__name__}: {str(exc).splitlines()[0][:80]})"
+    try:
+        _check(traced, module)
+    except _Refused as exc:
+        return None, str(exc)
+    return traced, None
+
+
+def _check(traced, module):
+    placeholders = [n for n in traced.graph.nodes if n.op == "placeholder"]
+    if len(placeholders) != 1:
+        raise _Refused("its forward takes more than one input")
+    linears = set()
+    for node in traced.graph.nodes:
+        if node.op == "call_module":
+            sub = traced.get_submodule(node.target)
+            if isinstance(sub, nn.Linear):
+                linears.add(node.target)
+            elif isinstance(sub, nn.Dropout):
+                pass
+            elif not isinstance(sub, _ELEMENTWISE_MODULES):
+                raise _Refused(f"it uses {type(sub).__name__}, which the batched network does not stack")
+        elif node.op == "call_function":
+            if node.target is F.dropout:
+                continue
+            if node.target not in _ELEMENTWISE_FUNCTIONS:
+                raise _Refused(f"its forward calls {getattr(node.target, '__name__', node.target)}")
+        elif node.op == "call_method":
+            if node.target not in _ELEMENTWISE_METHODS:
+                raise _Refused(f"its forward calls .{node.target}()")
+        elif node.op == "get_attr":
+            raise _Refused(f"its forward reads {node.target} directly")
+    owned = {f"{name}.{p}" for name in linears for p, _ in traced.get_submodule(name).named_parameters()}
+    names = {name for name, _ in module.named_parameters()}
+    if names - owned:
+        raise _Refused(f"parameters outside its Linear layers: {', '.join(sorted(names - owned))}")
+
+
+class BatchedModule:
+    """``copies`` modules of one structure, trained as one network with stacked parameters.
+
+    ``params`` maps each parameter name of the module to a leaf tensor of
+    shape ``[G, *shape]`` (the copies' parameters side by side); train them
+    with any elementwise ``torch.optim`` optimizer. ``state_dict(g)`` is copy
+    ``g``'s parameters, for ``load_state_dict`` on a lone module.
+    """
+
+    def __init__(self, traced, copies):
+        self.traced = traced
+        self.size = len(copies)
+        names = [name for name, _ in copies[0].named_parameters()]
+        with torch.no_grad():
+            self.params = {name: torch.stack([dict(m.named_parameters())[name] for m in copies]).requires_grad_()
+                           for name in names}
+
+    def named_parameters(self):
+        return list(self.params.items())
+
+    def state_dict(self, g):
+        return {name: p[g].detach() for name, p in self.params.items()}
+
+    def __call__(self, x):
+        """The G copies' outputs ``[G, batch, ...]`` on the shared batch ``x``."""
+        env = {}
+        batched = {}  # node -> whether its value has the copies' dimension in front
+
+        def arg(a):
+            return env[a.name] if isinstance(a, fx.Node) else a
+
+        def is_batched(args):
+            return any(batched.get(a.name, False) for a in args if isinstance(a, fx.Node))
+
+        for node in self.traced.graph.nodes:
+            args = [arg(a) for a in node.args]
+            kwargs = {k: arg(v) for k, v in node.kwargs.items()}
+            nodes = list(node.args) + list(node.kwargs.values())
+            if node.op == "placeholder":
+                env[node.name], batched[node.name] = x, False
+                continue
+            if node.op == "output":
+                out = args[0]
+                if not batched[node.args[0].name]:  # the output does not depend on the parameters
+                    out = out.expand(self.size, *out.shape)
+                return out
+            if node.op == "call_module":
+                sub = self.traced.get_submodule(node.target)
+                if isinstance(sub, nn.Linear):
+                    value = self._linear(node.target, args[0], batched[node.args[0].name])
+                    env[node.name], batched[node.name] = value, True
+                    continue
+                if isinstance(sub, nn.Dropout):
+                    value = self._dropout(args[0], sub.p, sub.training, batched[node.args[0].name])
+                else:
+                    value = sub(*args, **kwargs)
+            elif node.op == "call_function" and node.target is F.dropout:
+                p = kwargs.get("p", args[1] if len(args) > 1 else 0.5)
+                training = kwargs.get("training", args[2] if len(args) > 2 else True)
+                value = self._dropout(args[0], p, training, batched[node.args[0].name])
+            elif node.op == "call_function":
+                value = node.target(*args, **kwargs)
+            else:  # call_method
+                value = getattr(args[0], node.target)(*args[1:], **kwargs)
+            env[node.name], batched[node.name] = value, is_batched(nodes)
+        raise RuntimeError("the traced graph has no output")
+
+    def _linear(self, name, h, batched):
+        weight, bias = self.params[f"{name}.weight"], self.params.get(f"{name}.bias")
+        if batched:
+            if bias is None:
+                return torch.bmm(h, weight.transpose(1, 2))
+            return torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
+        # A shared input: one product against every copy's weights side by side.
+        G, n_out = weight.shape[:2]
+        flat = weight.flatten(0, 1).t()
+        out = h @ flat if bias is None else torch.addmm(bias.flatten(), h, flat)
+        return out.unflatten(1, (G, n_out)).transpose(0, 1)
+
+    def _dropout(self, h, p, training, batched):
+        if not training or p == 0:
+            return h
+        # One lone copy's mask for every copy: the draws a lone net makes.
+        shape = h.shape[1:] if batched else h.shape
+        mask = F.dropout(torch.ones(shape, dtype=h.dtype, device=h.device), p, True)
+        return h * mask
