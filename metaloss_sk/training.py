@@ -208,7 +208,12 @@ def _train_batched(net_, traced, losses, Xt, yt, budget, seed):
         xb, yb = take(Xt, idx), yt[idx]
         optimizer.zero_grad(set_to_none=True)
         out = batched(xb)  # [G, batch, ...]: every copy, failed ones too (their slices are never read)
-        if shared:
+        if shared and _class_indices(losses[0], out, yb):
+            # The softmax over classes in the network's own layout (classes before rows), one
+            # target encoding for every copy.
+            yhat = torch.softmax(out.transpose(1, 2), dim=1).transpose(1, 2)
+            y = [torch.zeros_like(yhat[0]).scatter_(1, yb.unsqueeze(1), 1.0)] * len(losses)
+        elif shared:
             # One softmax (or sigmoid) and one target encoding for the whole group.
             y, yhat = losses[0].terminals(out.flatten(0, 1), yb.repeat(len(losses), *([1] * (yb.dim() - 1))))
             y, yhat = y.unflatten(0, out.shape[:2]), yhat.unflatten(0, out.shape[:2])
@@ -236,6 +241,12 @@ def _train_batched(net_, traced, losses, Xt, yt, budget, seed):
         values.sum().backward()
         optimizer.step()
     return [batched.state_dict(g) for g in range(len(losses))], failure
+
+
+def _class_indices(loss, out, yb):
+    """Whether ``loss`` sees softmax outputs against integer class indices (the common case)."""
+    return (loss.task == "multiclass" and loss.link_ == "softmax" and out.dim() == 3 and yb.dim() == 1
+            and not torch.is_floating_point(yb) and yb.dtype != torch.bool and len(yb) == out.shape[1])
 
 
 def batch_blocker(net_, X):
