@@ -68,16 +68,15 @@ def _check(traced, module):
     if len(placeholders) != 1:
         raise _Refused("its forward takes more than one input")
     linears = set()
-    for node in traced.graph.nodes:
+    for node in traced.graph.nodes:  # the layers first: they are the likelier reason
         if node.op == "call_module":
             sub = traced.get_submodule(node.target)
             if isinstance(sub, nn.Linear):
                 linears.add(node.target)
-            elif isinstance(sub, nn.Dropout):
-                pass
-            elif not isinstance(sub, _ELEMENTWISE_MODULES):
+            elif not isinstance(sub, (nn.Dropout, *_ELEMENTWISE_MODULES)):
                 raise _Refused(f"it uses {type(sub).__name__}, which the batched network does not stack")
-        elif node.op == "call_function":
+    for node in traced.graph.nodes:
+        if node.op == "call_function":
             if node.target is F.dropout:
                 continue
             if node.target not in _ELEMENTWISE_FUNCTIONS:
