@@ -51,7 +51,7 @@ def main():
     parser.add_argument("--out", type=Path, default=RESULTS / "speed_batched.md")
     args = parser.parse_args()
     load_before = os.getloadavg()
-    started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     checkouts = {"this branch": HERE, f"{args.against}": args.against}
     found = {(task, name): [] for task in args.tasks for name in checkouts}
     for task in args.tasks:

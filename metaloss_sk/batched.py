@@ -21,6 +21,7 @@ how a copy's slice is rounded may depend on how many copies share the stacked
 tensors; the results are a deterministic function of the group.
 """
 
+import functools
 import operator
 
 import torch
@@ -92,6 +93,10 @@ def _check(traced, module):
         raise _Refused(f"parameters outside its Linear layers: {', '.join(sorted(names - owned))}")
 
 
+def _call_method(name, value, *args, **kwargs):
+    return getattr(value, name)(*args, **kwargs)
+
+
 class BatchedModule:
     """``copies`` modules of one structure, trained as one network with stacked parameters.
 
@@ -108,12 +113,54 @@ class BatchedModule:
         with torch.no_grad():
             self.params = {name: torch.stack([dict(m.named_parameters())[name] for m in copies]).requires_grad_()
                            for name in names}
+        self._steps, self._output = self._compile()
 
     def named_parameters(self):
         return list(self.params.items())
 
     def state_dict(self, g):
         return {name: p[g].detach() for name, p in self.params.items()}
+
+    def _compile(self):
+        """The graph as a list of ``(op, argument specs, keyword specs)``, each writing the next value."""
+        slot, batched, steps = {}, {}, []
+
+        def spec(a):
+            return (True, slot[a]) if isinstance(a, fx.Node) else (False, a)
+
+        output = None
+        for node in self.traced.graph.nodes:
+            if node.op == "placeholder":
+                slot[node], batched[node] = 0, False
+                continue
+            if node.op == "output":
+                output = (slot[node.args[0]], batched[node.args[0]])
+                break
+            args = [spec(a) for a in node.args]
+            kwargs = {k: spec(v) for k, v in node.kwargs.items()}
+            inputs = [a for a in (*node.args, *node.kwargs.values()) if isinstance(a, fx.Node)]
+            is_batched = any(batched[a] for a in inputs)
+            if node.op == "call_module":
+                sub = self.traced.get_submodule(node.target)
+                if isinstance(sub, nn.Linear):
+                    op, is_batched = functools.partial(self._linear, node.target, batched[node.args[0]]), True
+                elif isinstance(sub, nn.Dropout):
+                    op = functools.partial(self._dropout, p=sub.p, training=sub.training,
+                                           batched=batched[node.args[0]])
+                else:
+                    op = sub
+            elif node.op == "call_function" and node.target is F.dropout:
+                values = dict(zip(("input", "p", "training", "inplace"), node.args)) | dict(node.kwargs)
+                op = functools.partial(self._dropout, p=values.get("p", 0.5), training=values.get("training", True),
+                                       batched=batched[node.args[0]])
+                args, kwargs = args[:1], {}
+            elif node.op == "call_function":
+                op = node.target
+            else:  # call_method
+                op = functools.partial(_call_method, node.target)
+            slot[node], batched[node] = len(steps) + 1, is_batched
+            steps.append((op, args, kwargs))
+        return steps, output
 
     def __call__(self, x):
         """The G copies' outputs ``[G, batch, features]`` on the shared batch ``x`` (2-d).
@@ -124,49 +171,17 @@ class BatchedModule:
         run fastest for narrow layers, forward and backward. The output is a
         transposed view; ``out.transpose(1, 2)`` is contiguous.
         """
-        env = {}
-        batched = {}  # node -> whether its value has the copies' dimension in front
+        env = [x.t()]
+        for op, args, kwargs in self._steps:
+            env.append(op(*[env[v] if node else v for node, v in args],
+                          **{k: env[v] if node else v for k, (node, v) in kwargs.items()}))
+        index, batched = self._output
+        out = env[index]
+        if not batched:  # the output does not depend on the parameters
+            out = out.expand(self.size, *out.shape)
+        return out.transpose(1, 2)
 
-        def arg(a):
-            return env[a.name] if isinstance(a, fx.Node) else a
-
-        def is_batched(args):
-            return any(batched.get(a.name, False) for a in args if isinstance(a, fx.Node))
-
-        for node in self.traced.graph.nodes:
-            args = [arg(a) for a in node.args]
-            kwargs = {k: arg(v) for k, v in node.kwargs.items()}
-            nodes = list(node.args) + list(node.kwargs.values())
-            if node.op == "placeholder":
-                env[node.name], batched[node.name] = x.t(), False
-                continue
-            if node.op == "output":
-                out = args[0]
-                if not batched[node.args[0].name]:  # the output does not depend on the parameters
-                    out = out.expand(self.size, *out.shape)
-                return out.transpose(1, 2)
-            if node.op == "call_module":
-                sub = self.traced.get_submodule(node.target)
-                if isinstance(sub, nn.Linear):
-                    value = self._linear(node.target, args[0], batched[node.args[0].name])
-                    env[node.name], batched[node.name] = value, True
-                    continue
-                if isinstance(sub, nn.Dropout):
-                    value = self._dropout(args[0], sub.p, sub.training, batched[node.args[0].name])
-                else:
-                    value = sub(*args, **kwargs)
-            elif node.op == "call_function" and node.target is F.dropout:
-                p = kwargs.get("p", args[1] if len(args) > 1 else 0.5)
-                training = kwargs.get("training", args[2] if len(args) > 2 else True)
-                value = self._dropout(args[0], p, training, batched[node.args[0].name])
-            elif node.op == "call_function":
-                value = node.target(*args, **kwargs)
-            else:  # call_method
-                value = getattr(args[0], node.target)(*args[1:], **kwargs)
-            env[node.name], batched[node.name] = value, is_batched(nodes)
-        raise RuntimeError("the traced graph has no output")
-
-    def _linear(self, name, h, batched):
+    def _linear(self, name, batched, h):
         weight, bias = self.params[f"{name}.weight"], self.params.get(f"{name}.bias")
         if batched:  # [G, in, batch] -> [G, out, batch]
             if bias is None:
