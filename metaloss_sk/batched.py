@@ -68,6 +68,11 @@ def _check(traced, module):
     placeholders = [n for n in traced.graph.nodes if n.op == "placeholder"]
     if len(placeholders) != 1:
         raise _Refused("its forward takes more than one input")
+    (output,) = [n for n in traced.graph.nodes if n.op == "output"]
+    if not isinstance(output.args[0], fx.Node):
+        raise _Refused("its forward returns more than one tensor")
+    if sum(1 for _ in module.named_parameters(remove_duplicate=False)) != len(dict(module.named_parameters())):
+        raise _Refused("it ties parameters")
     linears = set()
     for node in traced.graph.nodes:  # the layers first: they are the likelier reason
         if node.op == "call_module":
@@ -111,7 +116,8 @@ class BatchedModule:
         self.size = len(copies)
         names = [name for name, _ in copies[0].named_parameters()]
         with torch.no_grad():
-            self.params = {name: torch.stack([dict(m.named_parameters())[name] for m in copies]).requires_grad_()
+            self.params = {name: torch.stack([dict(m.named_parameters())[name] for m in copies])
+                           .requires_grad_(dict(copies[0].named_parameters())[name].requires_grad)
                            for name in names}
         self._steps, self._output = self._compile()
 

@@ -266,12 +266,16 @@ def batch_blocker(net_, X):
 
     ``net_`` is initialised; ``X`` the training rows.
     """
-    if not (isinstance(net_.optimizer, type) and issubclass(net_.optimizer, _ELEMENTWISE_OPTIMIZERS)):
-        return "its optimizer's update is not elementwise"
+    return _batch_plan(net_, X)[1]
+
+
+def _batch_plan(net_, X):
+    """``(traced module, None)`` when the group can train batched, else ``(None, reason)``."""
+    if net_.optimizer not in _ELEMENTWISE_OPTIMIZERS:  # a subclass may step otherwise
+        return None, "its optimizer's update is not elementwise"
     if is_dict(X) or getattr(X, "ndim", 0) != 2:
-        return "its input is not one 2-d array"
-    _, reason = batch_plan(net_.module_)
-    return reason
+        return None, "its input is not one 2-d array"
+    return batch_plan(net_.module_)
 
 
 def _fit_fast(estimator, losses, X, y, budget, seed, **params):
@@ -289,7 +293,7 @@ def _fit_fast(estimator, losses, X, y, budget, seed, **params):
     Xt, yt = to_tensors(X, device), torch.as_tensor(y, device=device)
     losses = [loss.to(device) for loss in losses]
     net_.module_.train()  # traced in training mode: a forward reading self.training keeps its dropout
-    traced = None if batch_blocker(net_, X) else batch_plan(net_.module_)[0]
+    traced, _ = _batch_plan(net_, X)
     try:
         if traced is not None:
             modules, failures = _train_batched(net_, traced, losses, Xt, yt, budget, seed)

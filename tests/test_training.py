@@ -182,3 +182,41 @@ def test_search_results_do_not_depend_on_n_jobs_with_the_batched_loop():
     assert list(one.cv_results_["program"]) == list(two.cv_results_["program"])
     for split in ("split0_test_score", "split1_test_score"):
         np.testing.assert_array_equal(one.cv_results_[split], two.cv_results_[split])
+
+
+class TiedNet(nn.Module):
+    def __init__(self, n_in=4, n_hidden=8, n_out=3):
+        super().__init__()
+        self.a, self.b, self.out = nn.Linear(n_in, n_hidden), nn.Linear(n_hidden, n_hidden), nn.Linear(n_hidden, n_out)
+        self.b.weight = self.a.weight if n_in == n_hidden else self.b.weight
+
+    def forward(self, x):
+        return self.out(torch.relu(self.b(torch.relu(self.a(x)))))
+
+
+class FrozenMLP(MLP):
+    def __init__(self, n_in=4, n_hidden=8, n_out=3):
+        super().__init__(n_in, n_hidden, n_out)
+        self.hidden.weight.requires_grad_(False)
+
+
+class TwoOutputs(MLP):
+    def forward(self, x):
+        out = super().forward(x)
+        return out, out
+
+
+def test_tied_weights_and_several_outputs_are_refused_and_frozen_layers_stay_frozen():
+    assert "ties" in batch_plan(TiedNet(8, 8, 3))[1]
+    assert "more than one tensor" in batch_plan(TwoOutputs(4, 8, 3))[1]
+    X, y = iris()
+    net = classifier(module=FrozenMLP, optimizer__momentum=0.9)
+    net_ = build_net(net, SymbolicLoss())
+    torch.manual_seed(0)
+    net_.initialize()
+    assert Trainer(net).loop(X) == "batched"
+    found = list(_fit_fast(net, [SymbolicLoss(p) for p in PROGRAMS[:2]], X, y, Budget(2), 0))
+    for _, state, failure in found:
+        assert failure is None
+        assert torch.equal(state["hidden.weight"], net_.module_.hidden.weight)
+        assert not torch.equal(state["output.weight"], net_.module_.output.weight)
