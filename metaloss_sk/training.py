@@ -165,6 +165,8 @@ def _train_together(net_, losses, Xt, yt, budget, seed):
         optimizers = [net_.optimizer(gs, **kwargs) for gs in groups]
     shared = shared_terminals(losses)
     failure = [None] * len(losses)
+    singles = [[k] for k in range(len(losses))]
+    families = _Families(losses) if shared else None
     for idx in _batches(net_, n_rows(Xt), budget, seed):
         alive = [k for k, f in enumerate(failure) if f is None]
         if not alive:
@@ -213,6 +215,8 @@ def _train_batched(net_, traced, losses, Xt, yt, budget, seed):
     optimizer = net_.optimizer(param_groups, **kwargs)
     shared = shared_terminals(losses)
     failure = [None] * len(losses)
+    singles = [[k] for k in range(len(losses))]
+    families = _Families(losses) if shared else None
     for idx in _batches(net_, n_rows(Xt), budget, seed):
         alive = [k for k, f in enumerate(failure) if f is None]
         if not alive:
@@ -230,17 +234,26 @@ def _train_batched(net_, traced, losses, Xt, yt, budget, seed):
             y, yhat = losses[0].terminals(out.flatten(0, 1), yb.repeat(len(losses), *([1] * (yb.dim() - 1))))
             y, yhat = y.unflatten(0, out.shape[:2]), yhat.unflatten(0, out.shape[:2])
         values, stepping = [], []
-        for k in alive:
-            try:
-                value = losses[k].from_terminals(y[k], yhat[k]) if shared else losses[k](out[k], yb)
-            except Exception as exc:
-                failure[k] = f"{type(exc).__name__}: {exc}"
+        for members in families if families and _class_indices(losses[0], out, yb) else singles:
+            members = [k for k in members if failure[k] is None]
+            if not members:
                 continue
-            values.append(value.reshape(()))
-            stepping.append(k)
+            try:
+                if len(members) == 1:
+                    (k,) = members
+                    value = losses[k].from_terminals(y[k], yhat[k]) if shared else losses[k](out[k], yb)
+                    value = value.reshape(1)
+                else:
+                    value = families.evaluate(members, y[0], yhat)
+            except Exception as exc:
+                for k in members:
+                    failure[k] = f"{type(exc).__name__}: {exc}"
+                continue
+            values.append(value)
+            stepping.extend(members)
         if not values:
             continue
-        values = torch.stack(values)
+        values = torch.cat(values)
         finite = torch.isfinite(values.detach())
         if not bool(finite.all()):
             for k, ok in zip(stepping, finite.tolist()):
@@ -253,6 +266,50 @@ def _train_batched(net_, traced, losses, Xt, yt, budget, seed):
         values.sum().backward()
         optimizer.step()
     return [batched.state_dict(g) for g in range(len(losses))], failure
+
+
+class _Families:
+    """The group's losses by program: one program's copies (coefficients apart) evaluated as one.
+
+    Iterating gives lists of loss indices, one per program, in order of first
+    appearance; it is true when some program has several copies. :meth:`evaluate`
+    evaluates one program's copies once on their stacked softmax outputs, each
+    copy's coefficients broadcast over its slice (primitives are element-wise),
+    and reduces as :meth:`SymbolicLoss.reduce` does for multiclass losses (sum
+    over classes, mean over rows): one value per copy. The local search's
+    checkpoints are one program with ten sets of coefficients.
+    """
+
+    def __init__(self, losses):
+        by_program = {}
+        for k, loss in enumerate(losses):
+            by_program.setdefault((str(loss.program_), loss.coefficients is None), []).append(k)
+        self.losses, self.groups, self._evaluators = losses, list(by_program.values()), {}
+
+    def __bool__(self):
+        return len(self.groups) < len(self.losses)
+
+    def __iter__(self):
+        return iter(self.groups)
+
+    def evaluate(self, members, y, yhat):
+        """The losses ``members`` (one program's copies) against one-hot ``y`` on their slices of ``yhat``."""
+        key = (tuple(members), yhat.dtype)
+        if key not in self._evaluators:
+            first = self.losses[members[0]]
+            cs = None
+            if first.coefficients is not None:
+                # [n_coefficients, g] -> one [g, 1, 1] tensor per coefficient, in the outputs' dtype (a lone
+                # loss's 0-d coefficient multiplies in it too).
+                stacked = torch.stack([self.losses[k].coefficients for k in members], 1).to(yhat.dtype)
+                cs = list(stacked.unsqueeze(-1).unsqueeze(-1).unbind())
+            self._evaluators[key] = first.program_.evaluator(cs)
+        if members == list(range(members[0], members[-1] + 1)):
+            part = yhat[members[0]:members[-1] + 1]  # a view: the checkpoints come in order
+        else:
+            part = yhat[torch.tensor(members, device=yhat.device)]
+        values = torch.broadcast_to(self._evaluators[key](y, part), part.shape)
+        return values.sum(-1).mean(-1)
 
 
 def _class_indices(loss, out, yb):

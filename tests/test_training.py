@@ -220,3 +220,21 @@ def test_tied_weights_and_several_outputs_are_refused_and_frozen_layers_stay_fro
         assert failure is None
         assert torch.equal(state["hidden.weight"], net_.module_.hidden.weight)
         assert not torch.equal(state["output.weight"], net_.module_.output.weight)
+
+
+def test_copies_of_one_program_with_their_own_coefficients_train_as_they_would_alone():
+    # The local search's checkpoints: one program, several coefficient sets, evaluated as one.
+    X, y = iris()
+    net = classifier(optimizer__momentum=0.9, iterator_train__shuffle=True)
+    program = PROGRAMS[1]
+    n = len(SymbolicLoss(program).program_) - 1
+    rs = np.random.RandomState(0)
+    losses = [SymbolicLoss(program, coefficients=list(rs.uniform(0.5, 1.5, n))) for _ in range(3)]
+    losses += [SymbolicLoss(program, coefficients=[1.0] * n), SymbolicLoss(PROGRAMS[0]), SymbolicLoss(PROGRAMS[0]),
+               SymbolicLoss(program, coefficients=[1e30] * n)]  # the last overflows: it fails alone
+    group, failures = _weights(net, losses, X, y, Budget(4))
+    assert failures[:-1] == [None] * 6 and failures[-1] == "the training loss became NaN or infinite"
+    for k, loss in enumerate(losses[:-1]):
+        (alone,), _ = _weights(net, [loss], X, y, Budget(4), lockstep=True)
+        assert _max_diff(group[k], alone) < TOL, k
+    assert _max_diff(group[0], group[1]) > 100 * TOL  # the coefficients act
