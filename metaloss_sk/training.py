@@ -165,8 +165,6 @@ def _train_together(net_, losses, Xt, yt, budget, seed):
         optimizers = [net_.optimizer(gs, **kwargs) for gs in groups]
     shared = shared_terminals(losses)
     failure = [None] * len(losses)
-    singles = [[k] for k in range(len(losses))]
-    families = _Families(losses) if shared else None
     for idx in _batches(net_, n_rows(Xt), budget, seed):
         alive = [k for k, f in enumerate(failure) if f is None]
         if not alive:
