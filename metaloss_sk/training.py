@@ -15,7 +15,9 @@ Where the module is made of ``Linear`` layers and elementwise activations
 (see :mod:`~metaloss_sk.batched`), the optimizer's update is elementwise and
 the input one 2-d array, the copies are one batched network over stacked
 parameters (``"batched"``); otherwise each copy runs its own forward pass
-(``"lockstep"``). :meth:`Trainer.loop` says which.
+(``"lockstep"``). :meth:`Trainer.loop` says which. In the batched network,
+copies of one program (a local search's checkpoints differ only in their
+coefficients) evaluate their loss once on their stacked outputs.
 
 Every candidate starts from the same seeded initialisation and sees the same
 batch order and, for stochastic layers such as dropout, the same random draws
