@@ -28,6 +28,9 @@ from .training import build_net
 __all__ = ["EvaluatorConfig", "Evaluator", "Row", "Rung"]
 
 _PROBE_ROWS = 100
+#: Tasks a call to ``cross_validate`` is split into at least (where it has the candidates):
+#: two workers' worth, whatever ``n_jobs`` is, so that the grouping never follows ``n_jobs``.
+_MIN_TASKS = 2
 TOTALS = ("cache_hits", "equivalent", "rejected", "trained", "promoted", "failures", "meta_nan_steps", "filter_time",
           "train_time", "fit_time", "local_search_time", "fold_fits", "ladder_fits", "ladder_time")
 
@@ -49,7 +52,7 @@ class EvaluatorConfig:
         the best ``1 / factor`` go on (None: every new program goes straight
         to the fitness budget), and the steps a budget means.
     n_jobs : int or None
-        Workers, for the grouping (results do not depend on it).
+        Workers (for the rejection protocol's chunks; results do not depend on it).
     candidates_per_task : int
         Most candidates trained together by one task.
     equivalence : {"none", "exact", "symbolic", "gradient"}
@@ -388,18 +391,22 @@ class Evaluator:
     def _groups(self, losses):
         """Indices of ``losses`` in groups of at most ``candidates_per_task``, of even cost.
 
-        There are as few groups as leave every worker a task. A candidate's
-        cost beyond the network's grows with its program's length (every
-        node is a few tensor operations per step), so the longest programs are
-        dealt first, each to the group with room and the fewest nodes so far.
-        A candidate's result does not depend on its group, so the grouping
-        may follow the number of workers without changing any result.
+        The grouping depends on the candidates (and the number of folds)
+        alone, never on ``n_jobs``: a group of a batched network rounds its
+        products as one network, so a candidate's result can differ in its
+        last bits with the group it trained in (see
+        :mod:`~metaloss_sk.batched`), and fixed groups keep every result
+        independent of the number of workers and the backend. There are as
+        few groups as leave ``_MIN_TASKS`` tasks over the folds. A
+        candidate's cost beyond the network's grows with its program's
+        length (every node is a few tensor operations per step), so the
+        longest programs are dealt first, each to the group with room and the
+        fewest nodes so far.
         """
         if not losses:
             return []
-        workers = effective_n_jobs(self.config.n_jobs)
         n = min(len(losses), max(-(-len(losses) // self.config.candidates_per_task),
-                                 -(-workers // len(self.splits))))
+                                 -(-_MIN_TASKS // len(self.splits))))
         capacity = -(-len(losses) // n)
         groups, cost = [[] for _ in range(n)], [0] * n
         for i in sorted(range(len(losses)), key=lambda i: -len(losses[i].program_)):

@@ -294,7 +294,8 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         rejected, failures, local search meta steps (and those skipped for a
         non-finite meta objective), and time (all, filtering, training, the
         workers' summed ``fit_time`` and ``local_search_time``, and the final
-        selection's ``ladder_time``).
+        selection's ``ladder_time``); ``train_loop``: ``"batched"``,
+        ``"lockstep"`` or ``"skorch"`` (see ``Trainer.loop``).
     refine_results_ : list of dict
         Set by a local search after the genetic search (``"winners"`` or
         :meth:`fit_refine`): per refined program its CV score at the final
@@ -691,6 +692,7 @@ class LossSearchCV(MetaEstimatorMixin, BaseEstimator):
         meta_steps = self._local_search_settings().meta_steps if evaluator.config.evaluation.local_search else 0
         self.search_stats_ = results.search_stats(self.history_, evaluator.totals, len(evaluator.splits), elapsed,
                                                   meta_steps)
+        self.search_stats_["train_loop"] = evaluator.config.evaluation.trainer.loop(evaluator.X)
 
     def _set_best(self, loss, score, split_scores):
         self.best_loss_ = loss
