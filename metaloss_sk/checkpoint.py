@@ -19,7 +19,7 @@ from . import _json
 from ._rows import is_dict
 from .program import parse
 
-__all__ = ["SearchState", "signature", "save_checkpoint", "load_checkpoint", "check_writable"]
+__all__ = ["SearchState", "search_signature", "signature", "save_checkpoint", "load_checkpoint", "check_writable"]
 
 FORMAT = "metaloss_sk.checkpoint"
 VERSION = 2
@@ -83,6 +83,21 @@ def _describe(value):
     if " at 0x" in text and hasattr(value, "__dict__"):
         return f"{type(value).__qualname__}({_describe(vars(value))})"
     return text
+
+
+#: LossSearchCV's settings that leave the genetic search's course as it is: a checkpoint resumes under others.
+_FREE_SETTINGS = ("n_jobs", "verbose", "max_time", "checkpoint", "refit", "generations", "n_iter_no_change",
+                  "max_evaluations", "baseline_lrs", "schedule")
+
+
+def search_signature(params, evolution, schedule, X, y):
+    """:func:`signature` of what decides a search's course: ``params`` (LossSearchCV's, not deep) but the free
+    ones, its :class:`~metaloss_sk.Evolution` and the budgets of its :class:`~metaloss_sk.Schedule` the
+    genetic search uses."""
+    course = {"min_resources": schedule.min_resources, "screening": schedule.screening,
+              **({"factor": schedule.factor} if schedule.screening is not None else {})}
+    return signature({**{k: v for k, v in params.items() if k not in _FREE_SETTINGS}, "evolution": evolution,
+                      "schedule": course}, X, y)
 
 
 def signature(params, X, y):

@@ -8,6 +8,9 @@ torch); variation uses gplearn's operators through
 :class:`~metaloss_sk.program.SearchSpace`.
 """
 
+import time
+import warnings
+from dataclasses import dataclass, replace
 from numbers import Integral, Real
 
 import numpy as np
@@ -17,7 +20,7 @@ from ._validation import InstanceOf, Interval, Numbers, Options, Pair, Range, ch
 from .primitives import EVOMAL_FUNCTION_SET
 from .program import SearchSpace
 
-__all__ = ["Evolution", "initial_population", "tournament", "next_generation"]
+__all__ = ["Evolution", "Stopping", "evolve", "initial_population", "tournament", "next_generation"]
 
 
 class Evolution(BaseEstimator):
@@ -232,3 +235,65 @@ def next_generation(population, fitness, space, settings, random_state):
             child = parent
         children.append(child)
     return children
+
+
+@dataclass(frozen=True)
+class Stopping:
+    """When the generation loop stops before its last generation (LossSearchCV's settings of the same names).
+
+    ``start`` is the ``time.perf_counter()`` the search started at.
+    """
+
+    start: float
+    max_time: float | None = None
+    n_iter_no_change: int | None = None
+    max_evaluations: int | None = None
+
+    def max_new(self, n_trained):
+        """How many more programs the next generation may train (None: no limit)."""
+        return None if self.max_evaluations is None else max(self.max_evaluations - n_trained, 0)
+
+    def reached(self, stale, n_trained):
+        """True once a rule says stop: ``stale`` generations without a better best, ``n_trained`` programs."""
+        return ((self.n_iter_no_change is not None and stale >= self.n_iter_no_change)
+                or (self.max_time is not None and time.perf_counter() - self.start >= self.max_time)
+                or (self.max_evaluations is not None and n_trained >= self.max_evaluations))
+
+
+def evolve(evaluator, settings, state, generations, stopping, progress, hall_of_fame, save=None):
+    """The generation loop: evaluate, report, breed, save, until ``generations`` or a :class:`Stopping` rule.
+
+    ``state`` (a :class:`~metaloss_sk.checkpoint.SearchState`) is updated in
+    place; ``save``, if given, receives it (with the evaluator's state) after
+    every generation. The next population is bred even after the last
+    generation, so a checkpoint can always continue. Returns True if the loop
+    was interrupted (Ctrl-C) after at least one evaluation, which it then
+    reports as a warning; an interruption before any is raised.
+    """
+    space = settings.space()
+    try:
+        for generation in range(state.generation, generations):
+            fitness, stats = evaluator.generation(state.population, generation,
+                                                  stopping.max_new(evaluator.n_trained))
+            elapsed = time.perf_counter() - stopping.start + state.elapsed
+            state.history.append({"generation": generation, **stats, "elapsed": elapsed})
+            progress.generation(state.history[-1], evaluator.rows.values(), hall_of_fame)
+            improved = stats["best_score"] > state.best
+            state.best = float(np.fmax(state.best, stats["best_score"]))
+            state.stale = 0 if improved else state.stale + 1
+            penalty = settings.parsimony_coefficient * np.array([len(p) for p in state.population])
+            state.population = next_generation(state.population, fitness - penalty, space, settings, state.rng)
+            state.generation = generation + 1
+            if save is not None:
+                save(replace(state, elapsed=elapsed, evaluator=evaluator.state()))
+            if stopping.reached(state.stale, evaluator.n_trained):
+                break
+    except KeyboardInterrupt:
+        if not evaluator.rows:
+            raise
+        warnings.warn(
+            f"LossSearchCV was interrupted after {len(state.history)} generation(s); the search "
+            "stops here and takes the best program at the fitness budget, without the final selection.",
+            UserWarning, stacklevel=3)
+        return True
+    return False

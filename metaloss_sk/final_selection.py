@@ -10,6 +10,7 @@ through the evaluator (so results are cached, grouped and independent of
   one, the field cut by ``factor`` at each (as scikit-learn's
   ``HalvingGridSearchCV`` does with a resource), the finalists trained with
   several weight seeds per fold;
+- :func:`select`: the whole final selection, in that order;
 - :func:`winner` and :func:`contest_at_rates`: the best program at the
   highest rung, never one that failed, and an evolved one only where it
   beats the best seed program (the known losses) by a margin (:func:`beats`);
@@ -25,6 +26,7 @@ through the evaluator (so results are cached, grouped and independent of
 import math
 import time
 import warnings
+from dataclasses import dataclass
 from numbers import Integral
 
 import numpy as np
@@ -32,8 +34,9 @@ import numpy as np
 from .loss import usual_loss
 from .results import cv_results, hall_of_fame, ranking
 
-__all__ = ["beats", "contest_at_rates", "known_scores", "learning_rates", "local_search_winners", "margin_of",
-           "neighbour_rates", "refit_choice", "successive_halving", "tune_learning_rate", "usual_baseline", "winner"]
+__all__ = ["Selection", "beats", "contest_at_rates", "known_scores", "learning_rates", "local_search_winners",
+           "margin_of", "neighbour_rates", "refit_choice", "search_rate", "select", "successive_halving",
+           "tune_learning_rate", "usual_baseline", "winner"]
 
 #: Chance-level scores can also come from a net whose lr is so high that it diverged to a constant prediction
 #: without a non-finite loss (protected primitives such as log keep the loss finite).
@@ -69,6 +72,40 @@ def successive_halving(evaluate, plan, budgets):
         field = [row for row in field if row.status == "ok"]
         protected = [row for row in protected if row.status == "ok"]
     return n_resources, n_candidates
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What the final selection chose: the winning ``row``, the rate ``lr`` and the ``split_scores`` it was
+    chosen at, their mean ``score``, the ``contest`` (or None), and each rung's steps and candidates."""
+
+    row: object
+    lr: float
+    split_scores: list
+    score: float
+    contest: dict | None
+    n_resources: list
+    n_candidates: list
+
+
+def select(evaluate, plan, task, budgets, refit, margin, lr, neighbours):
+    """The final selection after the genetic search: successive halving over ``budgets`` (the plan's rungs;
+    none after an interruption), the winner, a ``refit`` callable's choice or else the contest with the best
+    known loss at ``lr`` and the ``neighbours`` rates. Returns a :class:`Selection`."""
+    n_resources, n_candidates = successive_halving(evaluate, plan, budgets)
+    rows = list(evaluate.rows.values())
+    best = winner(rows, str(usual_loss(task).program_))
+    split_scores, contest = best.last.scores, None
+    if callable(refit):
+        best = rows[refit_choice(refit, rows, len(evaluate.splits))]
+        split_scores = best.last.scores
+    elif best.status == "ok":
+        outcome = contest_at_rates(evaluate, rows, evaluate.config.seed_programs, margin,
+                                   plan.final if budgets else None, plan.final_seeds, lr, neighbours)
+        if outcome is not None:
+            best, lr, split_scores, contest = outcome
+    score = float(np.mean(split_scores if best.status == "ok" else best.last.scores))
+    return Selection(best, lr, split_scores, score, contest, n_resources, n_candidates)
 
 
 def margin_of(margin, differences):
@@ -119,12 +156,14 @@ def winner(rows, usual_program):
         warnings.warn(
             "no candidate loss scored better than chance on every fold, the usual loss included, so none "
             "can be told better than it: best_loss_ is the usual loss. The net probably does not learn "
-            f"within its budget: train longer (max_epochs, min_resources) or raise lr.{_TOO_HIGH}{diverged}",
-            UserWarning, stacklevel=4)
+            "within its budget: train longer (max_epochs, schedule=Schedule(min_resources=...)) or raise lr."
+            f"{_TOO_HIGH}{diverged}",
+            UserWarning, stacklevel=5)
         return usual
     counts = ", ".join(f"{statuses.count(s)} {s}" for s in dict.fromkeys(statuses))
     hint = (" Scores at chance level mean the net does not learn within its budget, even with the usual "
-            f"loss: train longer (max_epochs, min_resources) or raise lr.{_TOO_HIGH}" if "chance" in statuses else "")
+            f"loss: train longer (max_epochs, schedule=Schedule(min_resources=...)) or raise lr.{_TOO_HIGH}"
+            if "chance" in statuses else "")
     raise RuntimeError(f"every candidate loss failed to train ({counts}); see cv_results_['status'] and "
                        f"['message'] (error_score='raise' raises the first error).{hint}{diverged}")
 
@@ -204,6 +243,16 @@ def usual_baseline(evaluate, plan, task, baseline_lrs, net_lr):
     ``evaluate`` trains at the net's own learning rate ``net_lr`` unless told another.
     """
     return tune_learning_rate(evaluate, usual_loss(task), plan, learning_rates(baseline_lrs, net_lr), net_lr)
+
+
+def search_rate(baseline, net_lr):
+    """``search_lr="tuned"``: the usual loss's best rate in ``baseline``, or ``net_lr`` (with a warning) if it
+    failed at every rate."""
+    if baseline["tuned_lr"] is None:
+        warnings.warn("search_lr='tuned': the usual loss failed at every learning rate of baseline_lrs; "
+                      "the search runs at the net's own learning rate.", UserWarning, stacklevel=3)
+        return float(net_lr)
+    return float(baseline["tuned_lr"])
 
 
 def known_scores(evaluate, seed_names):

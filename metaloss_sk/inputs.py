@@ -12,10 +12,11 @@ rows per fold, transformed by the steps fitted on that fold's training rows.
 import numpy as np
 import torch
 from sklearn.base import clone, is_classifier
+from sklearn.compose import TransformedTargetRegressor
 from sklearn.metrics import check_scoring
 from sklearn.model_selection import check_cv
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import LabelEncoder
+from sklearn.preprocessing import FunctionTransformer, LabelEncoder, StandardScaler
 from sklearn.utils import _safe_indexing, check_array, check_consistent_length
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
@@ -114,6 +115,17 @@ class Inputs:
         if not isinstance(self.estimator, Pipeline) or len(self.estimator.steps) < 2:
             return None
         return clone(self.estimator[:-1])
+
+    def around(self, net, standardize_target):
+        """``net`` as the search's estimator holds it: after the Pipeline's steps (unfitted clones), and
+        behind a target standardiser for regression with ``standardize_target`` (``best_estimator_``)."""
+        steps = self.preprocessing()
+        if steps is not None:
+            net = Pipeline([*steps.steps, ("to_float32", FunctionTransformer(to_float32)),
+                            (self.estimator.steps[-1][0], net)])
+        if self.task == "regression" and standardize_target:
+            net = TransformedTargetRegressor(regressor=net, transformer=StandardScaler())
+        return net
 
     @property
     def n_classes(self):

@@ -214,7 +214,7 @@ class SymbolicLoss(nn.Module):
         ``sample_weight`` (optional, one per row) scales each row's loss
         before the mean over the batch: ``(sample_weight * row_loss).mean()``.
         skorch never passes it; a net that weights rows passes it from its
-        ``get_loss`` (see the README's "Weighted rows").
+        ``get_loss`` (see the user guide's "Weighted rows", docs/user_guide/data.md).
         """
         return self.from_terminals(*self.terminals(y_pred, y_true), sample_weight=sample_weight)
 

@@ -81,14 +81,24 @@ def cv_results(rows, n_splits):
     return out
 
 
-def hall_of_fame(rows, size):
-    """The ``size`` best distinct programs (equivalent ones left out), best first, as plain dicts."""
+def hall_of_fame(rows, size, refined=()):
+    """The ``size`` best distinct programs (equivalent ones left out), best first, as plain dicts.
+
+    ``refined`` (``refine_results_``): a program whose refined loss was kept
+    shows that loss's score and coefficients.
+    """
     rows = [row for row in rows if not row.equivalent_to and math.isfinite(row.score)]
     ranks = ranking(rows)
     best = [rows[i] for i in np.argsort(ranks, kind="stable")[:size]]
-    return [{"program": str(row.program), "infix": row.loss.infix(), "length": int(row.program.length),
-             "depth": int(row.program.depth), "generation": int(row.generation), "mean_test_score": row.score,
-             "std_test_score": row.last.std, "n_resources": int(row.last.n_resources)} for row in best]
+    entries = [{"program": str(row.program), "infix": row.loss.infix(), "length": int(row.program.length),
+                "depth": int(row.program.depth), "generation": int(row.generation), "mean_test_score": row.score,
+                "std_test_score": row.last.std, "n_resources": int(row.last.n_resources)} for row in best]
+    kept = {r["program"]: r for r in refined if r["kept"]}
+    for entry in entries:
+        if entry["program"] in kept:
+            entry.update(mean_test_score=kept[entry["program"]]["score_after"],
+                         coefficients=kept[entry["program"]]["coefficients"])
+    return entries
 
 
 def search_stats(history, totals, n_splits, elapsed, meta_steps=0):

@@ -46,7 +46,8 @@ from ._rows import call, is_dict, n_rows, take, to_tensors
 from .batched import BatchedModule, batch_plan
 from .loss import SymbolicLoss
 
-__all__ = ["Budget", "Trainer", "batch_blocker", "build_net", "fast_path_blockers", "score", "shared_terminals"]
+__all__ = ["Budget", "Trainer", "batch_blocker", "build_net", "fast_path_blockers", "score", "shared_terminals",
+           "uses_fast_loop"]
 
 #: skorch's own classes: a net whose training hooks all come from one of these
 #: is trained the same way by the fast loop.
@@ -80,6 +81,15 @@ class Budget:
     def shortened(self, factor, n_train, batch_size):
         """This budget ``factor`` times shorter, in optimizer steps (at least one)."""
         return Budget(self.max_epochs, max(1, int(round(self.steps(n_train, batch_size) / factor))))
+
+
+def uses_fast_loop(net, train_loop):
+    """Whether ``LossSearchCV(train_loop=train_loop)`` trains ``net`` in the fast loop (not ``net.fit``)."""
+    blockers = fast_path_blockers(net)
+    if train_loop == "fast" and blockers:
+        raise ValueError(f"train_loop='fast' cannot train this net: it {'; '.join(blockers)}. "
+                         "Use train_loop='auto' or 'skorch'.")
+    return train_loop == "fast" or (train_loop == "auto" and not blockers)
 
 
 def fast_path_blockers(net):

@@ -23,8 +23,9 @@ constants the genetic search itself never creates.
 """
 
 from .loss import CROSS_ENTROPY, SQUARED_ERROR
+from .program import parse
 
-__all__ = ["known_losses"]
+__all__ = ["known_losses", "seed_programs"]
 
 #: Label smoothing's epsilon and the focal loss's gamma, the values papers and libraries default to.
 SMOOTHING = 0.1
@@ -58,3 +59,20 @@ def known_losses(task, n_classes=2):
     smoothing = f"neg(mul(add(mul({1 - SMOOTHING:.12g}, y), {SMOOTHING / k:.12g}), log(yhat)))"
     return {"cross-entropy": CROSS_ENTROPY, f"label smoothing {SMOOTHING:g}": smoothing, "focal 2": FOCAL,
             "poly-1": POLY1, "Brier": BRIER}
+
+
+def seed_programs(seeds, task, n_classes=2):
+    """The programs of ``LossSearchCV(seed_programs=seeds)`` and a name for each, as ``{program: name}``.
+
+    ``"auto"`` is every known loss (:func:`known_losses`), ``"usual"`` the
+    usual loss alone; a sequence of programs is named by each one's simplified
+    infix. A program that does not use both ``y`` and ``yhat`` is refused.
+    """
+    if isinstance(seeds, str):  # "auto" or "usual"
+        known = list(known_losses(task, n_classes).items())
+        return {parse(text): name for name, text in (known[:1] if seeds == "usual" else known)}
+    programs = [parse(p) for p in seeds]
+    for p in programs:
+        if not p.is_valid_loss:
+            raise ValueError(f"seed program {str(p)!r} must use both y and yhat.")
+    return {p: p.infix(simplify=True) for p in programs}

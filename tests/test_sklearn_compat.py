@@ -43,8 +43,6 @@ class AnyClasses(LossSearchCV):
             self.estimator = estimator
 
 
-@pytest.mark.xfail(reason="issue 32 in progress: predict before fit raises AttributeError ('_inputs'), not "
-                          "NotFittedError (check_estimators_unfitted)", strict=False)
 def test_check_estimator_passes_but_for_the_listed_reasons():
     net = NeuralNetClassifier(AnyInputs, max_epochs=2, lr=0.1, train_split=None, verbose=0)
     search = AnyClasses(net, evolution=Evolution(population_size=3, tournament_size=2), generations=1, cv=2,
@@ -57,7 +55,6 @@ def test_check_estimator_passes_but_for_the_listed_reasons():
 
 def test_a_search_runs_with_metadata_routing_on_and_unrequested_weights_are_refused():
     import numpy as np
-    import pytest
     import sklearn
     from conftest import classifier, iris
     from sklearn.model_selection import GridSearchCV
