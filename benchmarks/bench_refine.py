@@ -36,8 +36,8 @@ from torch import nn
 
 from metaloss_sk import LocalSearch, SymbolicLoss
 from metaloss_sk.local_search import refine_losses
-from metaloss_sk.refine import learn_coefficients, learn_coefficients_group
 from metaloss_sk.training import Budget, Trainer
+from metaloss_sk.unrolled import learn_coefficients, learn_coefficients_group
 
 RESULTS = Path(__file__).parent / "results" / "refine_speed.md"
 OPTIMIZER_PARAMS = {"lr": 0.01, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}

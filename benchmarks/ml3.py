@@ -11,7 +11,7 @@ plain one did not (90 % test error on mnist5k-lenet, 81 % on mnist1d-mlp):
   starting point trains exactly like the usual loss. A randomly initialised
   network has no such prior: its one-step lookahead can drift to a loss
   that inverts the labels.
-- The loss is checkpointed as in :mod:`metaloss_sk.refine`: a one-step
+- The loss is checkpointed as in :mod:`metaloss_sk.unrolled`: a one-step
   lookahead favours whatever makes the next step longest (short-horizon
   bias: the learned loss's gradient grows to about twice cross-entropy's on
   digits and a fresh network trained with it can collapse to chance), not

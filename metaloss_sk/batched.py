@@ -28,6 +28,8 @@ import torch
 from torch import fx, nn
 from torch.nn import functional as F
 
+from ._torch import has_tied_parameters
+
 __all__ = ["BatchedModule", "batch_plan"]
 
 _ELEMENTWISE_MODULES = (
@@ -71,7 +73,7 @@ def _check(traced, module):
     (output,) = [n for n in traced.graph.nodes if n.op == "output"]
     if not isinstance(output.args[0], fx.Node):
         raise _Refused("its forward returns more than one tensor")
-    if sum(1 for _ in module.named_parameters(remove_duplicate=False)) != len(dict(module.named_parameters())):
+    if has_tied_parameters(module):
         raise _Refused("it ties parameters")
     linears = set()
     for node in traced.graph.nodes:  # the layers first: they are the likelier reason

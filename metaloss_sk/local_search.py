@@ -9,7 +9,7 @@ fresh modules the way the net does, and validates each checkpoint by training
 the net (through :class:`~metaloss_sk.training.Trainer`) and scoring it on the
 held-out rows: every checkpoint for a fraction of the fitness budget, the
 best of them against the start for the whole of it. The maths is in
-:mod:`metaloss_sk.refine`.
+:mod:`metaloss_sk.unrolled`.
 """
 
 from numbers import Integral, Real
@@ -21,8 +21,8 @@ from sklearn.base import BaseEstimator
 from ._rows import n_rows, take, to_tensors
 from ._validation import Interval, Options, check
 from .filters import gradient_violations
-from .refine import SETTINGS, learn_coefficients_group
 from .training import build_net, score, shared_terminals
+from .unrolled import SETTINGS, learn_coefficients_group
 
 __all__ = ["LocalSearch", "refine_losses"]
 
@@ -126,7 +126,7 @@ def refine_losses(trainer, scorer, losses, X, y, seed, settings, budget, gradien
     Returns
     -------
     list
-        Per loss, a :class:`~metaloss_sk.refine.RefineResult` or the exception
+        Per loss, a :class:`~metaloss_sk.unrolled.RefineResult` or the exception
         its program raised. Each loss gets the split, batches and networks it
         would get alone.
     """

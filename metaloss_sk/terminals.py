@@ -7,7 +7,10 @@ exported loss runs exactly what :class:`~metaloss_sk.SymbolicLoss` runs.
 
 import torch
 
-__all__ = ["binary_terminals", "multiclass_terminals", "reduce_loss", "regression_terminals"]
+__all__ = ["TERMINALS", "binary_terminals", "multiclass_terminals", "reduce_loss", "regression_terminals"]
+
+#: Terminal names, by index: the order in which every function here returns them.
+TERMINALS = ("y", "yhat")
 
 
 def multiclass_terminals(y_pred, y_true, softmax):

@@ -1,7 +1,7 @@
 """Local-search variants (EvoMAL coefficient learning), re-implemented for the study.
 
 Variant knobs (dict `cfg`):
-  meta_steps, meta_lr, unroll          as in metaloss_sk.refine
+  meta_steps, meta_lr, unroll          as in metaloss_sk.unrolled
   carry      : None (fresh net every meta step, the baseline) or the period, in meta
                steps, after which the carried base net is re-initialised
   carry_real : real (non-differentiable) SGD steps the base net takes per meta step

@@ -7,7 +7,7 @@ from torch import nn
 
 from metaloss_sk import SymbolicLoss
 from metaloss_sk.optim import inner_optimizer
-from metaloss_sk.refine import (
+from metaloss_sk.unrolled import (
     RefineResult,
     initial_coefficients,
     learn_coefficients,

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.utils import check_random_state
 
+from . import _torch
 from ._rows import call_functional, float_dtype, is_dict, n_rows, take, to_tensors
 from ._validation import Interval, check, check_coefficients
 from .loss import SymbolicLoss
@@ -61,7 +62,7 @@ def initial_coefficients(program, random_state=None):
 
     Examples
     --------
-    >>> from metaloss_sk.refine import initial_coefficients
+    >>> from metaloss_sk.unrolled import initial_coefficients
     >>> initial_coefficients("neg(mul(y, log(yhat)))", random_state=0).round(3)
     array([1.002, 1.   , 1.001, 1.002])
     """
@@ -203,7 +204,7 @@ def learn_coefficients(loss, module_factory, X_train, y_train, X_valid, y_valid,
     for name, value in (("validate", validate), ("confirm", confirm)):
         if value is not None and not callable(value):
             raise ValueError(f"{name} must be a callable or None, got {value!r}.")
-    device = _torch_device(device)
+    device = _torch.torch_device(device)
     _check_data("X_train", "y_train", X_train, y_train)
     _check_data("X_valid", "y_valid", X_valid, y_valid)
     outcome = learn_coefficients_group(
@@ -249,7 +250,7 @@ def learn_coefficients_group(losses, module_factory, X_train, y_train, X_valid, 
     raised (the others go on without it).
     """
     start = time.perf_counter()
-    device = _torch_device(device)
+    device = _torch.torch_device(device)
     X_train, X_valid = to_tensors(X_train, device), to_tensors(X_valid, device)
     y_train, y_valid = y_train.to(device), y_valid.to(device)
     inner = inner_optimizer(optimizer, optimizer_params)
@@ -277,12 +278,12 @@ def learn_coefficients_group(losses, module_factory, X_train, y_train, X_valid, 
         generator = torch.Generator().manual_seed(int(batch_seed))
         train_idx = _batches(n_rows(X_train), batch_size, meta_steps * unroll, generator, device).unbind()
         valid_idx = _batches(n_rows(X_valid), batch_size, meta_steps, generator, device).unbind()
-        meta_optimizers = {k: torch.optim.Adam([css[k]], lr=meta_lr, **_fastest_adam(device)) for k in alive}
+        meta_optimizers = {k: torch.optim.Adam([css[k]], lr=meta_lr, **_torch.fastest_adam(device)) for k in alive}
         last_finite = {k: css[k].detach().clone() for k in alive}
         task_loss = _task_loss(losses[alive[0]])
-        with torch.random.fork_rng(devices=_rng_devices(device)):
+        with torch.random.fork_rng(devices=_torch.rng_devices(device)):
             # Every module from the factory has the same structure: look at one.
-            tied = _has_tied_parameters(_fresh_module(module_factory, device)[0])
+            tied = _torch.has_tied_parameters(_torch.fresh_module(module_factory, device)[0])
             # The first checkpoint is the program itself (every coefficient 1), which is
             # what a refined loss must beat, rather than the perturbed start.
             validated.take(0, {k: np.ones_like(initial[k]) for k in alive})
@@ -290,8 +291,8 @@ def learn_coefficients_group(losses, module_factory, X_train, y_train, X_valid, 
                 train_batches = [(take(X_train, i), y_train.index_select(0, i))
                                  for i in train_idx[step * unroll:(step + 1) * unroll]]
                 valid_batch = (take(X_valid, valid_idx[step]), y_valid.index_select(0, valid_idx[step]))
-                _manual_seed(int(seed), device)
-                module, params = _fresh_module(module_factory, device)
+                _torch.manual_seed(int(seed), device)
+                module, params = _torch.fresh_module(module_factory, device)
                 objectives = _unrolled_objectives([losses[k] for k in alive], [css[k].unbind() for k in alive],
                                                   module, params, train_batches, valid_batch, inner, task_loss, tied)
                 for k, objective in zip(alive, objectives):
@@ -445,7 +446,7 @@ def meta_objective(loss, coefficients, module, train_batches, valid_batch, *,
     params = dict(module.named_parameters()) if params is None else dict(params)
     cs = coefficients.unbind() if torch.is_tensor(coefficients) else coefficients
     (objective,) = _unrolled_objectives([loss], [cs], module, params, train_batches, valid_batch, inner,
-                                        _task_loss(loss), _has_tied_parameters(module))
+                                        _task_loss(loss), _torch.has_tied_parameters(module))
     if isinstance(objective, Exception):
         raise objective
     return objective
@@ -468,11 +469,11 @@ def _unrolled_objectives(losses, css, module, params, train_batches, valid_batch
 
     def forward(x, alive, target=None):
         """Per alive loss, its output and, given ``target``, its terminals: one pass per distinct parameter list."""
-        rng = _rng_state(device)
+        rng = _torch.rng_state(device)
         done = {}
         for j in alive:
             if id(values[j]) not in done:
-                _set_rng_state(rng, device)
+                _torch.set_rng_state(rng, device)
                 out = call(values[j], x)
                 done[id(values[j])] = out, None if target is None else losses[j].terminals(out, target)
         return {j: done[id(values[j])] for j in alive}
@@ -505,30 +506,6 @@ def _unrolled_objectives(losses, css, module, params, train_batches, valid_batch
     return [failures[j] if failures[j] is not None else task_loss(outputs[j][0], valid_batch[1]) for j in range(n)]
 
 
-def _rng_state(device):
-    return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
-
-
-def _set_rng_state(state, device):
-    torch.set_rng_state(state[0])
-    if device.type == "cuda":
-        torch.cuda.set_rng_state(state[1], device)
-
-
-def _fresh_module(module_factory, device):
-    module = module_factory()
-    # Module.to walks every submodule: skip it where the factory built on the device.
-    params = dict(module.named_parameters())
-    if any(p.device != device for p in params.values()):
-        module = module.to(device)
-        params = dict(module.named_parameters())
-    return module, params
-
-
-def _has_tied_parameters(module):
-    return sum(1 for _ in module.named_parameters(remove_duplicate=False)) != len(dict(module.named_parameters()))
-
-
 def _task_loss(loss):
     """The meta objective for the loss's task and link: ``(outputs, targets) -> scalar``.
 
@@ -553,32 +530,6 @@ def _task_loss(loss):
         y, p = loss.terminals(out, target)
         return -(y * torch.log(p.clamp_min(torch.finfo(p.dtype).tiny))).sum(-1).mean()
     return nll
-
-
-def _torch_device(device):
-    device = torch.device(device)
-    if device.type == "cuda" and device.index is None:  # fork_rng and seeding need the index
-        device = torch.device("cuda", torch.cuda.current_device())
-    return device
-
-
-def _manual_seed(seed, device):
-    # torch.manual_seed for CPU and CUDA, where it would also visit every other
-    # backend, at a cost above that of a small network's training step.
-    if device.type not in ("cpu", "cuda"):
-        torch.manual_seed(seed)
-        return
-    torch.default_generator.manual_seed(seed)
-    if device.type == "cuda":
-        torch.cuda.manual_seed(seed)
-
-
-def _fastest_adam(device):
-    return {"fused": True} if device.type in ("cpu", "cuda") else {"foreach": False}
-
-
-def _rng_devices(device):
-    return [device.index] if device.type == "cuda" else []
 
 
 def _check_data(x_name, y_name, X, y):
