@@ -22,7 +22,7 @@ import torch
 
 from . import terminals
 from .loss import SymbolicLoss
-from .program import _fold
+from .program import fold
 
 __all__ = ["to_torch_source"]
 
@@ -135,7 +135,7 @@ def to_torch_source(loss, name="learned_loss"):
         return emit(f"{call}({', '.join(args)})")
 
     coefficients = loss.get_params()["coefficients"]
-    result = _fold(
+    result = fold(
         loss.program_.nodes,
         lambda n: ("y", "yhat")[n] if isinstance(n, int) else emit(f"yhat.new_tensor({float(n)!r})"),
         node,

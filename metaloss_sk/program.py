@@ -22,10 +22,10 @@ from .parsing import parse_nodes
 from .primitives import PRIMITIVES, Primitive, learn_primitives, resolve_function_set, user_primitives
 from .terminals import TERMINALS
 
-__all__ = ["Program", "SearchSpace", "TERMINALS", "parse"]
+__all__ = ["Program", "SearchSpace", "TERMINALS", "fold", "parse"]
 
 
-def _fold(nodes, leaf, node, coefficients=None):
+def fold(nodes, leaf, node, coefficients=None):
     """Evaluate a prefix program bottom-up without recursion.
 
     ``leaf(n)`` maps a terminal or constant to a value, ``node(p, args)`` applies
@@ -76,7 +76,7 @@ class Program:
 
     def __str__(self):
         if self._text is None:
-            text = _fold(
+            text = fold(
                 self.nodes,
                 lambda n: TERMINALS[n] if isinstance(n, int) else _format_constant(n),
                 lambda p, args: f"{p.name}({', '.join(args)})",
@@ -104,7 +104,7 @@ class Program:
     @property
     def depth(self):
         """Height of the tree: 0 for a single terminal (gplearn's ``depth_``)."""
-        return _fold(self.nodes, lambda n: 0, lambda p, args: 1 + max(args))
+        return fold(self.nodes, lambda n: 0, lambda p, args: 1 + max(args))
 
     @property
     def terminals_used(self):
@@ -137,7 +137,7 @@ class Program:
             shown = f"{c:.{precision}g}"
             return text if shown == "1" else f"{shown}*{text}"  # a coefficient of 1 (at this precision) is noise
 
-        text = _fold(
+        text = fold(
             self.nodes,
             lambda n: terminals[n] if isinstance(n, int) else f"{n:.{constant_digits}g}",
             lambda p, args: _format_infix(p, args),
@@ -156,7 +156,7 @@ class Program:
         symbols = (sympy.Symbol("y", real=True),
                    sympy.Symbol("yhat", positive=True) if positive_yhat
                    else sympy.Symbol("yhat", real=True))
-        return _fold(
+        return fold(
             self.nodes,
             lambda n: symbols[n] if isinstance(n, int) else sympy.Float(n) if n % 1 else sympy.Integer(int(n)),
             lambda p, args: p.sympy_fn(*args),
@@ -233,7 +233,7 @@ class Program:
                 return args[1] if constant(args[0]) == 0.0 else args[0]
             return (p, *(n for arg in args for n in arg))
 
-        return Program(_fold(self.nodes, lambda n: (n,), node))
+        return Program(fold(self.nodes, lambda n: (n,), node))
 
     def per_class(self):
         """A classifier's loss per class: the program at ``y = 1`` and at ``y = 0``, simplified.
@@ -267,7 +267,7 @@ class Program:
             args = sorted(args, key=lambda arg: str(Program(arg))) if p.commutative else args
             return (p, *(n for arg in args for n in arg))
 
-        return Program(_fold(self.nodes, lambda n: (n,), node))
+        return Program(fold(self.nodes, lambda n: (n,), node))
 
     def evaluate(self, y, yhat, coefficients=None):
         """Evaluate element-wise on tensors; constants become tensors like ``yhat``."""

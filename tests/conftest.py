@@ -1,6 +1,8 @@
 """What the tests share: small data and a tiny net that learns within a few steps."""
 
 import numpy as np
+import pytest
+import torch
 from sklearn.datasets import load_iris
 from sklearn.preprocessing import StandardScaler
 from skorch import NeuralNetClassifier
@@ -79,3 +81,12 @@ def case_id(case):
     """A readable test id for a ``(name, value)`` of :func:`bad_values`."""
     name, value = case
     return f"{name}={type(value).__name__}" if type(value) is object else f"{name}={value!r}"
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test, restored after it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

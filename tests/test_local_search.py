@@ -2,20 +2,13 @@
 
 import numpy as np
 import pytest
-import torch
 from conftest import bad_values, case_id, classifier, iris
 
 from metaloss_sk import LocalSearch, LossSearchCV, SymbolicLoss
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # These networks are tiny: on a busy machine, spinning OpenMP workers make
-    # multi-threaded tiny kernels many times slower, never faster.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+#: These networks are tiny: on a busy machine, spinning OpenMP workers make multi-threaded tiny kernels many
+#: times slower, never faster.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_the_skorch_local_search_screens_checkpoints_at_a_fraction_of_the_budget(monkeypatch):

@@ -52,14 +52,9 @@ def data():
     return blobs()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # These networks are tiny: on a busy machine, spinning OpenMP workers make
-    # multi-threaded tiny kernels many times slower, never faster.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+#: These networks are tiny: on a busy machine, spinning OpenMP workers make multi-threaded tiny kernels many
+#: times slower, never faster.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_initial_coefficients_are_near_one_one_per_edge_and_seeded():
