@@ -120,7 +120,10 @@ def main():
         make_net(args.steps, len(train), args.task).fit(X[train], y[train])
 
     ce = "neg(mul(y, log(yhat)))"
-    group = [ce, FOCAL_LIKE, "square(sub(y, yhat))", "neg(mul(y, yhat))"] * 2
+    # Eight different programs, as a generation's group holds (copies of one program would evaluate it once).
+    group = [ce, FOCAL_LIKE, "square(sub(y, yhat))", "neg(mul(y, yhat))", "abs(sub(y, yhat))",
+             "neg(mul(y, tanh(yhat)))", "add(neg(mul(y, log(yhat))), mul(y, sub(1.0, yhat)))",
+             "neg(mul(add(mul(0.9, y), 0.01), log(yhat)))"]
     methods = {
         "plain PyTorch loop, CrossEntropyLoss (floor)": lambda: plain_loop(X, y, train, args.steps, task=args.task),
         "skorch.fit, CrossEntropyLoss": skorch_fit,
