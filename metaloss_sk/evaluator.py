@@ -500,31 +500,6 @@ class Evaluator:
             self._probe = Probe(outputs, torch.as_tensor(targets), evaluation.task)
         return self._probe
 
-    # ------------------------------------------------------------ state
-    def state(self):
-        """JSON-able state: every row, the cache keys and the totals."""
-        rows = []
-        for row in self.rows.values():
-            rows.append({"program": str(row.program), "loss": row.loss.get_params(), "generation": row.generation,
-                         "rungs": [vars(r) for r in row.rungs], "status": row.status, "message": row.message,
-                         "equivalent_to": row.equivalent_to, "fold_coefficients": row.fold_coefficients})
-        return {"rows": rows, "keys": self.keys, "totals": self.totals}
-
-    def restore(self, state):
-        """Undo :meth:`state`."""
-        self.rows = {}
-        for entry in state["rows"]:
-            loss = SymbolicLoss(**entry["loss"])
-            rungs = [Rung(**{**r, "scores": _nan(r["scores"]),
-                             "other_scores": {k: _nan(v) for k, v in r.get("other_scores", {}).items()}})
-                     for r in entry["rungs"]]
-            self.rows[entry["program"]] = Row(
-                program=loss.program_, loss=loss, generation=entry["generation"], rungs=rungs,
-                status=entry["status"], message=entry["message"], equivalent_to=entry["equivalent_to"],
-                fold_coefficients=entry["fold_coefficients"])
-        self.keys = dict(state["keys"])
-        self.totals = {**dict.fromkeys(TOTALS, 0), **state["totals"]}
-
     @property
     def n_trained(self):
         return self.totals["trained"]
@@ -540,7 +515,3 @@ def _reject(probe, losses, steps):
     with single_thread():
         return probe.reject(losses, steps=steps)
 
-
-def _nan(values):
-    """Scores read back from JSON: null is NaN."""
-    return [math.nan if v is None else v for v in values]
