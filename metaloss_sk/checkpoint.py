@@ -21,9 +21,9 @@ import numpy as np
 
 from . import _json
 from ._rows import is_dict
-from .evaluator import TOTALS, Row, Rung
 from .loss import SymbolicLoss
 from .program import parse
+from .records import TOTALS, Outcome, Row, Rung
 
 __all__ = ["SearchState", "search_signature", "signature", "save_checkpoint", "load_checkpoint", "check_writable"]
 
@@ -77,8 +77,10 @@ class SearchState:
         """Take the records of ``evaluator`` (an :class:`~metaloss_sk.evaluator.Evaluator`) into ``self.evaluator``."""
         rows = []
         for row in evaluator.rows.values():
+            rungs = [{"n_resources": r.n_resources, "scores": r.scores, "n_seeds": r.n_seeds, "fit_time": r.fit_time,
+                      "status": r.status, "message": r.message, "other_scores": r.other_scores} for r in row.rungs]
             rows.append({"program": str(row.program), "loss": row.loss.get_params(), "generation": row.generation,
-                         "rungs": [dict(vars(r)) for r in row.rungs], "status": row.status, "message": row.message,
+                         "rungs": rungs, "status": row.status, "message": row.message,
                          "equivalent_to": row.equivalent_to, "fold_coefficients": row.fold_coefficients})
         self.evaluator = {"rows": rows, "keys": dict(evaluator.keys), "totals": dict(evaluator.totals)}
 
@@ -87,13 +89,15 @@ class SearchState:
         evaluator.rows = {}
         for entry in self.evaluator["rows"]:
             loss = SymbolicLoss(**entry["loss"])
-            rungs = [Rung(**{**r, "scores": _nan(r["scores"]),
-                             "other_scores": {k: _nan(v) for k, v in r.get("other_scores", {}).items()}})
+            rungs = [Rung(n_resources=r["n_resources"], scores=_nan(r["scores"]), n_seeds=r["n_seeds"],
+                          fit_time=r["fit_time"], outcome=Outcome(r["status"], r["message"]),
+                          other_scores={k: _nan(v) for k, v in r.get("other_scores", {}).items()})
                      for r in entry["rungs"]]
+            # A row's outcome is its last rung's; only a rejection, with no rung, is its own.
+            rejection = Outcome(entry["status"], entry["message"]) if entry["status"] == "rejected" else None
             evaluator.rows[entry["program"]] = Row(
-                program=loss.program_, loss=loss, generation=entry["generation"], rungs=rungs,
-                status=entry["status"], message=entry["message"], equivalent_to=entry["equivalent_to"],
-                fold_coefficients=entry["fold_coefficients"])
+                program=loss.program_, loss=loss, generation=entry["generation"], rungs=rungs, rejection=rejection,
+                equivalent_to=entry["equivalent_to"], fold_coefficients=entry["fold_coefficients"])
         evaluator.keys = dict(self.evaluator["keys"])
         evaluator.totals = {**dict.fromkeys(TOTALS, 0), **self.evaluator["totals"]}
 
