@@ -6,6 +6,10 @@ cache keys, history). A checkpoint file holds one state plus a signature of
 the configuration and the data, so it is never resumed by a different search.
 Loading parses JSON and programs (through :mod:`metaloss_sk._json`'s bounded,
 strict reader); nothing is evaluated.
+
+This module is the one place that knows the checkpoint's JSON layout, the
+evaluator's records included (:meth:`SearchState.record` and
+:meth:`SearchState.restore`); a change of the layout bumps ``VERSION``.
 """
 
 import hashlib
@@ -17,7 +21,9 @@ import numpy as np
 
 from . import _json
 from ._rows import is_dict
+from .loss import SymbolicLoss
 from .program import parse
+from .records import TOTALS, Outcome, Row, Rung
 
 __all__ = ["SearchState", "search_signature", "signature", "save_checkpoint", "load_checkpoint", "check_writable"]
 
@@ -52,7 +58,8 @@ class SearchState:
     refit_seed : int
         The seed of the final refit and local search.
     evaluator : dict
-        :meth:`Evaluator.state <metaloss_sk.evaluator.Evaluator.state>`.
+        The evaluator's records as JSON (every row, the cache keys and the
+        totals): see :meth:`record` and :meth:`restore`.
     """
 
     population: list
@@ -65,6 +72,34 @@ class SearchState:
     fold_seeds: list = field(default_factory=list)
     refit_seed: int = 0
     evaluator: dict = field(default_factory=dict)
+
+    def record(self, evaluator):
+        """Take the records of ``evaluator`` (an :class:`~metaloss_sk.evaluator.Evaluator`) into ``self.evaluator``."""
+        rows = []
+        for row in evaluator.rows.values():
+            rungs = [{"n_resources": r.n_resources, "scores": r.scores, "n_seeds": r.n_seeds, "fit_time": r.fit_time,
+                      "status": r.status, "message": r.message, "other_scores": r.other_scores} for r in row.rungs]
+            rows.append({"program": str(row.program), "loss": row.loss.get_params(), "generation": row.generation,
+                         "rungs": rungs, "status": row.status, "message": row.message,
+                         "equivalent_to": row.equivalent_to, "fold_coefficients": row.fold_coefficients})
+        self.evaluator = {"rows": rows, "keys": dict(evaluator.keys), "totals": dict(evaluator.totals)}
+
+    def restore(self, evaluator):
+        """Put the records :meth:`record` took back into ``evaluator``, in place of its own."""
+        evaluator.rows = {}
+        for entry in self.evaluator["rows"]:
+            loss = SymbolicLoss(**entry["loss"])
+            rungs = [Rung(n_resources=r["n_resources"], scores=_nan(r["scores"]), n_seeds=r["n_seeds"],
+                          fit_time=r["fit_time"], outcome=Outcome(r["status"], r["message"]),
+                          other_scores={k: _nan(v) for k, v in r.get("other_scores", {}).items()})
+                     for r in entry["rungs"]]
+            # A row's outcome is its last rung's; only a rejection, with no rung, is its own.
+            rejection = Outcome(entry["status"], entry["message"]) if entry["status"] == "rejected" else None
+            evaluator.rows[entry["program"]] = Row(
+                program=loss.program_, loss=loss, generation=entry["generation"], rungs=rungs, rejection=rejection,
+                equivalent_to=entry["equivalent_to"], fold_coefficients=entry["fold_coefficients"])
+        evaluator.keys = dict(self.evaluator["keys"])
+        evaluator.totals = {**dict.fromkeys(TOTALS, 0), **self.evaluator["totals"]}
 
 
 def _describe(value):
@@ -196,3 +231,8 @@ def load_checkpoint(path, expected_signature):
         elapsed=document["elapsed"], history=document["history"], fold_seeds=document["fold_seeds"],
         refit_seed=document["refit_seed"], evaluator=document["evaluator"],
     )
+
+
+def _nan(values):
+    """Scores read back from JSON: null is NaN."""
+    return [math.nan if v is None else v for v in values]

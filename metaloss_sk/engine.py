@@ -28,6 +28,7 @@ from sklearn.metrics import r2_score
 
 from ._rows import placeholder, take
 from .local_search import refine_losses
+from .records import OK, Outcome, Reported
 from .training import score
 
 __all__ = ["Evaluation", "FoldResult", "evaluate_candidates", "single_thread", "standardize", "refine_on"]
@@ -74,13 +75,12 @@ class Evaluation:
 
 
 @dataclass
-class FoldResult:
+class FoldResult(Reported):
     """What training one candidate on one fold gave."""
 
     score: float
     fit_time: float = 0.0
-    status: str = "ok"  # "ok", "nan" (loss or score not finite), "chance" (no better than chance) or "error"
-    message: str = ""
+    outcome: Outcome = OK  # else "nan" (loss or score not finite), "chance" (no better than chance) or "error"
     other_scores: dict = field(default_factory=dict)  # the other metrics, by name, where scored
     coefficients: list | None = None  # learned by the local search, if it ran
     meta_nan_steps: int = 0  # local search steps skipped because the meta objective was not finite
@@ -168,8 +168,8 @@ def _evaluate(evaluation, losses, X, y, train, test, budget, seed, params):
             if isinstance(result, Exception):
                 if evaluation.error_score == "raise":
                     raise result
-                results[k] = FoldResult(failed_score, status="error",
-                                        message=f"local search: {type(result).__name__}: {result}")
+                results[k] = FoldResult(failed_score, outcome=Outcome(
+                    "error", f"local search: {type(result).__name__}: {result}"))
                 refined.append(losses[k])
             else:
                 refined.append(result.loss)
@@ -197,22 +197,22 @@ def _score(evaluation, net_, failure, X, y, chance, failed_score):
     if isinstance(failure, Exception):
         if evaluation.error_score == "raise":
             raise failure
-        return FoldResult(failed_score, status="error", message=f"{type(failure).__name__}: {failure}")
+        return FoldResult(failed_score, outcome=Outcome("error", f"{type(failure).__name__}: {failure}"))
     if failure is not None:
-        return FoldResult(failed_score, status="nan" if "NaN" in failure else "error", message=failure)
+        return FoldResult(failed_score, outcome=Outcome("nan" if "NaN" in failure else "error", failure))
     try:
         value = score(evaluation.scorer, net_, X, y)
     except Exception as exc:
         if evaluation.error_score == "raise":
             raise
-        return FoldResult(failed_score, status="error", message=f"{type(exc).__name__}: {exc}")
+        return FoldResult(failed_score, outcome=Outcome("error", f"{type(exc).__name__}: {exc}"))
     if not math.isfinite(value):
-        return FoldResult(failed_score, status="nan", message="the score is not finite")
+        return FoldResult(failed_score, outcome=Outcome("nan", "the score is not finite"))
     others = {name: value if scorer is evaluation.scorer else _other_score(scorer, net_, X, y)
               for name, scorer in evaluation.other_scorers}
     if value <= chance:  # a failure, but its score is kept: it tells how far from learning the net was
-        return FoldResult(value, status="chance", other_scores=others,
-                          message=f"score {value:.4g} is no better than chance ({chance:.4g})")
+        return FoldResult(value, other_scores=others,
+                          outcome=Outcome("chance", f"score {value:.4g} is no better than chance ({chance:.4g})"))
     return FoldResult(value, other_scores=others)
 
 

@@ -4,7 +4,7 @@ The search says which programs to score and at which budget; this module
 decides which of them need training at all (exact repeats, equivalent
 programs and degenerate losses do not), dispatches the rest to
 :func:`~metaloss_sk.engine.evaluate_candidates` in groups through joblib, and
-keeps one :class:`Row` per distinct program with its scores at every rung of
+keeps one :class:`~metaloss_sk.records.Row` per distinct program with its scores at every rung of
 training budget it reached. It knows nothing of the search object: it is
 built from a frozen :class:`EvaluatorConfig`, the data, the splits and a joblib
 ``Parallel``, so it can be built and tested alone.
@@ -12,7 +12,7 @@ built from a frozen :class:`EvaluatorConfig`, the data, the splits and a joblib
 
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ from ._rows import take, to_tensors
 from .engine import evaluate_candidates, single_thread, standardize
 from .filters import Probe, commutative_key, gradient_violations, symbolic_key
 from .loss import SymbolicLoss
+from .records import COUNTS, TOTALS, Outcome, Row, Rung
 from .training import build_net
 
 __all__ = ["EvaluatorConfig", "Evaluator", "Row", "Rung"]
@@ -31,8 +32,6 @@ _PROBE_ROWS = 100
 #: Tasks a call to ``cross_validate`` is split into at least (where it has the candidates):
 #: two workers' worth, whatever ``n_jobs`` is, so that the grouping never follows ``n_jobs``.
 _MIN_TASKS = 2
-TOTALS = ("cache_hits", "equivalent", "rejected", "trained", "promoted", "failures", "meta_nan_steps", "filter_time",
-          "train_time", "fit_time", "local_search_time", "fold_fits", "ladder_fits", "ladder_time")
 
 
 @dataclass(frozen=True)
@@ -77,51 +76,6 @@ class EvaluatorConfig:
     rejection_steps: int = 250
     gradient_bound: float | None = 10.0
     seed_programs: tuple = ()
-
-
-@dataclass
-class Rung:
-    """A program's cross-validated result at one training budget."""
-
-    n_resources: int  # optimizer steps per net (on the first fold)
-    scores: list  # per fold, the mean over the weight seeds
-    n_seeds: int = 1
-    fit_time: float = 0.0  # per fold, mean
-    status: str = "ok"
-    message: str = ""
-    other_scores: dict = field(default_factory=dict)  # metric name -> per fold, the mean over the seeds
-
-    @property
-    def mean(self):
-        """Mean score over the folds; NaN if any fold (or seed) failed."""
-        return float(np.mean(self.scores)) if self.status == "ok" else math.nan
-
-    @property
-    def std(self):
-        return float(np.std(self.scores)) if self.status == "ok" else math.nan
-
-
-@dataclass(eq=False)
-class Row:
-    """One distinct program: where it came from and its results at every rung it reached."""
-
-    program: object  # Program
-    loss: object  # SymbolicLoss, without coefficients
-    generation: int
-    rungs: list = field(default_factory=list)
-    status: str = "ok"  # "rejected" if never trained, else the status of its last rung
-    message: str = ""
-    equivalent_to: str = ""  # the program whose evaluation this one shares
-    fold_coefficients: list | None = None  # per fold, learned by the local search at rung 0
-
-    @property
-    def last(self):
-        return self.rungs[-1] if self.rungs else None
-
-    @property
-    def score(self):
-        """The mean score at the highest rung reached (NaN if it failed or never trained)."""
-        return self.last.mean if self.last is not None and self.status == "ok" else math.nan
 
 
 class Evaluator:
@@ -178,10 +132,8 @@ class Evaluator:
             to_train = to_train[:max_new]
         filter_time = time.perf_counter() - start
         self.progress(len(population) - len(to_train))
-        stats = {"proposed": len(population), "cache_hits": len(population) - len(new), "equivalent": 0,
-                 "rejected": 0, "trained": len(to_train), "promoted": len(to_train), "failures": 0,
-                 "fit_time": 0.0, "local_search_time": 0.0, "filter_time": filter_time, "fold_fits": 0,
-                 "meta_nan_steps": 0}
+        stats = {**COUNTS, "proposed": len(population), "cache_hits": len(population) - len(new),
+                 "trained": len(to_train), "promoted": len(to_train), "filter_time": filter_time}
         promoted, weight, fresh = to_train, 1.0, (generation, losses)
         plan = config.plan
         if plan.screening is not None and to_train:
@@ -214,13 +166,13 @@ class Evaluator:
                 del alias[key]
             if key in rejected:
                 row = self._row(p, generation, losses[key])
-                row.rungs, row.status, row.message = [], "rejected", rejected[key]
+                row.rungs, row.rejection = [], Outcome("rejected", rejected[key])
                 stats["rejected"] += 1
             elif key in alias and alias[key] in self.rows:
                 source = self.rows[alias[key]]
                 row = self._row(p, generation, losses[key])
-                row.rungs, row.status, row.message = list(source.rungs), source.status, source.message
-                row.equivalent_to, row.fold_coefficients = str(source.program), source.fold_coefficients
+                row.rungs, row.equivalent_to = list(source.rungs), str(source.program)
+                row.fold_coefficients = source.fold_coefficients
                 stats["equivalent"] += 1
         for key in TOTALS:
             self.totals[key] += stats.get(key, 0)
@@ -239,7 +191,6 @@ class Evaluator:
         for p, results in zip(programs, folds):
             row = self.rows[str(p)] if fresh is None else self._row(p, fresh[0], fresh[1][str(p)])
             row.rungs.append(self._rung(results, budget))
-            row.status, row.message = row.last.status, row.last.message
             stats["meta_nan_steps"] += sum(fold[0].meta_nan_steps for fold in results)
             stats["fit_time"] += sum(fold[0].fit_time for fold in results)
             stats["local_search_time"] += sum(fold[0].local_search_time for fold in results)
@@ -303,7 +254,6 @@ class Evaluator:
         self.totals["ladder_fits"] += len(self._fold_results) - fits
         for row, results in zip(rows, folds):
             row.rungs.append(self._rung(results, budget))
-            row.status, row.message = row.last.status, row.last.message
         return [row.score for row in rows]
 
     def candidate(self, row):
@@ -315,14 +265,13 @@ class Evaluator:
     def _rung(self, results, budget):
         """A :class:`Rung` from per-fold lists of per-seed FoldResults."""
         scores = [float(np.mean([r.score for r in fold])) for fold in results]
-        failed = next((r for fold in results for r in fold if r.status != "ok"), None)
         names = [name for name, _ in self.config.evaluation.other_scorers]
         others = {name: [float(np.mean([r.other_scores.get(name, math.nan) for r in fold])) for fold in results]
                   for name in names}
         return Rung(n_resources=self.config.plan.steps(budget), other_scores=others,
                     scores=scores, n_seeds=len(results[0]) if results else 1,
                     fit_time=float(np.mean([r.fit_time for fold in results for r in fold])) if results else 0.0,
-                    status="ok" if failed is None else failed.status, message="" if failed is None else failed.message)
+                    outcome=Outcome.first_failure(r.outcome for fold in results for r in fold))
 
     # ------------------------------------------------------------ dispatch
     def seeds(self, n_seeds):
@@ -500,31 +449,6 @@ class Evaluator:
             self._probe = Probe(outputs, torch.as_tensor(targets), evaluation.task)
         return self._probe
 
-    # ------------------------------------------------------------ state
-    def state(self):
-        """JSON-able state: every row, the cache keys and the totals."""
-        rows = []
-        for row in self.rows.values():
-            rows.append({"program": str(row.program), "loss": row.loss.get_params(), "generation": row.generation,
-                         "rungs": [vars(r) for r in row.rungs], "status": row.status, "message": row.message,
-                         "equivalent_to": row.equivalent_to, "fold_coefficients": row.fold_coefficients})
-        return {"rows": rows, "keys": self.keys, "totals": self.totals}
-
-    def restore(self, state):
-        """Undo :meth:`state`."""
-        self.rows = {}
-        for entry in state["rows"]:
-            loss = SymbolicLoss(**entry["loss"])
-            rungs = [Rung(**{**r, "scores": _nan(r["scores"]),
-                             "other_scores": {k: _nan(v) for k, v in r.get("other_scores", {}).items()}})
-                     for r in entry["rungs"]]
-            self.rows[entry["program"]] = Row(
-                program=loss.program_, loss=loss, generation=entry["generation"], rungs=rungs,
-                status=entry["status"], message=entry["message"], equivalent_to=entry["equivalent_to"],
-                fold_coefficients=entry["fold_coefficients"])
-        self.keys = dict(state["keys"])
-        self.totals = {**dict.fromkeys(TOTALS, 0), **state["totals"]}
-
     @property
     def n_trained(self):
         return self.totals["trained"]
@@ -540,7 +464,3 @@ def _reject(probe, losses, steps):
     with single_thread():
         return probe.reject(losses, steps=steps)
 
-
-def _nan(values):
-    """Scores read back from JSON: null is NaN."""
-    return [math.nan if v is None else v for v in values]

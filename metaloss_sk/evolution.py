@@ -285,7 +285,9 @@ def evolve(evaluator, settings, state, generations, stopping, progress, hall_of_
             state.population = next_generation(state.population, fitness - penalty, space, settings, state.rng)
             state.generation = generation + 1
             if save is not None:
-                save(replace(state, elapsed=elapsed, evaluator=evaluator.state()))
+                saved = replace(state, elapsed=elapsed)
+                saved.record(evaluator)
+                save(saved)
             if stopping.reached(state.stale, evaluator.n_trained):
                 break
     except KeyboardInterrupt:

@@ -1,7 +1,7 @@
 """A search's results, assembled by pure functions from the evaluator's rows (as scikit-learn's ``_format_results``).
 
 Nothing here trains or changes anything: :func:`cv_results`, :func:`hall_of_fame`
-and :func:`search_stats` turn the :class:`~metaloss_sk.evaluator.Row` records,
+and :func:`search_stats` turn the :class:`~metaloss_sk.records.Row` records,
 the per-generation history and the evaluator's totals into the fitted
 attributes of :class:`~metaloss_sk.LossSearchCV`, and the ``*_line`` functions
 into what ``verbose`` prints. Values are plain Python or NumPy arrays.

@@ -292,7 +292,7 @@ class LossSearchCV(FittedSearchMixin, MetaEstimatorMixin, BaseEstimator):
                 evaluator = Evaluator(self._config(splits, self._search_net()), X_folds, y_folds, splits, parallel,
                                       progress=progress)
                 if resumed:
-                    evaluator.restore(state.evaluator)
+                    state.restore(evaluator)
                 stopping = Stopping(start, self.max_time, self.n_iter_no_change, self.max_evaluations)
                 save = None if self.checkpoint is None else partial(save_checkpoint, self.checkpoint,
                                                                     signature=signature)
@@ -314,7 +314,7 @@ class LossSearchCV(FittedSearchMixin, MetaEstimatorMixin, BaseEstimator):
                                       "known_losses": final.known_scores(evaluator, names), "contest": self._contest}
         finally:
             progress.close()
-        self._state.evaluator = evaluator.state()
+        self._state.record(evaluator)
         # Phase 5: the refit.
         if self.refit:
             self.best_estimator_ = self._refit(X, y)
@@ -413,9 +413,9 @@ class LossSearchCV(FittedSearchMixin, MetaEstimatorMixin, BaseEstimator):
         X_folds, y_folds, splits = self._inputs.fold_rows(X, y, splits)
         with Parallel(n_jobs=self.n_jobs, return_as="generator") as parallel:
             evaluator = Evaluator(self._config(splits, self._search_net()), X_folds, y_folds, splits, parallel)
-            evaluator.restore(self._state.evaluator)
+            self._state.restore(evaluator)
             self._local_search_winners(evaluator, self._inputs.net_rows(X, y), y, local_search)
-            self._state.evaluator = evaluator.state()
+            self._state.record(evaluator)
         if self.baseline_ is not None:
             self.baseline_["found_split_scores"] = list(self._best_split_scores)
         if self.refit:

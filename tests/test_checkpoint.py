@@ -9,13 +9,15 @@ import subprocess
 import sys
 import textwrap
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from conftest import classifier, iris
 
-from metaloss_sk import Evolution, LossSearchCV, parse
+from metaloss_sk import Evolution, LossSearchCV, SymbolicLoss, parse
 from metaloss_sk.checkpoint import SearchState, load_checkpoint, save_checkpoint
+from metaloss_sk.records import TOTALS, Outcome, Row, Rung
 
 CE = "neg(mul(y, log(yhat)))"
 
@@ -37,6 +39,31 @@ def test_search_state_round_trips_through_strict_json(tmp_path):
     with pytest.raises(ValueError, match="other settings"):
         load_checkpoint(path, "another")
     assert load_checkpoint(tmp_path / "missing.json", "sig") is None
+
+
+def test_the_evaluator_records_round_trip_with_their_outcomes(tmp_path):
+    failed = Outcome("nan", "the score is not finite")
+    rows = {CE: Row(parse(CE), SymbolicLoss(CE), 0, rungs=[Rung(6, [0.5, math.nan], outcome=failed)]),
+            "abs(y)": Row(parse("abs(y)"), SymbolicLoss("abs(y)"), 1,
+                          rejection=Outcome("rejected", "no gradient: zero or non-finite on the probe rows")),
+            "neg(y)": Row(parse("neg(y)"), SymbolicLoss("neg(y)"), 1, rungs=[Rung(6, [0.25, 0.75])],
+                          equivalent_to=CE)}
+    evaluator = SimpleNamespace(rows=rows, keys={"k": CE}, totals=dict.fromkeys(TOTALS, 1))
+    state = SearchState(population=[parse(CE)], rng=np.random.RandomState(0))
+    state.record(evaluator)
+    assert list(state.evaluator["rows"][0]["rungs"][0]) == ["n_resources", "scores", "n_seeds", "fit_time", "status",
+                                                            "message", "other_scores"]  # the layout of VERSION 2
+    save_checkpoint(tmp_path / "state.json", state, "sig")
+    restored = SimpleNamespace()
+    load_checkpoint(tmp_path / "state.json", "sig").restore(restored)
+    assert list(restored.rows) == list(rows) and restored.keys == {"k": CE} and restored.totals == evaluator.totals
+    for key, row in rows.items():
+        back = restored.rows[key]
+        assert (back.outcome, back.status, back.message) == (row.outcome, row.status, row.message)
+        assert [r.outcome for r in back.rungs] == [r.outcome for r in row.rungs]
+        assert back.equivalent_to == row.equivalent_to and back.generation == row.generation
+    assert restored.rows[CE].status == "nan" and math.isnan(restored.rows[CE].last.scores[1])
+    assert restored.rows["abs(y)"].status == "rejected" and restored.rows["neg(y)"].score == 0.5
 
 
 KW = dict(evolution=Evolution(population_size=5, rejection_steps=50), cv=2, random_state=0, refit=False)

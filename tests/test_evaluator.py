@@ -1,6 +1,7 @@
 """metaloss_sk.evaluator: the cache of fold results, the rungs, screening, the filters' place and the grouping."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ from conftest import classifier, iris, plan
 from sklearn.utils.parallel import Parallel
 
 from metaloss_sk import LocalSearch, SymbolicLoss, parse
+from metaloss_sk.checkpoint import SearchState
 from metaloss_sk.engine import Evaluation
 from metaloss_sk.evaluator import Evaluator, EvaluatorConfig
 from metaloss_sk.training import Budget, Trainer
@@ -55,8 +57,10 @@ def test_the_evaluator_state_restores_every_row():
     evaluator = _evaluator()
     evaluator.generation([parse(CE), parse("mul(y, yhat)")], 0)
     evaluator.promote([parse(CE)], Budget(8), n_seeds=2)
+    state = SearchState(population=[], rng=None)
+    state.record(evaluator)
     restored = _evaluator()
-    restored.restore(json.loads(json.dumps(evaluator.state(), default=float)))
+    replace(state, evaluator=json.loads(json.dumps(state.evaluator, default=float))).restore(restored)
     for key, row in evaluator.rows.items():
         back = restored.rows[key]
         assert (back.status, back.generation, len(back.rungs)) == (row.status, row.generation, len(row.rungs))

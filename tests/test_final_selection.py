@@ -164,7 +164,7 @@ def test_search_lr_net_is_the_nets_own_and_a_grid_of_none_tunes_nothing():
 
 
 def _row(program, scores, steps=24):
-    from metaloss_sk.evaluator import Row, Rung
+    from metaloss_sk.records import Row, Rung
 
     return Row(program=parse(program), loss=SymbolicLoss(program), generation=0,
                rungs=[Rung(n_resources=6, scores=[0.5, 0.5, 0.5]), Rung(n_resources=steps, scores=scores)])
