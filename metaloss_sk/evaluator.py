@@ -453,11 +453,6 @@ class Evaluator:
     def n_trained(self):
         return self.totals["trained"]
 
-    @property
-    def batch_size(self):
-        """The net's batch size (-1: all rows)."""
-        return self.config.evaluation.trainer.estimator.batch_size
-
 
 def _reject(probe, losses, steps):
     """EvoMAL's rejection protocol on ``losses`` (a parallel task, on one thread as every task)."""
