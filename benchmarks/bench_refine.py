@@ -10,7 +10,7 @@ medians over the repeats.
     python benchmarks/bench_refine.py [--steps 250] [--repeats 3]
 
 A second table times the whole validated local search a search runs on a
-fold (``refine_losses`` with a skorch net, 10 checkpoints, a 500-step fitness
+fold (``local_search_losses`` with a skorch net, 10 checkpoints, a 500-step fitness
 budget): every checkpoint trained for the budget (``screen_factor=None``, the
 reference's way) against checkpoints screened at a third of it
 (``screen_factor=3``, the default), with one torch thread.
@@ -35,7 +35,7 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 
 from metaloss_sk import LocalSearch, SymbolicLoss
-from metaloss_sk.local_search import refine_losses
+from metaloss_sk.local_search import local_search_losses
 from metaloss_sk.training import Budget, Trainer
 from metaloss_sk.unrolled import learn_coefficients, learn_coefficients_group
 
@@ -117,7 +117,7 @@ def measure(steps, repeats, data):
 
 
 def validated(steps, repeats):
-    """Medians of a validated local search (``refine_losses``) per ``screen_factor``; confirmations counted."""
+    """Medians of a validated local search (``local_search_losses``) per ``screen_factor``; confirmations counted."""
     from skorch import NeuralNetClassifier
 
     X, y = load_digits(return_X_y=True)
@@ -132,7 +132,7 @@ def validated(steps, repeats):
     for repeat in range(repeats + 1):  # the first is a warm-up
         for name, setting in settings.items():
             start = time.perf_counter()
-            (result,) = refine_losses(Trainer(net), lambda n, X, y: n.score(X, y), [SymbolicLoss()], X, y, 0,
+            (result,) = local_search_losses(Trainer(net), lambda n, X, y: n.score(X, y), [SymbolicLoss()], X, y, 0,
                                       setting, Budget(100, 500), gradient_bound=10)
             if repeat:
                 times[name].append(time.perf_counter() - start)
@@ -195,7 +195,7 @@ def main(argv=None):
         "",
         "## The validated local search of a search's candidate (one torch thread)",
         "",
-        "`refine_losses` on 1,347 digits rows (a fold's training rows; 20 % of them held out for the "
+        "`local_search_losses` on 1,347 digits rows (a fold's training rows; 20 % of them held out for the "
         "checkpoints) with the same net as a skorch `NeuralNetClassifier`, cross-entropy, a 500-step "
         "fitness budget and the gradient bound; medians. *confirmed*: whether the best screened checkpoint "
         "was not the start, so it and the start trained for the whole budget.",

@@ -31,7 +31,12 @@ from sklearn.model_selection import StratifiedKFold
 from skorch import NeuralNetClassifier
 
 from metaloss_sk import SymbolicLoss
-from metaloss_sk.engine import Evaluation, evaluate_candidates
+
+try:
+    from metaloss_sk.fit_and_score import FitAndScore, fit_and_score
+except ImportError:  # a checkout before the issue-32 renames (bench_speed_vs.py --against)
+    from metaloss_sk.engine import Evaluation as FitAndScore
+    from metaloss_sk.engine import evaluate_candidates as fit_and_score
 from metaloss_sk.nets import MLP
 from metaloss_sk.training import Budget, Trainer
 
@@ -108,8 +113,8 @@ def main():
 
     def engine(programs, fast):
         def run():
-            evaluation = Evaluation(Trainer(net, fast), "multiclass", scorer)
-            results = evaluate_candidates(evaluation, [SymbolicLoss(p) for p in programs], X, y, train, test,
+            evaluation = FitAndScore(Trainer(net, fast), "multiclass", scorer)
+            results = fit_and_score(evaluation, [SymbolicLoss(p) for p in programs], X, y, train, test,
                                           budget if fast else skorch_budget, 0)
             assert all(r.status in ("ok", "chance") for r in results), [r.message for r in results]
         run.n = len(programs)

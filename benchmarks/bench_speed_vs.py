@@ -5,7 +5,7 @@ with ``--against``'s (``git worktree add /tmp/base <commit>``), in fresh
 processes, alternating which goes first, ``--rounds`` times per task. Each
 process measures the plain single-net PyTorch loop (the floor) and a group of
 8 candidates (8 different loss programs) through
-``evaluate_candidates``, so every ratio is taken inside one process.
+``fit_and_score``, so every ratio is taken inside one process.
 
     python benchmarks/bench_speed_vs.py --against /work/wt-base [--tasks digits lenet] [--rounds 3]
         [--repeats 5] [--steps 500] [--lenet-steps 100] [--out results/speed_batched.md]
@@ -75,7 +75,7 @@ def main():
         "",
         "Each row: one fresh process running `bench_speed.py --group-only` (medians over its repeats) with that "
         "checkout's package. *floor*: a plain PyTorch loop, one net, `CrossEntropyLoss`; *group of 8 per candidate*: "
-        "8 candidates (8 different programs) through `evaluate_candidates`, cloning, initialising and scoring "
+        "8 candidates (8 different programs) through `fit_and_score`, cloning, initialising and scoring "
         "included, divided by 8; *ratio*: the two, measured in the same process. digits: MLP 64-128-10, "
         f"{args.steps} steps; lenet: LeNet-5 on 5,000 MNIST images, {args.lenet_steps} steps; batch 128, SGD Nesterov.",
         "",

@@ -3,7 +3,7 @@
 The search says which programs to score and at which budget; this module
 decides which of them need training at all (exact repeats, equivalent
 programs and degenerate losses do not), dispatches the rest to
-:func:`~metaloss_sk.engine.evaluate_candidates` in groups through joblib, and
+:func:`~metaloss_sk.fit_and_score.fit_and_score` in groups through joblib, and
 keeps one :class:`~metaloss_sk.records.Row` per distinct program with its scores at every rung of
 training budget it reached. It knows nothing of the search object: it is
 built from a frozen :class:`EvaluatorConfig`, the data, the splits and a joblib
@@ -20,8 +20,8 @@ from joblib import effective_n_jobs
 from sklearn.utils.parallel import delayed
 
 from ._rows import take, to_tensors
-from .engine import evaluate_candidates, single_thread, standardize
 from .filters import Probe, commutative_key, gradient_violations, symbolic_key
+from .fit_and_score import fit_and_score, single_thread, standardize
 from .loss import SymbolicLoss
 from .records import COUNTS, TOTALS, Outcome, Row, Rung
 from .training import build_net
@@ -40,7 +40,7 @@ class EvaluatorConfig:
 
     Attributes
     ----------
-    evaluation : Evaluation
+    evaluation : FitAndScore
         What scoring a candidate on a fold means (sent to the workers).
     fold_seeds : tuple of int
         The seed of every fold: its initialisation and batch order.
@@ -312,7 +312,7 @@ class Evaluator:
         try:
             # The generator first: zip then exhausts it, and joblib sees every result taken.
             for results, (k, s, group) in zip(self.parallel(
-                delayed(evaluate_candidates)(evaluation, [per_fold[k][i] for i in group], self.X, self.y,
+                delayed(fit_and_score)(evaluation, [per_fold[k][i] for i in group], self.X, self.y,
                                              *self.splits[k], budget, seeds[k][s], params)
                 for k, s, group in tasks
             ), tasks):

@@ -45,7 +45,7 @@ _TOO_HIGH = " (If lr is already large, lower it instead: a net that diverges can
 LR_FACTORS = tuple(10 ** (k / 2) for k in range(-4, 5))
 
 
-def successive_halving(evaluate, plan, budgets):
+def successive_halving(evaluator, plan, budgets):
     """Promote the best distinct programs through ``budgets``; returns ``(n_resources, n_candidates)`` per rung.
 
     ``budgets`` are ``plan.rungs``, or none (an interrupted search). Rung 0 is
@@ -55,18 +55,18 @@ def successive_halving(evaluate, plan, budgets):
     seeds per fold. A program that fails on any fold, seed or rung leaves the
     field.
     """
-    rows = evaluate.rows
-    protected = [rows[rows[p].equivalent_to or p] for p in evaluate.config.seed_programs if p in rows]
+    rows = evaluator.rows
+    protected = [rows[rows[p].equivalent_to or p] for p in evaluator.config.seed_programs if p in rows]
     protected = [row for row in dict.fromkeys(protected) if row.status == "ok"]
     field = [row for row in rows.values()
-             if not row.equivalent_to and row.status == "ok" and evaluate.reached_fitness(row)]
+             if not row.equivalent_to and row.status == "ok" and evaluator.reached_fitness(row)]
     n_resources = [plan.steps(b) for b in plan.searched]
-    n_candidates = [evaluate.n_trained] + ([evaluate.totals["promoted"]] if plan.screening is not None else [])
+    n_candidates = [evaluator.n_trained] + ([evaluator.totals["promoted"]] if plan.screening is not None else [])
     for j, budget in enumerate(budgets if field else []):
         size = math.ceil(plan.n_finalists * plan.factor ** (len(budgets) - 1 - j))
         field.sort(key=lambda row: (-len(row.rungs), -row.score))  # promoted programs first
         field = list(dict.fromkeys(field[:size] + protected))
-        evaluate.promote([row.program for row in field], budget, plan.final_seeds if j == len(budgets) - 1 else 1)
+        evaluator.promote([row.program for row in field], budget, plan.final_seeds if j == len(budgets) - 1 else 1)
         n_resources.append(int(field[0].last.n_resources))
         n_candidates.append(len(field))
         field = [row for row in field if row.status == "ok"]
@@ -88,19 +88,19 @@ class Selection:
     n_candidates: list
 
 
-def select(evaluate, plan, task, budgets, refit, margin, lr, neighbours):
+def select(evaluator, plan, task, budgets, refit, margin, lr, neighbours):
     """The final selection after the genetic search: successive halving over ``budgets`` (the plan's rungs;
     none after an interruption), the winner, a ``refit`` callable's choice or else the contest with the best
     known loss at ``lr`` and the ``neighbours`` rates. Returns a :class:`Selection`."""
-    n_resources, n_candidates = successive_halving(evaluate, plan, budgets)
-    rows = list(evaluate.rows.values())
+    n_resources, n_candidates = successive_halving(evaluator, plan, budgets)
+    rows = list(evaluator.rows.values())
     best = winner(rows, str(usual_loss(task).program_))
     split_scores, contest = best.last.scores, None
     if callable(refit):
-        best = rows[refit_choice(refit, rows, len(evaluate.splits))]
+        best = rows[refit_choice(refit, rows, len(evaluator.splits))]
         split_scores = best.last.scores
     elif best.status == "ok":
-        outcome = contest_at_rates(evaluate, rows, evaluate.config.seed_programs, margin,
+        outcome = contest_at_rates(evaluator, rows, evaluator.config.seed_programs, margin,
                                    plan.final if budgets else None, plan.final_seeds, lr, neighbours)
         if outcome is not None:
             best, lr, split_scores, contest = outcome
@@ -168,13 +168,13 @@ def winner(rows, usual_program):
                        f"['message'] (error_score='raise' raises the first error).{hint}{diverged}")
 
 
-def contest_at_rates(evaluate, rows, seed_programs, margin, budget, n_seeds, lr, neighbours=()):
+def contest_at_rates(evaluator, rows, seed_programs, margin, budget, n_seeds, lr, neighbours=()):
     """The final contest: the best evolved program against the best seed program (known loss).
 
     The contenders are the best of each at the highest rung. Each also
     trains at ``budget`` with ``n_seeds`` weight seeds per fold at every
     rate of ``neighbours`` (the rates beside ``lr``, the one the search ran
-    at; none: ``evaluate`` is not used) and takes the rate it scores best at,
+    at; none: ``evaluator`` is not used) and takes the rate it scores best at,
     as a practitioner who tries a loss would tune its rate. The evolved
     program wins only by more than ``margin`` in the paired per-fold
     difference of their scores (see :func:`beats`): the best CV score among
@@ -198,7 +198,7 @@ def contest_at_rates(evaluate, rows, seed_programs, margin, budget, n_seeds, lr,
     for row in (evolved, known):
         scores = {lr: list(row.last.scores)}
         for other in neighbours:
-            (folds,) = evaluate.cross_validate([evaluate.candidate(row)], budget, n_seeds, params={"lr": other})
+            (folds,) = evaluator.cross_validate([evaluator.candidate(row)], budget, n_seeds, params={"lr": other})
             split, mean = _mean_scores(folds)
             if math.isfinite(mean):
                 scores[other] = split
@@ -237,12 +237,12 @@ def _mean_scores(folds):
     return splits, math.nan if failed else float(np.mean(splits))
 
 
-def usual_baseline(evaluate, plan, task, baseline_lrs, net_lr):
+def usual_baseline(evaluator, plan, task, baseline_lrs, net_lr):
     """The usual loss over the learning rates of ``baseline_lrs``, tuned (``baseline_``'s first part).
 
-    ``evaluate`` trains at the net's own learning rate ``net_lr`` unless told another.
+    ``evaluator`` trains at the net's own learning rate ``net_lr`` unless told another.
     """
-    return tune_learning_rate(evaluate, usual_loss(task), plan, learning_rates(baseline_lrs, net_lr), net_lr)
+    return tune_learning_rate(evaluator, usual_loss(task), plan, learning_rates(baseline_lrs, net_lr), net_lr)
 
 
 def search_rate(baseline, net_lr):
@@ -255,12 +255,12 @@ def search_rate(baseline, net_lr):
     return float(baseline["tuned_lr"])
 
 
-def known_scores(evaluate, seed_names):
+def known_scores(evaluator, seed_names):
     """The seed programs at the final budget and the search's learning rate: ``baseline_["known_losses"]``."""
     out = []
-    for program in evaluate.config.seed_programs:
-        row = evaluate.rows.get(program)
-        row = row and (evaluate.rows.get(row.equivalent_to) or row)
+    for program in evaluator.config.seed_programs:
+        row = evaluator.rows.get(program)
+        row = row and (evaluator.rows.get(row.equivalent_to) or row)
         if row is None or row.last is None:
             continue
         out.append({"name": seed_names.get(program, program), "program": program,
@@ -281,7 +281,7 @@ def refit_choice(refit, rows, n_splits):
     return int(index)
 
 
-def tune_learning_rate(evaluate, usual, plan, lrs, net_lr, n_final=2):
+def tune_learning_rate(evaluator, usual, plan, lrs, net_lr, n_final=2):
     """The usual loss over the learning rates ``lrs`` at the final budget, by successive halving over seeds.
 
     Every rate trains with one weight seed per fold; the best ``n_final``
@@ -301,7 +301,7 @@ def tune_learning_rate(evaluate, usual, plan, lrs, net_lr, n_final=2):
             alive = sorted((lr for lr in lrs if math.isfinite(scores[lr])), key=lambda lr: -scores[lr])
             field = sorted(set(alive[:n_final]) | ({net_lr} if math.isfinite(scores[net_lr]) else set()))
         for lr in field:
-            (folds,) = evaluate.cross_validate([usual], budget, seeds, params=None if lr == net_lr else {"lr": lr})
+            (folds,) = evaluator.cross_validate([usual], budget, seeds, params=None if lr == net_lr else {"lr": lr})
             splits[lr], scores[lr] = _mean_scores(folds)
         ladder.append({"n_seeds": seeds, "lrs": list(field), "mean_test_score": [scores[lr] for lr in field]})
     final = ladder[-1]
@@ -318,7 +318,7 @@ def tune_learning_rate(evaluate, usual, plan, lrs, net_lr, n_final=2):
     }
 
 
-def local_search_winners(evaluate, plan, settings, margin, on_all_rows):
+def local_search_winners(evaluator, plan, settings, margin, on_all_rows):
     """The local search on the ``settings.top_k`` best programs, judged at the final budget.
 
     Each program first gets its own score at the final budget with
@@ -332,16 +332,16 @@ def local_search_winners(evaluate, plan, settings, margin, on_all_rows):
     ``"split_scores"`` (the refined loss's per fold).
     """
     budget, n_seeds = plan.final, plan.final_seeds
-    rows = [evaluate.rows[entry["program"]] for entry in hall_of_fame(evaluate.rows.values(), settings.top_k)]
+    rows = [evaluator.rows[entry["program"]] for entry in hall_of_fame(evaluator.rows.values(), settings.top_k)]
     start = time.perf_counter()
     for row in rows:
         if row.last.n_resources != plan.steps(budget) or row.last.n_seeds != n_seeds:
-            evaluate.promote([row.program], budget, n_seeds)
-    learned = evaluate.cross_validate([row.loss for row in rows], budget, local_search=settings,
+            evaluator.promote([row.program], budget, n_seeds)
+    learned = evaluator.cross_validate([row.loss for row in rows], budget, local_search=settings,
                                       local_search_budget=budget)
     refined = [[row.loss if fold[0].coefficients is None else row.loss.with_coefficients(fold[0].coefficients)
                 for fold in folds] for row, folds in zip(rows, learned)]
-    rescored = evaluate.cross_validate(refined, budget, n_seeds)
+    rescored = evaluator.cross_validate(refined, budget, n_seeds)
     elapsed = time.perf_counter() - start
     out = []
     for row, losses, folds in zip(rows, refined, rescored):

@@ -2,7 +2,7 @@
 
 :class:`LocalSearch` is what ``LossSearchCV(local_search=...)`` takes; its
 parameters route through scikit-learn's ``get_params``/``set_params``, so a
-grid can tune ``local_search__meta_steps``. :func:`refine_losses` learns the
+grid can tune ``local_search__meta_steps``. :func:`local_search_losses` learns the
 coefficients of several losses on the training rows of one fold: it holds out
 ``valid_fraction`` of them for the meta objective and the checkpoints, builds
 fresh modules the way the net does, and validates each checkpoint by training
@@ -24,7 +24,7 @@ from .filters import gradient_violations
 from .training import build_net, score, shared_terminals
 from .unrolled import SETTINGS, learn_coefficients_group
 
-__all__ = ["LocalSearch", "refine_losses"]
+__all__ = ["LocalSearch", "local_search_losses"]
 
 
 class LocalSearch(BaseEstimator):
@@ -100,7 +100,7 @@ class LocalSearch(BaseEstimator):
         return self
 
 
-def refine_losses(trainer, scorer, losses, X, y, seed, settings, budget, gradient_bound=None):
+def local_search_losses(trainer, scorer, losses, X, y, seed, settings, budget, gradient_bound=None):
     """Learn each loss's coefficients on ``(X, y)``, in lockstep where they share their terminals.
 
     Parameters
@@ -126,7 +126,7 @@ def refine_losses(trainer, scorer, losses, X, y, seed, settings, budget, gradien
     Returns
     -------
     list
-        Per loss, a :class:`~metaloss_sk.unrolled.RefineResult` or the exception
+        Per loss, a :class:`~metaloss_sk.unrolled.LearnedCoefficients` or the exception
         its program raised. Each loss gets the split, batches and networks it
         would get alone.
     """

@@ -1,7 +1,7 @@
 """What the search records of a candidate: its outcome, its results per training budget, its row; and the counters.
 
 An :class:`Outcome` (a status and its message) is the one record of whether a
-candidate trained well. A :class:`~metaloss_sk.engine.FoldResult` (one fold,
+candidate trained well. A :class:`~metaloss_sk.fit_and_score.FoldResult` (one fold,
 one weight seed) carries one; a :class:`Rung` (every fold at one budget)
 carries the first failure among its fold results; a :class:`Row` (one
 distinct program) has the outcome of its last rung, or the filters' verdict

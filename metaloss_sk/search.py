@@ -28,9 +28,9 @@ from . import final_selection as final
 from . import results
 from ._validation import HasMethods, InstanceOf, Interval, Numbers, Options, check
 from .checkpoint import SearchState, check_writable, load_checkpoint, save_checkpoint, search_signature
-from .engine import Evaluation, refine_on
 from .evaluator import Evaluator, EvaluatorConfig
 from .evolution import Evolution, Stopping, evolve, initial_population
+from .fit_and_score import FitAndScore, local_search_on_all_rows
 from .fitted import FittedSearchMixin
 from .inputs import Inputs, net_of, scorers
 from .local_search import LocalSearch
@@ -342,7 +342,7 @@ class LossSearchCV(FittedSearchMixin, MetaEstimatorMixin, BaseEstimator):
         """The evaluator's settings: the net ``net`` (the estimator's, at the search's rate) and the plan."""
         evolution, task = self._evolution, self._inputs.task
         self._scorer, self._other_scorers, self.scorer_ = scorers(self.scoring, self.refit, self._net)
-        evaluation = Evaluation(
+        evaluation = FitAndScore(
             trainer=Trainer(net, uses_fast_loop(self._net, self.train_loop)), task=task, scorer=self._scorer,
             other_scorers=self._other_scorers, error_score=self.error_score,
             standardize=task == "regression" and self.standardize_target,
@@ -369,7 +369,7 @@ class LossSearchCV(FittedSearchMixin, MetaEstimatorMixin, BaseEstimator):
         self.best_lr_, self._contest, best, loss = chosen.lr, chosen.contest, chosen.row, chosen.row.loss
         seeded = str(best.program) in evaluator.config.seed_programs
         if evaluator.config.evaluation.local_search is not None and best.status == "ok" and not seeded:
-            loss = refine_on(evaluator.config.evaluation, loss, X, y, self._state.refit_seed)
+            loss = local_search_on_all_rows(evaluator.config.evaluation, loss, X, y, self._state.refit_seed)
         self._set_best(loss, chosen.score, chosen.split_scores)
         self.best_index_ = list(evaluator.rows.values()).index(best)
 
@@ -436,8 +436,8 @@ class LossSearchCV(FittedSearchMixin, MetaEstimatorMixin, BaseEstimator):
         evaluation = evaluator.config.evaluation
 
         def on_all_rows(settings, loss):
-            return refine_on(replace(evaluation, local_search=settings, local_search_budget=self._plan.final),
-                             loss, X, y, self._state.refit_seed)
+            settings = replace(evaluation, local_search=settings, local_search_budget=self._plan.final)
+            return local_search_on_all_rows(settings, loss, X, y, self._state.refit_seed)
 
         outcomes = final.local_search_winners(evaluator, self._plan, settings or self._local_search_settings(),
                                               self.margin, on_all_rows)

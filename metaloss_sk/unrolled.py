@@ -40,7 +40,7 @@ from .loss import SymbolicLoss
 from .optim import inner_optimizer
 from .program import parse
 
-__all__ = ["RefineResult", "initial_coefficients", "learn_coefficients", "meta_objective"]
+__all__ = ["LearnedCoefficients", "initial_coefficients", "learn_coefficients", "meta_objective"]
 
 _SEED_HIGH = 2**31 - 1
 
@@ -72,7 +72,7 @@ def initial_coefficients(program, random_state=None):
 
 
 @dataclass
-class RefineResult:
+class LearnedCoefficients:
     """What one local search found.
 
     Attributes
@@ -183,7 +183,7 @@ def learn_coefficients(loss, module_factory, X_train, y_train, X_valid, y_valid,
 
     Returns
     -------
-    RefineResult
+    LearnedCoefficients
         ``result.loss`` is the refined :class:`SymbolicLoss`. A program of one
         node has no edge, hence no coefficient, and returns at once.
 
@@ -246,7 +246,7 @@ def learn_coefficients_group(losses, module_factory, X_train, y_train, X_valid, 
     others learned with it (``validate`` and ``confirm`` must score each loss
     as they would alone, too).
 
-    Returns one :class:`RefineResult` per loss, or the exception its program
+    Returns one :class:`LearnedCoefficients` per loss, or the exception its program
     raised (the others go on without it).
     """
     start = time.perf_counter()
@@ -316,7 +316,7 @@ def learn_coefficients_group(losses, module_factory, X_train, y_train, X_valid, 
         best = validated.best(k)
         if best is None:  # not validated: the last coefficients; validated but no checkpoint scored: the program
             best = css[k].detach().cpu().double().numpy() if validate is None else np.ones_like(initial[k])
-        results.append(RefineResult(
+        results.append(LearnedCoefficients(
             coefficients=best,
             initial_coefficients=initial[k], meta_losses=meta_losses[k], n_nan_steps=n_nan[k], time_s=elapsed,
             base_loss=loss, checkpoints=validated.history[k], confirmed=validated.confirmed[k]))

@@ -10,8 +10,8 @@ from sklearn.utils.parallel import Parallel
 
 from metaloss_sk import LocalSearch, SymbolicLoss, parse
 from metaloss_sk.checkpoint import SearchState
-from metaloss_sk.engine import Evaluation
 from metaloss_sk.evaluator import Evaluator, EvaluatorConfig
+from metaloss_sk.fit_and_score import FitAndScore
 from metaloss_sk.training import Budget, Trainer
 
 CE = "neg(mul(y, log(yhat)))"
@@ -24,7 +24,7 @@ def accuracy(net, X, y):
 def _evaluator(screening=None, factor=3, **kw):
     X, y = iris()
     splits = [(np.arange(0, 150, 2), np.arange(1, 150, 2)), (np.arange(1, 150, 2), np.arange(0, 150, 2))]
-    evaluation = Evaluation(Trainer(classifier()), "multiclass", accuracy)
+    evaluation = FitAndScore(Trainer(classifier()), "multiclass", accuracy)
     config = EvaluatorConfig(evaluation, fold_seeds=(5, 6), plan=plan(screening=screening, factor=factor),
                              rejection_steps=0, **kw)
     return Evaluator(config, X, y, splits, Parallel(n_jobs=1, return_as="generator"))
@@ -104,7 +104,7 @@ SINGULAR = "neg(mul(y, log(add(yhat, sub(yhat, 1.0)))))"
 def test_the_evaluator_rejects_a_singular_program_before_training_but_never_a_seed():
     X, y = iris()
     splits = [(np.arange(0, 150, 2), np.arange(1, 150, 2))]
-    evaluation = Evaluation(Trainer(classifier()), "multiclass", lambda net, X, y: net.score(X, y))
+    evaluation = FitAndScore(Trainer(classifier()), "multiclass", lambda net, X, y: net.score(X, y))
     config = EvaluatorConfig(evaluation, fold_seeds=(0,), plan=plan(), rejection_steps=0, seed_programs=(CE,))
     evaluator = Evaluator(config, X, y, splits, parallel=Parallel(n_jobs=1, return_as="generator"))
     fitness, stats = evaluator.generation([parse(CE), parse(SINGULAR)], 0)
@@ -124,7 +124,7 @@ COMMUTED = "neg(mul(log(yhat), y))"
 def test_known_losses_skip_the_local_search_every_candidate_gets():
     X, y = iris()
     splits = [(np.arange(0, 150, 2), np.arange(1, 150, 2))]
-    evaluation = Evaluation(Trainer(classifier()), "multiclass", lambda net, X, y: net.score(X, y),
+    evaluation = FitAndScore(Trainer(classifier()), "multiclass", lambda net, X, y: net.score(X, y),
                             local_search=LocalSearch(meta_steps=5, checkpoints=1), local_search_budget=Budget(4))
     config = EvaluatorConfig(evaluation, fold_seeds=(0,), plan=plan(), rejection_steps=0, seed_programs=(CE,))
     evaluator = Evaluator(config, X, y, splits, parallel=Parallel(n_jobs=1, return_as="generator"))
@@ -142,13 +142,13 @@ def loss(program, task="multiclass"):
 def test_with_local_search_on_every_candidate_only_commuted_programs_share_an_evaluation():
     from sklearn.utils.parallel import Parallel
 
-    from metaloss_sk.engine import Evaluation
     from metaloss_sk.evaluator import Evaluator, EvaluatorConfig
+    from metaloss_sk.fit_and_score import FitAndScore
     from metaloss_sk.training import Budget, Trainer
 
     X, y = iris()
     programs = ["neg(mul(y, log(yhat)))", "neg(mul(log(yhat), y))", "neg(mul(mul(y, log(yhat)), 1.0))"]
-    evaluation = Evaluation(Trainer(classifier()), "multiclass", lambda net, X, y: net.score(X, y),
+    evaluation = FitAndScore(Trainer(classifier()), "multiclass", lambda net, X, y: net.score(X, y),
                             local_search=LocalSearch(meta_steps=2), local_search_budget=Budget(4))
 
     def evaluated(equivalence):

@@ -56,13 +56,13 @@ def test_the_usual_loss_always_reaches_the_final_rung(laddered):
 
 def test_finalists_train_with_two_weight_seeds_per_fold(monkeypatch):
     calls = []
-    real = evaluator_module.evaluate_candidates
+    real = evaluator_module.fit_and_score
 
     def record(evaluation, losses, X, y, train, test, budget, seed, params=None):
         calls.append((budget, len(train), seed, tuple(str(loss.program_) for loss in losses)))
         return real(evaluation, losses, X, y, train, test, budget, seed, params)
 
-    monkeypatch.setattr(evaluator_module, "evaluate_candidates", record)
+    monkeypatch.setattr(evaluator_module, "fit_and_score", record)
     X, y = iris()
     search = LossSearchCV(classifier(max_epochs=8), schedule=Schedule(min_resources=6, factor=2), baseline_lrs=None,
                           **KW).fit(X, y)

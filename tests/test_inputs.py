@@ -18,7 +18,7 @@ from torch import nn
 import metaloss_sk.evaluator as evaluator_module
 from metaloss_sk import Evolution, LocalSearch, LossSearchCV
 from metaloss_sk._rows import take
-from metaloss_sk.engine import Evaluation, _chance
+from metaloss_sk.fit_and_score import FitAndScore, _chance
 from metaloss_sk.nets import MLP
 
 KW = dict(evolution=Evolution(population_size=5, rejection_steps=50), cv=2, random_state=0, refit=False)
@@ -232,7 +232,7 @@ def test_a_scorer_can_weight_by_the_dict_and_chance_is_scored_the_same_way():
     w = np.where(y == 2, 4.0, 1.0)
     rows = as_dict(X, sample_weight=w)
     train, test = np.arange(0, 150, 2), np.arange(1, 150, 2)
-    evaluation = Evaluation(trainer=None, task="multiclass", scorer=weighted_accuracy)
+    evaluation = FitAndScore(trainer=None, task="multiclass", scorer=weighted_accuracy)
     chance = _chance(evaluation, take(rows, train), y[train], take(rows, test), y[test])
     majority = np.bincount(y[train]).argmax()  # iris's classes tie: the first
     assert chance == accuracy_score(y[test], np.full(len(test), majority), sample_weight=w[test])

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def test_the_skorch_local_search_screens_checkpoints_at_a_fraction_of_the_budget(monkeypatch):
     from conftest import classifier, iris
 
-    from metaloss_sk.local_search import LocalSearch, refine_losses
+    from metaloss_sk.local_search import LocalSearch, local_search_losses
     from metaloss_sk.training import Budget, Trainer
 
     budgets = []
@@ -29,7 +29,7 @@ def test_the_skorch_local_search_screens_checkpoints_at_a_fraction_of_the_budget
     for screen_factor, expected in ((3, 8), (None, 24)):
         budgets.clear()
         settings = LocalSearch(meta_steps=6, meta_lr=0.2, checkpoints=3, screen_factor=screen_factor)
-        (result,) = refine_losses(Trainer(classifier()), lambda net, X, y: net.score(X, y), [SymbolicLoss()],
+        (result,) = local_search_losses(Trainer(classifier()), lambda net, X, y: net.score(X, y), [SymbolicLoss()],
                                   X, y, 0, settings, Budget(6))
         assert budgets[:1] == [(expected, 4)]  # the start and three checkpoints, together
         assert budgets[1:] == ([(24, 2)] if result.confirmed else [])
@@ -42,7 +42,7 @@ def test_the_local_search_keeps_no_coefficients_that_make_the_loss_singular():
     from conftest import classifier, iris
 
     from metaloss_sk.filters import gradient_violations
-    from metaloss_sk.local_search import LocalSearch, refine_losses
+    from metaloss_sk.local_search import LocalSearch, local_search_losses
     from metaloss_sk.training import Budget, Trainer
 
     # log|y + yhat - 1| is singular at yhat = 1 for y = 0: a coefficient on yhat above the one on
@@ -51,7 +51,7 @@ def test_the_local_search_keeps_no_coefficients_that_make_the_loss_singular():
     loss = SymbolicLoss("neg(mul(y, log(add(add(y, yhat), -1.0))))")
     for checkpoints in (0, 4):  # the last coefficients, unvalidated, are singular here
         settings = LocalSearch(meta_steps=8, meta_lr=0.05, checkpoints=checkpoints)
-        (result,) = refine_losses(Trainer(classifier()), lambda net, X, y: net.score(X, y), [loss], X, y, 0,
+        (result,) = local_search_losses(Trainer(classifier()), lambda net, X, y: net.score(X, y), [loss], X, y, 0,
                                   settings, Budget(4), gradient_bound=10)
         assert gradient_violations([result.loss], 10) == [None]
 
@@ -59,12 +59,12 @@ def test_the_local_search_keeps_no_coefficients_that_make_the_loss_singular():
 def test_the_skorch_local_search_validates_by_training_the_net():
     from conftest import classifier, iris
 
-    from metaloss_sk.local_search import LocalSearch, refine_losses
+    from metaloss_sk.local_search import LocalSearch, local_search_losses
     from metaloss_sk.training import Budget, Trainer
 
     X, y = iris()
     settings = LocalSearch(meta_steps=6, meta_lr=0.2, checkpoints=3, screen_factor=None)  # each at Budget(4)
-    (result,) = refine_losses(Trainer(classifier()), lambda net, X, y: net.score(X, y), [SymbolicLoss()], X, y,
+    (result,) = local_search_losses(Trainer(classifier()), lambda net, X, y: net.score(X, y), [SymbolicLoss()], X, y,
                               0, settings, Budget(4))
     scores = [score for _, score in result.checkpoints]
     assert len(scores) == 4 and all(0 <= s <= 1 for s in scores)

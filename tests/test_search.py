@@ -577,7 +577,7 @@ KW = dict(evolution=Evolution(population_size=5, rejection_steps=50), cv=2, rand
 
 def test_ctrl_c_stops_with_the_results_so_far(monkeypatch):
     X, y = iris()
-    real = evaluator_module.evaluate_candidates
+    real = evaluator_module.fit_and_score
     calls = {"generation": -1}  # the learning rate is tuned before the first generation
 
     def interrupt_in_generation_two(*args, **kwargs):
@@ -591,7 +591,7 @@ def test_ctrl_c_stops_with_the_results_so_far(monkeypatch):
         calls["generation"] = generation
         return real_call(self, population, generation, max_new)
 
-    monkeypatch.setattr(evaluator_module, "evaluate_candidates", interrupt_in_generation_two)
+    monkeypatch.setattr(evaluator_module, "fit_and_score", interrupt_in_generation_two)
     monkeypatch.setattr(evaluator_module.Evaluator, "generation", track)
     with pytest.warns(UserWarning, match="interrupted after") as record:
         search = LossSearchCV(classifier(), generations=10, n_jobs=1, **{**KW, "refit": True}).fit(X, y)

@@ -8,7 +8,7 @@ from torch import nn
 from metaloss_sk import SymbolicLoss
 from metaloss_sk.optim import inner_optimizer
 from metaloss_sk.unrolled import (
-    RefineResult,
+    LearnedCoefficients,
     initial_coefficients,
     learn_coefficients,
     learn_coefficients_group,
@@ -168,7 +168,7 @@ def test_local_search_rescues_a_badly_scaled_coefficient(data):
 def test_result_carries_the_refined_loss(data):
     loss = SymbolicLoss(CROSS_ENTROPY)
     result = learn_coefficients(loss, MLP, *data, meta_steps=3, random_state=0)
-    assert isinstance(result, RefineResult)
+    assert isinstance(result, LearnedCoefficients)
     assert len(result.meta_losses) == 3 and all(np.isfinite(result.meta_losses))
     # EvoMAL's start, 1 + 0.001 * N(0, 1), rounded to the data's float32.
     start = result.initial_coefficients

@@ -35,8 +35,8 @@ from sklearn.utils.parallel import Parallel
 from skorch import NeuralNetClassifier
 
 from metaloss_sk import Evolution, LocalSearch, LossSearchCV, Schedule, SymbolicLoss
-from metaloss_sk.engine import Evaluation
 from metaloss_sk.evaluator import Evaluator, EvaluatorConfig
+from metaloss_sk.fit_and_score import FitAndScore
 from metaloss_sk.nets import MLP
 from metaloss_sk.training import Budget, Trainer
 
@@ -79,7 +79,7 @@ def programs(generations, searches):
 def evaluator(X, y):
     split = next(ShuffleSplit(1, test_size=0.25, random_state=0).split(X))
     plan = Schedule(min_resources=FITNESS, max_resources=FITNESS, screening=None).plan(net(), len(split[0]))
-    config = EvaluatorConfig(Evaluation(Trainer(net()), "multiclass", accuracy), fold_seeds=(12345,),
+    config = EvaluatorConfig(FitAndScore(Trainer(net()), "multiclass", accuracy), fold_seeds=(12345,),
                              plan=plan, rejection_steps=0)
     return Evaluator(config, X, y, [split], Parallel(n_jobs=2, return_as="generator"))
 

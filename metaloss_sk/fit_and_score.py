@@ -1,6 +1,6 @@
 """Score candidate losses on one cross-validation fold: the search's hot path.
 
-:func:`evaluate_candidates` is what every parallel task runs: for a group of
+:func:`fit_and_score` is what every parallel task runs: for a group of
 losses and one fold it learns their coefficients first if a local search is
 set (:mod:`metaloss_sk.local_search`), trains a net with each (in lockstep,
 :mod:`metaloss_sk.training`), and scores it on the fold's held-out rows. A
@@ -27,15 +27,15 @@ from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.metrics import r2_score
 
 from ._rows import placeholder, take
-from .local_search import refine_losses
+from .local_search import local_search_losses
 from .records import OK, Outcome, Reported
 from .training import score
 
-__all__ = ["Evaluation", "FoldResult", "evaluate_candidates", "single_thread", "standardize", "refine_on"]
+__all__ = ["FitAndScore", "FoldResult", "fit_and_score", "single_thread", "standardize", "local_search_on_all_rows"]
 
 
 @dataclass(frozen=True)
-class Evaluation:
+class FitAndScore:
     """What scoring a candidate on a fold means; sent to every parallel task.
 
     Attributes
@@ -106,12 +106,12 @@ def standardize(y):
     return mean.astype(y.dtype), np.where(scale > 0, scale, 1.0).astype(y.dtype)
 
 
-def evaluate_candidates(evaluation, losses, X, y, train, test, budget, seed, params=None):
+def fit_and_score(evaluation, losses, X, y, train, test, budget, seed, params=None):
     """Train each loss on fold ``train`` and score it on ``test``.
 
     Parameters
     ----------
-    evaluation : Evaluation
+    evaluation : FitAndScore
     losses : list of SymbolicLoss
         Trained together, in lockstep; a loss's result does not depend on the others.
     X, y : arrays
@@ -162,7 +162,7 @@ def _evaluate(evaluation, losses, X, y, train, test, budget, seed, params):
     local_search_time = 0.0
     if evaluation.local_search is not None:
         refined = []
-        found = refine_losses(evaluation.trainer, evaluation.scorer, losses, take(X, train), y_train, seed,
+        found = local_search_losses(evaluation.trainer, evaluation.scorer, losses, take(X, train), y_train, seed,
                               evaluation.local_search, evaluation.local_search_budget, evaluation.gradient_bound)
         for k, result in enumerate(found):
             if isinstance(result, Exception):
@@ -254,12 +254,12 @@ def _chance(evaluation, X_train, y_train, X_test, y_test):
     return value if math.isfinite(value) else -math.inf
 
 
-def refine_on(evaluation, loss, X, y, seed):
+def local_search_on_all_rows(evaluation, loss, X, y, seed):
     """``loss`` with coefficients learned on all of ``(X, y)`` (targets standardised as on a fold)."""
     if evaluation.standardize:
         mean, scale = standardize(y)
         y = (y - mean) / scale
-    (result,) = refine_losses(evaluation.trainer, evaluation.scorer, [loss], X, y, seed, evaluation.local_search,
+    (result,) = local_search_losses(evaluation.trainer, evaluation.scorer, [loss], X, y, seed, evaluation.local_search,
                               evaluation.local_search_budget, evaluation.gradient_bound)
     if isinstance(result, Exception):
         raise result
