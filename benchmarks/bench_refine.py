@@ -125,7 +125,7 @@ def validated(steps, repeats):
     net = NeuralNetClassifier(MLP, lr=0.01, optimizer__momentum=0.9, optimizer__nesterov=True,
                               optimizer__weight_decay=5e-4, batch_size=BATCH_SIZE, max_epochs=100,
                               train_split=None, verbose=0)
-    settings = {"no checkpoints": LocalSearch(meta_steps=steps, checkpoints=0),
+    settings = {"no checkpoints": LocalSearch(meta_steps=steps, n_checkpoints=0),
                 "10 checkpoints, each 500 steps": LocalSearch(meta_steps=steps, screen_factor=None),
                 "10 checkpoints, screened at 167 steps": LocalSearch(meta_steps=steps, screen_factor=3)}
     times, confirmed = {name: [] for name in settings}, {}

@@ -286,7 +286,7 @@ def run_search(task, steps, final_steps, population, generations, max_time, loca
     search = LossSearchCV(
         net, evolution=Evolution(population_size=population), generations=generations,
         schedule=Schedule(min_resources=steps, max_resources=final_steps),
-        max_time=max_time, local_search=LocalSearch(meta_steps=meta_steps, checkpoints=checkpoints)
+        max_time=max_time, local_search=LocalSearch(meta_steps=meta_steps, n_checkpoints=checkpoints)
         if local_search == "all" else None,
         cv=task.cv(), refit=False, n_jobs=n_jobs, random_state=seed, verbose=verbose,
     )
@@ -320,7 +320,7 @@ def run_search(task, steps, final_steps, population, generations, max_time, loca
                                    "cv_score": float(search.cv_results_["mean_test_score"][top])}
     if refine:
         settings = LocalSearch(candidates="winners", meta_steps=refine_meta_steps, top_k=refine_top_k,
-                               checkpoints=refine_checkpoints)
+                               n_checkpoints=refine_checkpoints)
         start = time.perf_counter()
         search.fit_refine(task.X_train, task.y_train, settings)
         refine_time = time.perf_counter() - start

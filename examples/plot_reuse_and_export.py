@@ -50,7 +50,7 @@ print("found loss:", before)
 # ``fit_refine`` runs EvoMAL's local search on the best programs. Its
 # checkpoints are validated, and a refined loss replaces its program only if
 # it scores better at the final budget by more than the margin.
-search.fit_refine(X_train, y_train, LocalSearch(meta_steps=20, top_k=2, checkpoints=2))
+search.fit_refine(X_train, y_train, LocalSearch(meta_steps=20, top_k=2, n_checkpoints=2))
 for r in search.refine_results_:
     print(
         f"{r['program']}: CV {r['score_before']:.4f} -> {r['score_after']:.4f}, kept: {r['kept']}"

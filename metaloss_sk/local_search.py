@@ -34,7 +34,7 @@ class LocalSearch(BaseEstimator):
     They are meta-learned by unrolled differentiation: a differentiable step
     of the net's own optimizer with the loss, the task loss (cross-entropy or
     squared error) on held-out rows after it, and Adam on the coefficients.
-    The search is validated: the starting coefficients and ``checkpoints``
+    The search is validated: the starting coefficients and ``n_checkpoints``
     later ones train the net and are scored on the held-out rows, and the
     best is kept only if it beats the start at the fitness budget, so a local
     search never returns a loss that does worse there than the one it
@@ -58,7 +58,7 @@ class LocalSearch(BaseEstimator):
     valid_fraction : float, default=0.2
         Share of a fold's training rows held out for the meta objective and
         the checkpoints; the fold's scoring rows are never seen.
-    checkpoints : int, default=10
+    n_checkpoints : int, default=10
         Validated checkpoints after the start (EvoMAL's reference: one every
         tenth of the meta steps). 0 returns the last coefficients unvalidated.
     screen_factor : int or None, default=3
@@ -80,18 +80,19 @@ class LocalSearch(BaseEstimator):
         "top_k": [Interval(Integral, 1)],
         "valid_fraction": [Interval(Real, 0, 1, closed="neither")],
         "screen_factor": [Interval(Integral, 2), None],
-        **{k: v for k, v in SETTINGS.items() if k != "batch_size"},
+        **{k: v for k, v in SETTINGS.items() if k not in ("batch_size", "checkpoints")},
+        "n_checkpoints": SETTINGS["checkpoints"],
     }
 
     def __init__(self, candidates="all", meta_steps=250, meta_lr=1e-3, unroll=1, top_k=3, valid_fraction=0.2,
-                 checkpoints=10, screen_factor=3):
+                 n_checkpoints=10, screen_factor=3):
         self.candidates = candidates
         self.meta_steps = meta_steps
         self.meta_lr = meta_lr
         self.unroll = unroll
         self.top_k = top_k
         self.valid_fraction = valid_fraction
-        self.checkpoints = checkpoints
+        self.n_checkpoints = n_checkpoints
         self.screen_factor = screen_factor
 
     def check(self):
@@ -161,7 +162,7 @@ def local_search_losses(trainer, scorer, losses, X, y, seed, settings, budget, g
     options = dict(optimizer=net.optimizer, optimizer_params={"lr": net.lr, **probe.get_params_for("optimizer")},
                    meta_steps=settings.meta_steps, meta_lr=settings.meta_lr, unroll=settings.unroll,
                    batch_size=len(train) if net.batch_size == -1 else net.batch_size, device=probe.device,
-                   validate=validate, checkpoints=settings.checkpoints, confirm=confirm)
+                   validate=validate, checkpoints=settings.n_checkpoints, confirm=confirm)
     state = rng.get_state()
     groups = [list(range(len(losses)))] if shared_terminals(losses) else [[k] for k in range(len(losses))]
     results = [None] * len(losses)
@@ -186,7 +187,7 @@ def _validators(validator, settings, budget, n_train, batch_size):
 
     No checkpoints: neither; no screening (or a budget too short to cut): every checkpoint at ``budget``.
     """
-    if not settings.checkpoints:
+    if not settings.n_checkpoints:
         return None, None
     if settings.screen_factor is None:
         return validator(budget), None

@@ -125,7 +125,7 @@ def test_known_losses_skip_the_local_search_every_candidate_gets():
     X, y = iris()
     splits = [(np.arange(0, 150, 2), np.arange(1, 150, 2))]
     evaluation = FitAndScore(Trainer(classifier()), "multiclass", lambda net, X, y: net.score(X, y),
-                            local_search=LocalSearch(meta_steps=5, checkpoints=1), local_search_budget=Budget(4))
+                            local_search=LocalSearch(meta_steps=5, n_checkpoints=1), local_search_budget=Budget(4))
     config = EvaluatorConfig(evaluation, fold_seeds=(0,), plan=plan(), rejection_steps=0, seed_programs=(CE,))
     evaluator = Evaluator(config, X, y, splits, parallel=Parallel(n_jobs=1, return_as="generator"))
     # A commuted cross-entropy is an evolved program: it gets its own local search, not the seed's score.

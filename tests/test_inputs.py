@@ -155,7 +155,7 @@ def as_dict(X, **extra):
 
 
 @pytest.mark.parametrize("train_loop", ["fast", "skorch"])
-@pytest.mark.parametrize("local_search", [None, LocalSearch(meta_steps=5, checkpoints=2)])
+@pytest.mark.parametrize("local_search", [None, LocalSearch(meta_steps=5, n_checkpoints=2)])
 def test_a_dict_of_inputs_searches_as_the_stacked_array(train_loop, local_search):
     X, y = iris()
     kw = dict(DICT_KW, train_loop=train_loop, local_search=local_search)

@@ -28,7 +28,7 @@ def test_the_skorch_local_search_screens_checkpoints_at_a_fraction_of_the_budget
     X, y = iris()  # 120 training rows of 150, batches of 32: 4 steps an epoch, 24 in 6 epochs
     for screen_factor, expected in ((3, 8), (None, 24)):
         budgets.clear()
-        settings = LocalSearch(meta_steps=6, meta_lr=0.2, checkpoints=3, screen_factor=screen_factor)
+        settings = LocalSearch(meta_steps=6, meta_lr=0.2, n_checkpoints=3, screen_factor=screen_factor)
         (result,) = local_search_losses(Trainer(classifier()), lambda net, X, y: net.score(X, y), [SymbolicLoss()],
                                   X, y, 0, settings, Budget(6))
         assert budgets[:1] == [(expected, 4)]  # the start and three checkpoints, together
@@ -50,7 +50,7 @@ def test_the_local_search_keeps_no_coefficients_that_make_the_loss_singular():
     X, y = iris()
     loss = SymbolicLoss("neg(mul(y, log(add(add(y, yhat), -1.0))))")
     for checkpoints in (0, 4):  # the last coefficients, unvalidated, are singular here
-        settings = LocalSearch(meta_steps=8, meta_lr=0.05, checkpoints=checkpoints)
+        settings = LocalSearch(meta_steps=8, meta_lr=0.05, n_checkpoints=checkpoints)
         (result,) = local_search_losses(Trainer(classifier()), lambda net, X, y: net.score(X, y), [loss], X, y, 0,
                                   settings, Budget(4), gradient_bound=10)
         assert gradient_violations([result.loss], 10) == [None]
@@ -63,7 +63,7 @@ def test_the_skorch_local_search_validates_by_training_the_net():
     from metaloss_sk.training import Budget, Trainer
 
     X, y = iris()
-    settings = LocalSearch(meta_steps=6, meta_lr=0.2, checkpoints=3, screen_factor=None)  # each at Budget(4)
+    settings = LocalSearch(meta_steps=6, meta_lr=0.2, n_checkpoints=3, screen_factor=None)  # each at Budget(4)
     (result,) = local_search_losses(Trainer(classifier()), lambda net, X, y: net.score(X, y), [SymbolicLoss()], X, y,
                               0, settings, Budget(4))
     scores = [score for _, score in result.checkpoints]

@@ -127,7 +127,7 @@ def test_a_regressor_starts_from_the_regression_losses():
 
 def test_an_evomal_search_returns_a_known_loss_as_it_is():
     X, y = iris()
-    search = LossSearchCV(classifier(), local_search=LocalSearch(meta_steps=5, checkpoints=1), **KW).fit(X, y)
+    search = LossSearchCV(classifier(), local_search=LocalSearch(meta_steps=5, n_checkpoints=1), **KW).fit(X, y)
     known = {k["program"]: k for k in search.baseline_["known_losses"]}
     assert search.best_score_ >= max(k["mean_test_score"] for k in known.values())
     if str(search.best_loss_.program_) in known:

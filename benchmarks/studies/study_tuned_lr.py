@@ -58,7 +58,7 @@ def main(names):
                 net, evolution=Evolution(population_size=25), generations=50,
                 schedule=Schedule(min_resources=FIT_STEPS, max_resources=FINAL_STEPS),
                 max_time=200 if method == "gp-lfl" else 240,
-                local_search=LocalSearch(meta_steps=100, checkpoints=2) if method == "evomal" else None,
+                local_search=LocalSearch(meta_steps=100, n_checkpoints=2) if method == "evomal" else None,
                 baseline_lrs=None, cv=task.cv(), refit=False, n_jobs=2, random_state=0)
             start = time.perf_counter()
             search.fit(task.X_train, task.y_train)
