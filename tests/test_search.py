@@ -162,16 +162,6 @@ def test_any_regression_scorer(scoring, train_loop):
     assert np.isfinite(search.best_score_)
 
 
-def test_every_hall_of_fame_entry_is_a_usable_loss(fitted):
-    search, X, y = fitted
-    assert str(search.loss(1)) == str(search.best_loss_)
-    for rank, entry in enumerate(search.hall_of_fame_, 1):
-        loss = search.loss(rank)
-        assert isinstance(loss, SymbolicLoss) and str(loss.program_) == entry["program"]
-    with pytest.raises(ValueError, match="rank must be an integer from 1"):
-        search.loss(len(search.hall_of_fame_) + 1)
-
-
 def test_a_refit_callable_chooses_the_loss_as_in_grid_search():
     X, y = iris()
     ce = "neg(mul(y, log(yhat)))"
