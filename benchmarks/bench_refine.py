@@ -89,7 +89,7 @@ def local_search(steps, data):
 
 
 def local_search_group(steps, data, n=8):
-    """``n`` local searches learned together, as a search's group of candidates learns them: time per loss."""
+    """``n`` local searches learned together (batched), as a search's group of candidates learns them: time per loss."""
     start = time.perf_counter()
     results = learn_coefficients_group(
         [SymbolicLoss() for _ in range(n)], MLP, *data, optimizer=torch.optim.SGD, optimizer_params=OPTIMIZER_PARAMS,
@@ -189,9 +189,9 @@ def main(argv=None):
         "",
         "Target (BENCHMARKS.md): local search at most 3x the plain CrossEntropyLoss steps. "
         "The reference implementation takes about 13 ms per meta step (FIELD_NOTES.md). *8 together*: eight "
-        "local searches learned in lockstep, as a search's group of candidates learns them "
-        "(`candidates_per_task=8`): one forward pass of the shared starting network before the "
-        "first inner step, then each loss's own steps, bitwise the same as learning it alone.",
+        "local searches learned together, as a search's group of candidates learns them "
+        "(`candidates_per_task=8`): their inner steps run as one batched network with stacked parameters "
+        "(issue 33; each loss agrees with learning it alone to float32 rounding).",
         "",
         "## The validated local search of a search's candidate (one torch thread)",
         "",

@@ -100,6 +100,20 @@ def _check(traced, module):
         raise _Refused(f"parameters outside its Linear layers: {', '.join(sorted(names - owned))}")
 
 
+def _linear(name, batched, params, h):
+    """A Linear layer of the copies with the stacked ``params``: ``[G, out, batch]``."""
+    weight, bias = params[f"{name}.weight"], params.get(f"{name}.bias")
+    if batched:  # [G, in, batch] -> [G, out, batch]
+        if bias is None:
+            return torch.bmm(weight, h)
+        return torch.baddbmm(bias.unsqueeze(2), weight, h)
+    # A shared input [in, batch]: one product against every copy's weights stacked.
+    G, n_out = weight.shape[:2]
+    flat = weight.flatten(0, 1)
+    out = flat @ h if bias is None else torch.addmm(bias.reshape(G * n_out, 1), flat, h)
+    return out.unflatten(0, (G, n_out))
+
+
 def _call_method(name, value, *args, **kwargs):
     return getattr(value, name)(*args, **kwargs)
 
@@ -111,12 +125,16 @@ class BatchedModule:
     shape ``[G, *shape]`` (the copies' parameters side by side); train them
     with any elementwise ``torch.optim`` optimizer. ``state_dict(g)`` is copy
     ``g``'s parameters, for ``load_state_dict`` on a lone module.
+
+    Without ``copies`` it holds no parameters: only the compiled plan, for
+    :meth:`forward` on stacked values given at each call (the unrolled local
+    search's, which are functions of the inner steps, not leaves).
     """
 
-    def __init__(self, traced, copies):
+    def __init__(self, traced, copies=()):
         self.traced = traced
         self.size = len(copies)
-        names = [name for name, _ in copies[0].named_parameters()]
+        names = [name for name, _ in copies[0].named_parameters()] if copies else []
         with torch.no_grad():
             self.params = {name: torch.stack([dict(m.named_parameters())[name] for m in copies])
                            .requires_grad_(dict(copies[0].named_parameters())[name].requires_grad)
@@ -130,7 +148,8 @@ class BatchedModule:
         return {name: p[g].detach() for name, p in self.params.items()}
 
     def _compile(self):
-        """The graph as a list of ``(op, argument specs, keyword specs)``, each writing the next value."""
+        """The graph as a list of ``(op, argument specs, keyword specs, whether op takes the parameters)``,
+        each writing the next value."""
         slot, batched, steps = {}, {}, []
 
         def spec(a):
@@ -151,7 +170,7 @@ class BatchedModule:
             if node.op == "call_module":
                 sub = self.traced.get_submodule(node.target)
                 if isinstance(sub, nn.Linear):
-                    op, is_batched = functools.partial(self._linear, node.target, batched[node.args[0]]), True
+                    op, is_batched = functools.partial(_linear, node.target, batched[node.args[0]]), True
                 elif isinstance(sub, nn.Dropout):
                     op = functools.partial(self._dropout, p=sub.p, training=sub.training,
                                            batched=batched[node.args[0]])
@@ -167,10 +186,15 @@ class BatchedModule:
             else:  # call_method
                 op = functools.partial(_call_method, node.target)
             slot[node], batched[node] = len(steps) + 1, is_batched
-            steps.append((op, args, kwargs))
+            steps.append((op, args, kwargs, node.op == "call_module" and isinstance(op, functools.partial)
+                          and op.func is _linear))
         return steps, output
 
     def __call__(self, x):
+        """The G copies' outputs on ``x``: :meth:`forward` with the held parameters."""
+        return self.forward(self.params, x)
+
+    def forward(self, params, x):
         """The G copies' outputs ``[G, batch, features]`` on the shared batch ``x`` (2-d).
 
         Inside, every value is held transposed, features before rows (``[G,
@@ -180,26 +204,15 @@ class BatchedModule:
         transposed view; ``out.transpose(1, 2)`` is contiguous.
         """
         env = [x.t()]
-        for op, args, kwargs in self._steps:
-            env.append(op(*[env[v] if node else v for node, v in args],
-                          **{k: env[v] if node else v for k, (node, v) in kwargs.items()}))
+        for op, args, kwargs, linear in self._steps:
+            inputs = [env[v] if node else v for node, v in args]
+            env.append(op(params, *inputs) if linear else
+                       op(*inputs, **{k: env[v] if node else v for k, (node, v) in kwargs.items()}))
         index, batched = self._output
         out = env[index]
         if not batched:  # the output does not depend on the parameters
-            out = out.expand(self.size, *out.shape)
+            out = out.expand(len(next(iter(params.values()))) if params else self.size, *out.shape)
         return out.transpose(1, 2)
-
-    def _linear(self, name, batched, h):
-        weight, bias = self.params[f"{name}.weight"], self.params.get(f"{name}.bias")
-        if batched:  # [G, in, batch] -> [G, out, batch]
-            if bias is None:
-                return torch.bmm(weight, h)
-            return torch.baddbmm(bias.unsqueeze(2), weight, h)
-        # A shared input [in, batch]: one product against every copy's weights stacked.
-        G, n_out = weight.shape[:2]
-        flat = weight.flatten(0, 1)
-        out = flat @ h if bias is None else torch.addmm(bias.reshape(G * n_out, 1), flat, h)
-        return out.unflatten(0, (G, n_out))
 
     def _dropout(self, h, p, training, batched):
         if not training or p == 0:

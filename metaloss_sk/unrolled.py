@@ -9,6 +9,9 @@ weights, and its gradient with respect to the coefficients drives an Adam step.
 
 The inner steps are written out of place with :func:`torch.autograd.grad` and
 ``create_graph=True``, with the update rules of :mod:`metaloss_sk.optim`.
+Several losses learned together run their networks as one batched network
+where the module allows it (:mod:`metaloss_sk.batched_unroll`), else in
+lockstep.
 
 A one-step lookahead from a fresh network favours whatever makes the first
 step longest, which is not what trains best over a whole run (short-horizon
@@ -36,6 +39,7 @@ from sklearn.utils import check_random_state
 from . import _torch
 from ._rows import call_functional, float_dtype, is_dict, n_rows, take, to_tensors
 from ._validation import Interval, check, check_coefficients
+from .batched_unroll import batched_objectives, unroll_plan
 from .loss import SymbolicLoss
 from .optim import inner_optimizer
 from .program import parse
@@ -233,18 +237,25 @@ SETTINGS = {
 def learn_coefficients_group(losses, module_factory, X_train, y_train, X_valid, y_valid, *, optimizer,
                              optimizer_params, meta_steps, meta_lr, unroll, batch_size, random_state, device,
                              coefficients=None, validate=None, checkpoints=10, confirm=None):
-    """:func:`learn_coefficients` for several losses of one task and link at once, in lockstep.
+    """:func:`learn_coefficients` for several losses of one task and link at once.
 
     The arguments are :func:`learn_coefficients`'s, already checked
     (``random_state`` a RandomState, the data tensors); the losses share
     their task and link. Every loss sees the same batches and, at every meta
     step, the same freshly initialised network, as it would alone: the seeds
     are drawn before each loss's starting coefficients, and each loss draws
-    those from a copy of the same generator state. The losses' networks step
-    in lockstep (see :func:`_unrolled_objectives`), each running the
-    operations it would run alone, so a loss's result does not depend on the
-    others learned with it (``validate`` and ``confirm`` must score each loss
-    as they would alone, too).
+    those from a copy of the same generator state. Where the module is made
+    of ``nn.Linear`` layers and elementwise operations and the input is one
+    2-d tensor, the losses' networks run as one batched network with stacked
+    parameters (:mod:`metaloss_sk.batched_unroll`): a loss's result then
+    agrees with its lone result to float32 rounding (the batched products
+    round otherwise), and is a deterministic function of the group. Other
+    modules (convolutions, buffers, dict inputs, tied parameters ...) step
+    in lockstep (see :func:`_unrolled_objectives`), each network running the
+    operations it would run alone, so a loss's result is bit for bit its
+    lone result. Either way the others never change a loss's result beyond
+    that rounding (``validate`` and ``confirm`` must score each loss as they
+    would alone, too).
 
     Returns one :class:`LearnedCoefficients` per loss, or the exception its program
     raised (the others go on without it).
@@ -283,7 +294,9 @@ def learn_coefficients_group(losses, module_factory, X_train, y_train, X_valid, 
         task_loss = _task_loss(losses[alive[0]])
         with torch.random.fork_rng(devices=_torch.rng_devices(device)):
             # Every module from the factory has the same structure: look at one.
-            tied = _torch.has_tied_parameters(_torch.fresh_module(module_factory, device)[0])
+            first = _torch.fresh_module(module_factory, device)[0]
+            tied = _torch.has_tied_parameters(first)
+            plan = unroll_plan(first, X_train) if len(alive) > 1 else None  # None: the lockstep loop
             # The first checkpoint is the program itself (every coefficient 1), which is
             # what a refined loss must beat, rather than the perturbed start.
             validated.take(0, {k: np.ones_like(initial[k]) for k in alive})
@@ -294,7 +307,8 @@ def learn_coefficients_group(losses, module_factory, X_train, y_train, X_valid, 
                 _torch.manual_seed(int(seed), device)
                 module, params = _torch.fresh_module(module_factory, device)
                 objectives = _unrolled_objectives([losses[k] for k in alive], [css[k].unbind() for k in alive],
-                                                  module, params, train_batches, valid_batch, inner, task_loss, tied)
+                                                  module, params, train_batches, valid_batch, inner, task_loss, tied,
+                                                  plan)
                 for k, objective in zip(alive, objectives):
                     if isinstance(objective, Exception):
                         errors[k] = objective
@@ -452,16 +466,24 @@ def meta_objective(loss, coefficients, module, train_batches, valid_batch, *,
     return objective
 
 
-def _unrolled_objectives(losses, css, module, params, train_batches, valid_batch, inner, task_loss, tied):
+def _unrolled_objectives(losses, css, module, params, train_batches, valid_batch, inner, task_loss, tied,
+                         plan=None):
     """Each loss's meta objective, or the exception its program raised.
 
     Every loss's network starts from ``params`` and steps with its own loss.
-    The networks step in lockstep, each running the operations it would run
-    alone: networks that still hold the same parameters (all of them, before
-    the first inner step) share one forward pass and its terminals, and every
-    forward pass starts from the random state a lone network would see there
-    (the same dropout draws).
+    With a ``plan`` (:func:`metaloss_sk.batched_unroll.unroll_plan`) and
+    several losses, the networks run as one batched network
+    (:func:`metaloss_sk.batched_unroll.batched_objectives`: each loss's
+    result agrees with its lone result to float32 rounding). Otherwise they
+    step in lockstep, each running the operations it would run alone
+    (bit for bit): networks that still hold the same parameters (all of
+    them, before the first inner step) share one forward pass and its
+    terminals, and every forward pass starts from the random state a lone
+    network would see there (the same dropout draws).
     """
+    if plan is not None and len(losses) > 1 and params:
+        return batched_objectives(plan, losses, css, params, train_batches, valid_batch, inner, task_loss)
+
     def call(values, x):
         # Buffers stay the module's own. Untying weights costs a fifth of a small
         # network's forward pass, so it is done only for modules that tie any.

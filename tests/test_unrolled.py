@@ -1,14 +1,19 @@
 """Specification of the local search (EvoMAL's coefficient learning)."""
 
+import functools
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from metaloss_sk import SymbolicLoss
+from metaloss_sk.batched_unroll import unroll_plan
 from metaloss_sk.optim import inner_optimizer
 from metaloss_sk.unrolled import (
     LearnedCoefficients,
+    _task_loss,
+    _unrolled_objectives,
     initial_coefficients,
     learn_coefficients,
     learn_coefficients_group,
@@ -341,13 +346,90 @@ def test_losses_learned_together_match_each_learned_alone(data, module, unroll):
     together = learn_coefficients_group(losses + [broken], module, *data, random_state=np.random.RandomState(3),
                                         coefficients=starts + [None], **settings)
     assert isinstance(together[-1], RuntimeError)
+    # MLP and FrozenFirstLayer run batched (stacked parameters): their products round otherwise than a
+    # lone net's, so the group agrees with lone learning to float32 rounding; DropoutBatchNorm (buffers)
+    # steps in lockstep, bit for bit.
+    batched = unroll_plan(module(), data[0]) is not None
+    assert batched == (module is not DropoutBatchNorm)
+    same = (functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-6) if batched
+            else np.testing.assert_array_equal)
     for loss, start, result in zip(losses, starts, together):
         alone = learn_coefficients(loss, module, *data, random_state=3, coefficients=start, **settings)
-        np.testing.assert_array_equal(result.coefficients, alone.coefficients)
-        np.testing.assert_array_equal(result.meta_losses, alone.meta_losses)
+        same(result.coefficients, alone.coefficients)
+        same(result.meta_losses, alone.meta_losses)
         assert result.n_nan_steps == alone.n_nan_steps
     assert together[2].n_nan_steps == 4
     assert not np.allclose(together[0].coefficients, together[0].initial_coefficients)
+
+
+class DropoutMLP(MLP):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(5, 16), nn.Tanh(), nn.Dropout(0.3), nn.Linear(16, 3))
+
+
+def _meta_gradients(losses, css, module, data, inner, unroll, batched):
+    """Each loss's meta objective and its gradient to the coefficients, batched or in lockstep."""
+    X_train, y_train, X_valid, y_valid = data
+    torch.manual_seed(0)
+    net = module()
+    plan = unroll_plan(net, X_train) if batched else None
+    assert (plan is not None) == batched
+    train = [(X_train[i * 32:(i + 1) * 32], y_train[i * 32:(i + 1) * 32]) for i in range(unroll)]
+    torch.manual_seed(1)  # the dropout draws
+    objectives = _unrolled_objectives(losses, [cs.unbind() for cs in css], net, dict(net.named_parameters()), train,
+                                      (X_valid[:32], y_valid[:32]), inner, _task_loss(losses[0]), False, plan)
+    results = []
+    for cs, objective in zip(css, objectives):
+        if isinstance(objective, Exception):
+            results.append(objective)
+            continue
+        (grad,) = torch.autograd.grad(objective, cs, retain_graph=True, allow_unused=True)
+        results.append((objective.item(), None if grad is None else grad.numpy()))
+    return results
+
+
+@pytest.mark.parametrize("unroll", [1, 3])
+@pytest.mark.parametrize("module", [MLP, DropoutMLP])
+@pytest.mark.parametrize("optimizer, params", [
+    (torch.optim.SGD, {"lr": 0.5, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-3}),
+    (torch.optim.Adam, {"lr": 0.01, "weight_decay": 1e-3}),
+])
+def test_batched_unroll_gives_each_loss_its_own_meta_gradient(data, module, unroll, optimizer, params):
+    # Among the losses: one that turns its weights NaN, one blind to the prediction (its network must not
+    # step, weight decay included) and one that raises.
+    programs = ["neg(mul(y, tanh(yhat)))", "square(sub(y, yhat))", CROSS_ENTROPY, "mul(yhat, sub(yhat, y))",
+                "mul(y, y)", CROSS_ENTROPY]
+    losses = [SymbolicLoss(p) for p in programs]
+    losses[-1].reduce = lambda *args: (_ for _ in ()).throw(RuntimeError("broken program"))
+    inner = inner_optimizer(optimizer, params)
+
+    def coefficients():
+        css = [torch.ones(len(loss.program_) - 1, requires_grad=True) for loss in losses]
+        css[2] = torch.full((4,), 1e30, requires_grad=True)  # overflows float32: the weights turn NaN
+        return css
+
+    lockstep = _meta_gradients(losses, coefficients(), module, data, inner, unroll, batched=False)
+    batched = _meta_gradients(losses, coefficients(), module, data, inner, unroll, batched=True)
+    assert isinstance(lockstep[-1], RuntimeError) and isinstance(batched[-1], RuntimeError)
+    assert np.isnan(lockstep[2][0]) and np.isnan(batched[2][0])
+    assert lockstep[4][1] is None and batched[4][1] is None  # the blind loss's coefficients reach nothing
+    for (objective, grad), (objective_b, grad_b) in zip(lockstep[:2] + lockstep[3:5], batched[:2] + batched[3:5]):
+        np.testing.assert_allclose(objective_b, objective, rtol=1e-6)
+        if grad is not None:
+            # To 1e-5 of the gradient's scale (a small component of a large gradient carries the large
+            # components' rounding); inner Adam's first step is nearly blind to the gradient's scale, so its
+            # meta-gradient is rounding-sized (~1e-7), hence the absolute floor.
+            np.testing.assert_allclose(grad_b, grad, rtol=1e-5, atol=1e-6 + 1e-5 * np.abs(grad).max())
+
+
+def test_only_linear_elementwise_modules_on_one_2d_input_unroll_batched(data):
+    X = data[0]
+    assert unroll_plan(MLP(), X) is not None and unroll_plan(DropoutMLP(), X) is not None
+    assert unroll_plan(DropoutBatchNorm(), X) is None  # buffers
+    assert unroll_plan(MLP(), {"x": X}) is None
+    frozen = MLP().requires_grad_(False)
+    assert unroll_plan(frozen, X) is None
 
 
 def test_checkpoints_validate_the_start_and_keep_the_best(data):
