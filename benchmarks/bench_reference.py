@@ -41,9 +41,14 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import ShuffleSplit, train_test_split
 from skorch import NeuralNetClassifier
 
-from metaloss_sk import Evolution, LocalSearch, LossSearchCV, Schedule
-from metaloss_sk.nets import MLP
+import metaloss_sk
+from metaloss_sk import LocalSearch, LossSearchCV
 from metaloss_sk.training import Budget, build_net
+
+try:
+    from metaloss_sk.nets import MLP
+except ImportError:  # --against a checkout before issue 32
+    from metaloss_sk.datasets import MLP
 
 RESULTS = Path(__file__).parent / "results"
 HERE = Path(__file__).resolve().parents[1]  # this checkout
@@ -80,9 +85,12 @@ def run(generations, seed, setting, n_jobs):
     else:
         local_search = LocalSearch(meta_steps=250, screen_factor=3 if setting == "on" else None)
         screening = {"screening": "auto" if setting == "on" else None}
-    search = LossSearchCV(net, evolution=Evolution(population_size=25), generations=generations,
-                          schedule=Schedule(min_resources=500, max_resources=500, **screening),
-                          baseline_lrs=None, local_search=local_search,
+    budgets = {"min_resources": 500, "max_resources": 500, **screening}
+    if hasattr(metaloss_sk, "Evolution"):  # the GP settings and the budgets nested (issue 32)
+        nested = {"evolution": metaloss_sk.Evolution(population_size=25), "schedule": metaloss_sk.Schedule(**budgets)}
+    else:  # --against a checkout before issue 32
+        nested = {"population_size": 25, **budgets}
+    search = LossSearchCV(net, generations=generations, **nested, baseline_lrs=None, local_search=local_search,
                           cv=ShuffleSplit(1, test_size=0.25, random_state=0), refit=False, random_state=seed,
                           n_jobs=n_jobs)
     start = time.perf_counter()
