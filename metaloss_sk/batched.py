@@ -166,11 +166,11 @@ class BatchedModule:
             args = [spec(a) for a in node.args]
             kwargs = {k: spec(v) for k, v in node.kwargs.items()}
             inputs = [a for a in (*node.args, *node.kwargs.values()) if isinstance(a, fx.Node)]
-            is_batched = any(batched[a] for a in inputs)
+            is_batched, linear = any(batched[a] for a in inputs), False
             if node.op == "call_module":
                 sub = self.traced.get_submodule(node.target)
                 if isinstance(sub, nn.Linear):
-                    op, is_batched = functools.partial(_linear, node.target, batched[node.args[0]]), True
+                    op, is_batched, linear = functools.partial(_linear, node.target, batched[node.args[0]]), True, True
                 elif isinstance(sub, nn.Dropout):
                     op = functools.partial(self._dropout, p=sub.p, training=sub.training,
                                            batched=batched[node.args[0]])
@@ -186,8 +186,7 @@ class BatchedModule:
             else:  # call_method
                 op = functools.partial(_call_method, node.target)
             slot[node], batched[node] = len(steps) + 1, is_batched
-            steps.append((op, args, kwargs, node.op == "call_module" and isinstance(op, functools.partial)
-                          and op.func is _linear))
+            steps.append((op, args, kwargs, linear))
         return steps, output
 
     def __call__(self, x):

@@ -54,10 +54,13 @@ def batched_objectives(plan, losses, css, params, train_batches, valid_batch, in
     states = [None] * len(values)
     trainable = [i for i, p in enumerate(params.values()) if p.requires_grad]
     failures = [None] * n
+    # A program that does not read yhat never reaches the network: alone, no parameter gets a gradient and
+    # the step leaves them (torch.optim skips them); here its slice is kept as it was.
+    blind = [j for j, loss in enumerate(losses) if "yhat" not in loss.program_.terminals_used]
     for t, (xb, yb) in enumerate(train_batches, 1):
         stacked = plan.forward(dict(zip(names, values)), xb).contiguous()
         outputs = stacked.unbind()
-        total, blind = None, []
+        total = None
         for j in range(n):
             if failures[j] is not None:
                 continue
@@ -67,10 +70,8 @@ def batched_objectives(plan, losses, css, params, train_batches, valid_batch, in
             except Exception as exc:  # noqa: BLE001 - the program's own failure, reported per loss
                 failures[j] = exc
                 continue
-            if not _reaches(inner_loss, stacked.grad_fn):
-                blind.append(j)  # alone, no parameter has a gradient: the step leaves them
-                continue
-            total = inner_loss if total is None else total + inner_loss
+            if j not in blind:
+                total = inner_loss if total is None else total + inner_loss
         if total is None:
             continue
         grads = [None] * len(values)
@@ -87,20 +88,3 @@ def batched_objectives(plan, losses, css, params, train_batches, valid_batch, in
     outputs = plan.forward(dict(zip(names, values)), valid_batch[0]).contiguous().unbind()
     return [failures[j] if failures[j] is not None else task_loss(outputs[j], valid_batch[1]) for j in range(n)]
 
-
-def _reaches(tensor, node):
-    """Whether autograd's graph of ``tensor`` reaches ``node`` (a grad_fn)."""
-    if tensor.grad_fn is None:
-        return False
-    seen, todo = {tensor.grad_fn}, [tensor.grad_fn]
-    while todo:
-        f = todo.pop()
-        if f is node:
-            return True
-        for nxt, _ in f.next_functions:
-            if nxt is not None and nxt is not node and nxt not in seen:
-                seen.add(nxt)
-                todo.append(nxt)
-            elif nxt is node:
-                return True
-    return False

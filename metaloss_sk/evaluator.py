@@ -171,8 +171,8 @@ class Evaluator:
             elif key in alias and alias[key] in self.rows:
                 source = self.rows[alias[key]]
                 row = self._row(p, generation, losses[key])
-                row.rungs, row.equivalent_to = list(source.rungs), str(source.program)
-                row.fold_coefficients = source.fold_coefficients
+                row.rungs, row.rejection = list(source.rungs), source.rejection
+                row.equivalent_to, row.fold_coefficients = str(source.program), source.fold_coefficients
                 stats["equivalent"] += 1
         for key in TOTALS:
             self.totals[key] += stats.get(key, 0)
